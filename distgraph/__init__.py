@@ -1,0 +1,21 @@
+"""distgraph: data-parallel training over an eager autograd engine (NumPy / CuPy, MPI / NCCL).
+
+    import distgraph as dg
+    x = dg.randn(3, requires_grad=True)
+    (x * x).sum().backward()
+"""
+from distgraph import backend
+from distgraph.autograd import Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from distgraph.autograd.creation import *  # noqa: F401,F403
+from distgraph.autograd.ops import *  # noqa: F401,F403
+from distgraph.autograd.ops import abs, all, any, max, min, pow, sum  # noqa: F401,A004
+from distgraph.backend import (Device, bool_, double, float16, float32, float64, half, int32, int64,
+                               long)
+from distgraph.backend import Device as device
+from distgraph import autograd, cuda, nn  # noqa: E402
+
+bool = bool_  # noqa: A001 - PyTorch's name: dg.bool
+float = float32  # noqa: A001
+int = int32  # noqa: A001
+
+__version__ = "0.1.0"

@@ -1,0 +1,178 @@
+"""Tensor factories: ``zeros``, ``ones``, ``full``, ``arange``, ``randn``, ``from_numpy``, ``from_dlpack``..."""
+from __future__ import annotations
+
+import numpy as np
+
+from distgraph import backend
+from distgraph.autograd.tensor import Tensor, _make, tensor
+
+__all__ = ["tensor", "as_tensor", "zeros", "ones", "full", "empty", "arange", "linspace", "eye",
+           "rand", "randn", "randint", "randperm", "zeros_like", "ones_like", "full_like", "empty_like",
+           "rand_like", "randn_like", "randint_like", "from_numpy", "from_dlpack", "manual_seed"]
+
+manual_seed = backend.manual_seed
+
+
+def _sizes(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    return tuple(int(n) for n in size)
+
+
+def _finish(arr, requires_grad):
+    t = _make(arr, None, False)
+    if requires_grad:
+        t.requires_grad_()
+    return t
+
+
+def _make_on(device, dtype, build):
+    dev = backend.Device(device) if device is not None else backend.CPU
+    xp = backend.xp_for(dev)
+    if dev.type == "cuda":
+        with xp.cuda.Device(dev.index):
+            return build(xp, dev)
+    return build(xp, dev)
+
+
+def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
+    """A tensor of ``size`` filled with ``fill_value`` (dtype inferred from it, as PyTorch)."""
+    if dtype is None:
+        dtype = backend._DEFAULT_FOR_CATEGORY[backend.scalar_category(fill_value)]
+    dtype = backend.as_dtype(dtype)
+    size = tuple(size) if isinstance(size, (tuple, list)) else (int(size),)
+    return _finish(_make_on(device, dtype, lambda xp, d: xp.full(size, fill_value, dtype)), requires_grad)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return full(_sizes(size), 0, dtype=dtype or backend.float32, device=device, requires_grad=requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    return full(_sizes(size), 1, dtype=dtype or backend.float32, device=device, requires_grad=requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    dtype = backend.as_dtype(dtype or backend.float32)
+    size = _sizes(size)
+    return _finish(_make_on(device, dtype, lambda xp, d: xp.empty(size, dtype)), requires_grad)
+
+
+def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False):
+    """``[start, end)`` by ``step``: int64 when all are ints, else float32."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        dtype = backend.int64 if all(isinstance(v, int) for v in (start, end, step)) else backend.float32
+    dtype = backend.as_dtype(dtype)
+    return _finish(_make_on(device, dtype, lambda xp, d: xp.arange(start, end, step).astype(dtype)), requires_grad)
+
+
+def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False):
+    dtype = backend.as_dtype(dtype or backend.float32)
+    return _finish(_make_on(device, dtype, lambda xp, d: xp.linspace(start, end, steps).astype(dtype)),
+                   requires_grad)
+
+
+def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
+    dtype = backend.as_dtype(dtype or backend.float32)
+    return _finish(_make_on(device, dtype, lambda xp, d: xp.eye(n, m, dtype=dtype)), requires_grad)
+
+
+def _random(size, dtype, device, requires_grad, draw):
+    dtype = backend.as_dtype(dtype or backend.float32)
+    if not backend.is_floating(dtype):
+        raise TypeError(f"expected a floating dtype for random floats, got {backend.dtype_name(dtype)}")
+    size = _sizes(size)
+
+    def build(xp, dev):
+        gen = backend.generator(dev)
+        wide = dtype if dtype != backend.float16 else backend.float32  # generators draw float32/64
+        return draw(gen, size, wide).astype(dtype, copy=False)
+    return _finish(_make_on(device, dtype, build), requires_grad)
+
+
+def rand(*size, dtype=None, device=None, requires_grad=False):
+    """Uniform on ``[0, 1)`` from the device's generator (see ``manual_seed``)."""
+    return _random(size, dtype, device, requires_grad, lambda g, s, dt: g.random(s, dtype=dt))
+
+
+def randn(*size, dtype=None, device=None, requires_grad=False):
+    """Standard normal from the device's generator (see ``manual_seed``)."""
+    return _random(size, dtype, device, requires_grad, lambda g, s, dt: g.standard_normal(s, dtype=dt))
+
+
+def randint(low, high=None, size=(), *, dtype=None, device=None):
+    """Integers uniform on ``[low, high)`` (int64 by default)."""
+    if high is None:
+        low, high = 0, low
+    dtype = backend.as_dtype(dtype or backend.int64)
+    size = tuple(size)
+    return _finish(_make_on(device, dtype, lambda xp, d: backend.generator(d).integers(
+        low, high, size=size).astype(dtype)), False)
+
+
+def randperm(n, *, dtype=None, device=None):
+    dtype = backend.as_dtype(dtype or backend.int64)
+    return _finish(_make_on(device, dtype, lambda xp, d: backend.generator(d).permutation(n).astype(dtype)), False)
+
+
+def _like(t, dtype, device):
+    return dict(dtype=dtype or t.dtype, device=device or t.device)
+
+
+def zeros_like(input, *, dtype=None, device=None, requires_grad=False):
+    return zeros(input.shape, **_like(input, dtype, device), requires_grad=requires_grad)
+
+
+def ones_like(input, *, dtype=None, device=None, requires_grad=False):
+    return ones(input.shape, **_like(input, dtype, device), requires_grad=requires_grad)
+
+
+def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False):
+    return full(input.shape, fill_value, **_like(input, dtype, device), requires_grad=requires_grad)
+
+
+def empty_like(input, *, dtype=None, device=None, requires_grad=False):
+    return empty(input.shape, **_like(input, dtype, device), requires_grad=requires_grad)
+
+
+def rand_like(input, *, dtype=None, device=None, requires_grad=False):
+    return rand(input.shape, **_like(input, dtype, device), requires_grad=requires_grad)
+
+
+def randn_like(input, *, dtype=None, device=None, requires_grad=False):
+    return randn(input.shape, **_like(input, dtype, device), requires_grad=requires_grad)
+
+
+def randint_like(input, low, high=None, *, dtype=None, device=None):
+    return randint(low, high, input.shape, **_like(input, dtype, device))
+
+
+def as_tensor(data, dtype=None, device=None):
+    """Like ``tensor`` but shares memory when ``data`` is already a suitable array or Tensor."""
+    if isinstance(data, Tensor):
+        return data.to(device=device, dtype=dtype) if (device or dtype) else data
+    if isinstance(data, np.ndarray) and data.dtype in backend.SUPPORTED_DTYPES and dtype is None and (
+            device is None or backend.Device(device) == backend.CPU):
+        return from_numpy(data)
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A CPU tensor sharing memory with ``array`` (no copy)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
+    backend.as_dtype(array.dtype)
+    return _make(array, None, False)
+
+
+def from_dlpack(obj) -> Tensor:
+    """Zero-copy import of any DLPack producer (NumPy, CuPy, PyTorch, another Tensor)."""
+    dev_type, dev_id = obj.__dlpack_device__()
+    if int(dev_type) == 1:  # kDLCPU
+        arr = np.from_dlpack(obj)
+    else:
+        arr = backend.require_cuda(backend.Device("cuda", int(dev_id))).from_dlpack(obj)
+    backend.as_dtype(arr.dtype)
+    return _make(arr, None, False)

@@ -1,0 +1,180 @@
+"""The backward engine: iterative, deterministic, hook-aware.
+
+Backward runs in two passes over the graph reachable from the roots:
+
+1. count, for every node, how many edges lead into it (iterative DFS, so a
+   10,000-op chain needs no recursion);
+2. run nodes from a heap keyed by creation order, latest first.  A node runs
+   once every gradient flowing into it has been summed, so each node and each
+   leaf sees exactly one, complete gradient.  The order depends only on the
+   graph, never on memory addresses: every rank issues its gradient-ready
+   hooks (and so its collectives) in the same order.
+
+A leaf's ``.grad`` is updated as soon as its last contribution arrives, and
+its post-accumulate-grad hooks run right then: this is what lets
+``DistributedDataParallel`` start an all-reduce while backward goes on.
+"""
+from __future__ import annotations
+
+import heapq
+import threading
+
+from distgraph.autograd import grad_mode
+
+_local = threading.local()
+
+
+def queue_callback(fn):
+    """Run ``fn()`` once, when the backward pass now running finishes.
+
+    Must be called from inside a backward pass (e.g. from a tensor hook), like
+    PyTorch's ``Variable._execution_engine.queue_callback``.
+    """
+    callbacks = getattr(_local, "callbacks", None)
+    if callbacks is None:
+        raise RuntimeError("queue_callback: no backward pass is running; call it from a hook during backward")
+    callbacks.append(fn)
+
+
+def _leaf_hooks(t, g):
+    hooks = t._hooks
+    if hooks is not None:
+        for fn in hooks.get("pre", ()):
+            r = fn(_wrap(g))
+            if r is not None:
+                g = r.data
+    return g
+
+
+def _wrap(g):
+    from distgraph.autograd.tensor import _make
+    return _make(g, None, False)
+
+
+def run_backward(roots, grads, retain_graph=False, inputs=None):
+    """Propagate ``grads`` (arrays) from ``roots`` (Tensors).
+
+    With ``inputs=None`` leaf gradients accumulate into ``.grad``.  With a
+    list of tensors, their gradients are returned instead (``autograd.grad``)
+    and no ``.grad`` is touched.
+    """
+    from distgraph.autograd.tensor import Tensor
+
+    captured = None
+    if inputs is not None:
+        captured = {id(t): None for t in inputs}
+        capture_nodes = {id(t.grad_fn): id(t) for t in inputs if t.grad_fn is not None}
+    # --- pass 1: dependency counts -------------------------------------
+    deps = {}
+    stack = []
+    for r in roots:
+        start = r.grad_fn if r.grad_fn is not None else r
+        if id(start) not in deps:
+            deps[id(start)] = 0
+            stack.append(start)
+    while stack:
+        node = stack.pop()
+        if type(node) is Tensor:
+            continue
+        if node._released:
+            raise RuntimeError(
+                f"Trying to backward through the graph a second time ({node.name()}): its saved "
+                "arrays were freed by the first backward; pass retain_graph=True to the first "
+                "backward (or autograd.grad) if you need to backward twice")
+        for nxt in node.next:
+            if nxt is None:
+                continue
+            k = id(nxt)
+            if k in deps:
+                deps[k] += 1
+            else:
+                deps[k] = 1
+                stack.append(nxt)
+
+    # --- pass 2: run ready nodes, latest first --------------------------
+    buffers = {}
+    heap = []
+    handed = set()  # arrays given to a leaf's .grad in this pass (never alias two)
+    ready_leaves = []
+    for r, g in zip(roots, grads):
+        start = r.grad_fn if r.grad_fn is not None else r
+        k = id(start)
+        buffers[k] = g if k not in buffers else buffers[k] + g
+    for r in roots:
+        start = r.grad_fn if r.grad_fn is not None else r
+        if deps[id(start)] == 0:
+            deps[id(start)] = -1
+            if type(start) is Tensor:
+                ready_leaves.append(start)
+            else:
+                heapq.heappush(heap, (-start.seq, id(start), start))
+
+    outer = getattr(_local, "callbacks", None)
+    _local.callbacks = callbacks = []
+    try:
+        with grad_mode.no_grad():
+            for leaf in ready_leaves:
+                _finish_leaf(leaf, buffers.pop(id(leaf)), captured, handed)
+            while heap:
+                _, k, node = heapq.heappop(heap)
+                gy = buffers.pop(k)
+                hooks = getattr(node, "_hooks", None)
+                if hooks:
+                    for fn in hooks:
+                        r = fn(_wrap(gy))
+                        if r is not None:
+                            gy = r.data
+                if captured is not None and k in capture_nodes:
+                    captured[capture_nodes[k]] = gy
+                if node._versions:
+                    node._check_versions()
+                gxs = node.backward(gy)
+                if not retain_graph:
+                    node._release()
+                for nxt, gx in zip(node.next, gxs):
+                    if nxt is None or gx is None:
+                        continue
+                    j = id(nxt)
+                    prev = buffers.get(j)
+                    buffers[j] = gx if prev is None else prev + gx
+                    left = deps[j] - 1
+                    deps[j] = left
+                    if left == 0:
+                        if type(nxt) is Tensor:
+                            _finish_leaf(nxt, buffers.pop(j), captured, handed)
+                        else:
+                            heapq.heappush(heap, (-nxt.seq, j, nxt))
+        # Callbacks run after every gradient is in place, outside no_grad like
+        # PyTorch's engine callbacks; they may queue further callbacks.
+        i = 0
+        while i < len(callbacks):
+            callbacks[i]()
+            i += 1
+    finally:
+        _local.callbacks = outer
+    if captured is not None:
+        return [captured[id(t)] for t in inputs]
+    return None
+
+
+def _finish_leaf(t, g, captured, handed):
+    if captured is not None:
+        if id(t) in captured:
+            captured[id(t)] = _leaf_hooks(t, g)
+        return
+    g = _leaf_hooks(t, g)
+    if g.shape != t.data.shape:
+        raise RuntimeError(
+            f"backward: gradient of shape {tuple(g.shape)} does not match its leaf of shape "
+            f"{tuple(t.data.shape)}")
+    if t.grad is None:
+        if id(g) in handed or g.base is not None or g.dtype != t.data.dtype:
+            g = g.astype(t.data.dtype, copy=True)
+        handed.add(id(g))
+        t.grad = _wrap(g)
+    else:
+        t.grad.data += g
+    hooks = t._hooks
+    if hooks is not None:
+        for fn in hooks.get("post", ()):
+            fn(t)

@@ -1,0 +1,144 @@
+"""The op base class: one small class per op, forward and backward side by side.
+
+An op subclass implements ``forward(*arrays) -> array`` and
+``backward(gy) -> tuple`` (one gradient, or ``None``, per input), both on raw
+NumPy/CuPy arrays through ``xp = get_array_module(x)``.  ``Function.apply``
+runs the forward and, when grad mode is on and an input requires grad, records
+the op as a node of the graph.
+
+Class attributes an op may set:
+
+* ``saves``: indices of the inputs whose arrays ``backward`` reads.  Their
+  version counters are checked at backward time, so an in-place change after
+  the forward raises instead of giving a wrong gradient.
+* ``saves_output``: ``backward`` reads the output array (e.g. ``Exp``).
+"""
+from __future__ import annotations
+
+import itertools
+
+from distgraph.autograd import grad_mode
+
+_next_seq = itertools.count().__next__
+
+
+class Node:
+    """A vertex of the backward graph.
+
+    ``next`` holds, per input, where that input's gradient goes: the producing
+    node, the leaf ``Tensor`` itself (its ``.grad`` accumulates), or ``None``.
+    ``seq`` is a creation counter: the engine runs ready nodes latest-first,
+    so the order of backward is the same on every rank.
+    """
+
+    __slots__ = ("next", "seq", "needs_input_grad", "_versions", "_hooks", "_released")
+
+    def backward(self, gy):
+        raise NotImplementedError
+
+    def name(self) -> str:
+        return type(self).__name__ + "Backward"
+
+    def __repr__(self):
+        return f"<{self.name()}>"
+
+    def register_hook(self, fn):
+        hooks = getattr(self, "_hooks", None)
+        if hooks is None:
+            hooks = self._hooks = []
+        hooks.append(fn)
+        return RemovableHandle(hooks, fn)
+
+    def _check_versions(self):
+        for counter, expected in self._versions:
+            if counter[0] != expected:
+                raise RuntimeError(
+                    f"{self.name()}: a tensor saved for backward was modified in place "
+                    f"(version {counter[0]}, expected {expected}); use an out-of-place op "
+                    "(e.g. `x = x + 1` instead of `x += 1`) or clone the tensor before changing it")
+
+    def _release(self):
+        """Drop saved arrays after backward when the graph is not retained."""
+        for cls in type(self).__mro__:
+            for slot in cls.__dict__.get("__slots__", ()):
+                if slot not in Node.__slots__ and hasattr(self, slot):
+                    delattr(self, slot)
+        self._released = True
+
+
+class Function(Node):
+    """Base class of differentiable ops (see the module docstring)."""
+
+    __slots__ = ()
+    saves: tuple = ()
+    saves_output: bool = False
+
+    def forward(self, *arrays):
+        raise NotImplementedError
+
+    def apply(self, *inputs):
+        """Run the op on ``inputs`` (Tensors, or raw scalars/arrays) and return a Tensor."""
+        from distgraph.autograd.tensor import Tensor, _make
+        arrays = [x.data if type(x) is Tensor else x for x in inputs]
+        y = self.forward(*arrays)
+        if not grad_mode.is_grad_enabled():
+            return _make(y, None, False)
+        nxt = []
+        record = False
+        for x in inputs:
+            if type(x) is Tensor and x.requires_grad:
+                nxt.append(x.grad_fn or x)
+                record = True
+            else:
+                nxt.append(None)
+        if not record:
+            return _make(y, None, False)
+        self.next = nxt
+        self.needs_input_grad = [n is not None for n in nxt]
+        self.seq = _next_seq()
+        self._released = False
+        versions = []
+        for i in self.saves:
+            x = inputs[i]
+            if type(x) is Tensor:
+                versions.append((x._version, x._version[0]))
+        out = _make(y, self, True)
+        if self.saves_output:
+            versions.append((out._version, 0))
+        self._versions = versions
+        return out
+
+
+class RemovableHandle:
+    """Returned by ``register_*_hook``; ``handle.remove()`` unregisters the hook."""
+
+    __slots__ = ("_hooks", "_fn")
+
+    def __init__(self, hooks: list, fn):
+        self._hooks, self._fn = hooks, fn
+
+    def remove(self):
+        try:
+            self._hooks.remove(self._fn)
+        except ValueError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def unbroadcast(g, shape):
+    """Sum ``g`` down to ``shape``: the one rule for every broadcasting op."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    if lead:
+        g = g.reshape(shape)
+    return g.reshape(shape) if g.shape != shape else g

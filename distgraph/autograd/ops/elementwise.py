@@ -1,0 +1,668 @@
+"""Elementwise ops: arithmetic, activations, comparisons.
+
+Each op class holds forward and backward side by side; the public function
+below it handles operands (scalars, arrays, dtype promotion, devices).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from distgraph import backend
+from distgraph.autograd.function import Function, unbroadcast
+from distgraph.autograd.ops._common import SCALARS, as_tensor, cast, promote, xp_of
+from distgraph.autograd.tensor import Tensor, _make
+
+__all__ = [
+    "add", "sub", "mul", "div", "true_divide", "pow", "neg", "abs", "exp", "log", "log1p", "sqrt",
+    "rsqrt", "sin", "cos", "tanh", "sigmoid", "relu", "gelu", "silu", "softplus", "leaky_relu",
+    "elu", "clamp", "clip", "maximum", "minimum", "where", "masked_fill", "clone", "cast",
+    "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not",
+    "isnan", "isfinite", "equal", "allclose", "ToDevice",
+]
+
+
+def _shape(x):
+    return x.shape if hasattr(x, "shape") else ()
+
+
+# ================================================================ arithmetic
+class Add(Function):
+    __slots__ = ("xs", "ys")
+
+    def forward(self, x, y):
+        self.xs, self.ys = _shape(x), _shape(y)
+        return x + y
+
+    def backward(self, gy):
+        nig = self.needs_input_grad
+        return (unbroadcast(gy, self.xs) if nig[0] else None,
+                unbroadcast(gy, self.ys) if nig[1] else None)
+
+
+class Sub(Function):
+    __slots__ = ("xs", "ys")
+
+    def forward(self, x, y):
+        self.xs, self.ys = _shape(x), _shape(y)
+        return x - y
+
+    def backward(self, gy):
+        nig = self.needs_input_grad
+        return (unbroadcast(gy, self.xs) if nig[0] else None,
+                unbroadcast(-gy, self.ys) if nig[1] else None)
+
+
+class Mul(Function):
+    __slots__ = ("x", "y")
+    saves = (0, 1)
+
+    def forward(self, x, y):
+        self.x, self.y = x, y
+        return x * y
+
+    def backward(self, gy):
+        nig = self.needs_input_grad
+        return (unbroadcast(gy * self.y, _shape(self.x)) if nig[0] else None,
+                unbroadcast(gy * self.x, _shape(self.y)) if nig[1] else None)
+
+
+class Div(Function):
+    __slots__ = ("x", "y")
+    saves = (0, 1)
+
+    def forward(self, x, y):
+        self.x, self.y = x, y
+        return x / y
+
+    def backward(self, gy):
+        nig = self.needs_input_grad
+        gx = gy / self.y
+        return (unbroadcast(gx, _shape(self.x)) if nig[0] else None,
+                unbroadcast(-gx * self.x / self.y, _shape(self.y)) if nig[1] else None)
+
+
+class Pow(Function):
+    __slots__ = ("x", "p", "out")
+    saves = (0, 1)
+    saves_output = True
+
+    def forward(self, x, p):
+        self.x, self.p = x, p
+        self.out = y = x ** p
+        return y
+
+    def backward(self, gy):
+        nig = self.needs_input_grad
+        x, p = self.x, self.p
+        gx = gp = None
+        if nig[0]:
+            gx = unbroadcast(gy * p * x ** (p - 1), _shape(x))
+        if nig[1]:
+            xp = xp_of(gy)
+            logx = xp.log(xp.where(x > 0, x, 1))  # d/dp x**p = x**p log x; 0 where x <= 0
+            gp = unbroadcast(gy * self.out * logx, _shape(p))
+        return gx, gp
+
+
+class Neg(Function):
+    __slots__ = ()
+
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return (-gy,)
+
+
+class Abs(Function):
+    __slots__ = ("x",)
+    saves = (0,)
+
+    def forward(self, x):
+        self.x = x
+        return xp_of(x).abs(x)
+
+    def backward(self, gy):
+        return (gy * xp_of(gy).sign(self.x),)
+
+
+def _binary(cls, a, b, name):
+    # Fast path: two tensors of one dtype on the host, or a tensor and a
+    # Python scalar that does not promote it.
+    ta, tb = type(a) is Tensor, type(b) is Tensor
+    if ta and tb:
+        fast = a.data.dtype == b.data.dtype and type(a.data) is np.ndarray and type(b.data) is np.ndarray
+    elif ta and type(b) in SCALARS:
+        fast = backend.scalar_category(b) <= backend.category(a.data.dtype)
+    elif tb and type(a) in SCALARS:
+        fast = backend.scalar_category(a) <= backend.category(b.data.dtype)
+    else:
+        fast = False
+    if not fast:
+        (a, b), _ = promote(name, a, b)
+    try:
+        return cls().apply(a, b)
+    except ValueError as e:
+        if "broadcast" not in str(e):
+            raise
+        raise RuntimeError(f"{name}: shapes {_shape(_arr(a))} and {_shape(_arr(b))} can't be "
+                           "broadcast together (trailing dims must match or be 1)") from None
+
+
+def _arr(x):
+    return x.data if type(x) is Tensor else x
+
+
+def add(input, other, *, alpha=1):
+    """``input + alpha * other``, broadcasting."""
+    if alpha != 1:
+        other = mul(other, alpha)
+    return _binary(Add, input, other, "add")
+
+
+def sub(input, other, *, alpha=1):
+    """``input - alpha * other``, broadcasting."""
+    if alpha != 1:
+        other = mul(other, alpha)
+    return _binary(Sub, input, other, "sub")
+
+
+def mul(input, other):
+    """``input * other``, broadcasting."""
+    return _binary(Mul, input, other, "mul")
+
+
+def div(input, other):
+    """True division ``input / other``; integer inputs give the default float (float32)."""
+    (a, b), dt = promote("div", input, other)
+    if not backend.is_floating(dt):
+        a = cast(a, backend.float32) if type(a) is Tensor else float(a)
+        b = cast(b, backend.float32) if type(b) is Tensor else float(b)
+    return _binary(Div, a, b, "div")
+
+
+true_divide = div
+
+
+def pow(input, exponent):
+    """``input ** exponent``; d/dexponent is taken as 0 where ``input <= 0``."""
+    return _binary(Pow, input, exponent, "pow")
+
+
+def neg(input):
+    return Neg().apply(as_tensor(input))
+
+
+def abs(input):
+    """``|x|``; gradient ``sign(x)`` (0 at 0, as in PyTorch)."""
+    return Abs().apply(as_tensor(input))
+
+
+# ======================================================= unary float maths
+def _floating(x):
+    """Unary float ops promote integer inputs to the default float (as PyTorch)."""
+    x = as_tensor(x)
+    if not backend.is_floating(x.data.dtype):
+        x = cast(x, backend.float32)
+    return x
+
+
+class Exp(Function):
+    __slots__ = ("out",)
+    saves_output = True
+
+    def forward(self, x):
+        self.out = y = xp_of(x).exp(x)
+        return y
+
+    def backward(self, gy):
+        return (gy * self.out,)
+
+
+class Log(Function):
+    __slots__ = ("x",)
+    saves = (0,)
+
+    def forward(self, x):
+        self.x = x
+        return xp_of(x).log(x)
+
+    def backward(self, gy):
+        return (gy / self.x,)
+
+
+class Log1p(Function):
+    __slots__ = ("x",)
+    saves = (0,)
+
+    def forward(self, x):
+        self.x = x
+        return xp_of(x).log1p(x)
+
+    def backward(self, gy):
+        return (gy / (1 + self.x),)
+
+
+class Sqrt(Function):
+    __slots__ = ("out",)
+    saves_output = True
+
+    def forward(self, x):
+        self.out = y = xp_of(x).sqrt(x)
+        return y
+
+    def backward(self, gy):
+        return (gy / (2 * self.out),)
+
+
+class Rsqrt(Function):
+    __slots__ = ("out",)
+    saves_output = True
+
+    def forward(self, x):
+        self.out = y = 1 / xp_of(x).sqrt(x)
+        return y
+
+    def backward(self, gy):
+        return (-0.5 * gy * self.out ** 3,)
+
+
+class Sin(Function):
+    __slots__ = ("x",)
+    saves = (0,)
+
+    def forward(self, x):
+        self.x = x
+        return xp_of(x).sin(x)
+
+    def backward(self, gy):
+        return (gy * xp_of(gy).cos(self.x),)
+
+
+class Cos(Function):
+    __slots__ = ("x",)
+    saves = (0,)
+
+    def forward(self, x):
+        self.x = x
+        return xp_of(x).cos(x)
+
+    def backward(self, gy):
+        return (-gy * xp_of(gy).sin(self.x),)
+
+
+class Tanh(Function):
+    __slots__ = ("out",)
+    saves_output = True
+
+    def forward(self, x):
+        self.out = y = xp_of(x).tanh(x)
+        return y
+
+    def backward(self, gy):
+        return (gy * (1 - self.out * self.out),)
+
+
+class Sigmoid(Function):
+    __slots__ = ("out",)
+    saves_output = True
+
+    def forward(self, x):
+        # 0.5 * (1 + tanh(x / 2)) is exact and never overflows, unlike 1 / (1 + exp(-x)).
+        self.out = y = 0.5 * (xp_of(x).tanh(0.5 * x) + 1)
+        return y
+
+    def backward(self, gy):
+        y = self.out
+        return (gy * y * (1 - y),)
+
+
+def exp(input): return Exp().apply(_floating(input))
+def log(input): return Log().apply(_floating(input))
+def log1p(input): return Log1p().apply(_floating(input))
+def sqrt(input): return Sqrt().apply(_floating(input))
+def rsqrt(input): return Rsqrt().apply(_floating(input))
+def sin(input): return Sin().apply(_floating(input))
+def cos(input): return Cos().apply(_floating(input))
+def tanh(input): return Tanh().apply(_floating(input))
+def sigmoid(input): return Sigmoid().apply(_floating(input))
+
+
+# =============================================================== activations
+class Relu(Function):
+    __slots__ = ("out",)
+    saves_output = True
+
+    def forward(self, x):
+        self.out = y = xp_of(x).maximum(x, 0)
+        return y
+
+    def backward(self, gy):
+        return (gy * (self.out > 0),)
+
+
+class Gelu(Function):
+    __slots__ = ("x", "approximate")
+    saves = (0,)
+
+    def __init__(self, approximate):
+        self.approximate = approximate
+
+    def forward(self, x):
+        self.x = x
+        xp = xp_of(x)
+        if self.approximate == "tanh":
+            return 0.5 * x * (1 + xp.tanh(_GELU_C * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1 + backend.erf(x / math.sqrt(2)))
+
+    def backward(self, gy):
+        x = self.x
+        xp = xp_of(x)
+        if self.approximate == "tanh":
+            t = xp.tanh(_GELU_C * (x + 0.044715 * x ** 3))
+            dt = (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * x * x)
+            return (gy * (0.5 * (1 + t) + 0.5 * x * dt),)
+        cdf = 0.5 * (1 + backend.erf(x / math.sqrt(2)))
+        pdf = xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return (gy * (cdf + x * pdf),)
+
+
+_GELU_C = math.sqrt(2 / math.pi)
+
+
+class Silu(Function):
+    __slots__ = ("x", "s")
+    saves = (0,)
+
+    def forward(self, x):
+        self.x = x
+        self.s = s = 0.5 * (xp_of(x).tanh(0.5 * x) + 1)
+        return x * s
+
+    def backward(self, gy):
+        s = self.s
+        return (gy * s * (1 + self.x * (1 - s)),)
+
+
+class Softplus(Function):
+    __slots__ = ("x", "beta", "threshold")
+    saves = (0,)
+
+    def __init__(self, beta, threshold):
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x):
+        self.x = x
+        xp = xp_of(x)
+        bx = self.beta * x
+        return xp.where(bx > self.threshold, x, xp.logaddexp(0, bx) / self.beta).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        bx = self.beta * self.x
+        s = 0.5 * (xp.tanh(0.5 * bx) + 1)
+        return (gy * xp.where(bx > self.threshold, 1, s).astype(gy.dtype, copy=False),)
+
+
+class LeakyRelu(Function):
+    __slots__ = ("x", "slope")
+    saves = (0,)
+
+    def __init__(self, slope):
+        self.slope = slope
+
+    def forward(self, x):
+        self.x = x
+        return xp_of(x).where(x > 0, x, x * self.slope)
+
+    def backward(self, gy):
+        return (xp_of(gy).where(self.x > 0, gy, gy * self.slope),)
+
+
+class Elu(Function):
+    __slots__ = ("x", "alpha")
+    saves = (0,)
+
+    def __init__(self, alpha):
+        self.alpha = alpha
+
+    def forward(self, x):
+        self.x = x
+        xp = xp_of(x)
+        return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0)))
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        x = self.x
+        return (xp.where(x > 0, gy, gy * self.alpha * xp.exp(xp.minimum(x, 0))),)
+
+
+def relu(input):
+    """``max(x, 0)``; gradient 0 at 0."""
+    return Relu().apply(as_tensor(input))
+
+
+def gelu(input, approximate="none"):
+    """``x * Phi(x)`` (``approximate="none"``, with erf) or the tanh approximation."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return Gelu(approximate).apply(_floating(input))
+
+
+def silu(input):
+    """``x * sigmoid(x)``."""
+    return Silu().apply(_floating(input))
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    """``log(1 + exp(beta x)) / beta``, linear where ``beta x > threshold``."""
+    return Softplus(beta, threshold).apply(_floating(input))
+
+
+def leaky_relu(input, negative_slope=0.01):
+    """``x`` where ``x > 0`` else ``negative_slope * x``."""
+    return LeakyRelu(negative_slope).apply(as_tensor(input))
+
+
+def elu(input, alpha=1.0):
+    """``x`` where ``x > 0`` else ``alpha (exp(x) - 1)``."""
+    return Elu(alpha).apply(_floating(input))
+
+
+# ==================================================== selection and binary max
+class Where(Function):
+    __slots__ = ("cond", "xs", "ys")
+
+    def __init__(self, cond):
+        self.cond = cond
+
+    def forward(self, x, y):
+        self.xs, self.ys = _shape(x), _shape(y)
+        return xp_of(self.cond).where(self.cond, x, y)
+
+    def backward(self, gy):
+        nig = self.needs_input_grad
+        zero = gy.dtype.type(0)
+        xp = xp_of(gy)
+        return (unbroadcast(xp.where(self.cond, gy, zero), self.xs) if nig[0] else None,
+                unbroadcast(xp.where(self.cond, zero, gy), self.ys) if nig[1] else None)
+
+
+class Maximum(Function):
+    """Binary max; on ties each input gets half the gradient (as PyTorch)."""
+    __slots__ = ("x", "y", "lesser")
+    saves = (0, 1)
+
+    def __init__(self, lesser=False):
+        self.lesser = lesser
+
+    def forward(self, x, y):
+        self.x, self.y = x, y
+        xp = xp_of(x)
+        return xp.minimum(x, y) if self.lesser else xp.maximum(x, y)
+
+    def backward(self, gy):
+        x, y = self.x, self.y
+        wins = (x < y) if self.lesser else (x > y)
+        w = wins + 0.5 * (x == y)
+        nig = self.needs_input_grad
+        return (unbroadcast(gy * w.astype(gy.dtype, copy=False), _shape(x)) if nig[0] else None,
+                unbroadcast(gy * (1 - w).astype(gy.dtype, copy=False), _shape(y)) if nig[1] else None)
+
+
+def where(condition, input, other):
+    """``input`` where ``condition`` else ``other`` (broadcasting)."""
+    cond = as_tensor(condition)
+    if cond.data.dtype != backend.bool_:
+        raise TypeError(f"where: expected a bool condition, got {backend.dtype_name(cond.data.dtype)}")
+    (x, y), _ = promote("where", input, other)
+    like = x if type(x) is Tensor else y
+    if type(like) is Tensor:
+        cond = as_tensor(cond.data, like)
+    return Where(cond.data).apply(x, y)
+
+
+def masked_fill(input, mask, value):
+    """``value`` where ``mask`` else ``input``; the result keeps ``input``'s dtype."""
+    x = as_tensor(input)
+    v = value.item() if isinstance(value, Tensor) and value.data.ndim == 0 and not value.requires_grad else value
+    if type(v) in SCALARS:
+        v = x.data.dtype.type(v).item()
+        return where(mask, x, v) if backend.scalar_category(v) <= backend.category(x.data.dtype) \
+            else cast(where(mask, x, v), x.data.dtype)
+    return where(mask, x, cast(as_tensor(v, x), x.data.dtype))
+
+
+def maximum(input, other):
+    """Elementwise max of two tensors (ties split the gradient evenly)."""
+    return _binary(Maximum, input, other, "maximum")
+
+
+def minimum(input, other):
+    """Elementwise min of two tensors (ties split the gradient evenly)."""
+    (a, b), _ = promote("minimum", input, other)
+    return Maximum(lesser=True).apply(a, b)
+
+
+def clamp(input, min=None, max=None):
+    """Clamp to ``[min, max]``; the gradient passes where ``min <= x <= max``
+    (scalar bounds), and goes to a tensor bound where it is the one chosen."""
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    x = as_tensor(input)
+    if min is not None:
+        x = where(x < min, min, x) if not type(min) in SCALARS else where(x < min, x.data.dtype.type(min).item(), x)
+    if max is not None:
+        x = where(x > max, max, x) if not type(max) in SCALARS else where(x > max, x.data.dtype.type(max).item(), x)
+    return x
+
+
+clip = clamp
+
+
+# ====================================================== casting and copying
+class Cast(Function):
+    __slots__ = ("dtype", "src")
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def forward(self, x):
+        self.src = x.dtype
+        return x.astype(self.dtype)
+
+    def backward(self, gy):
+        return (gy.astype(self.src),)
+
+
+class Clone(Function):
+    __slots__ = ()
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return (gy,)
+
+
+class ToDevice(Function):
+    __slots__ = ("device", "src")
+
+    def __init__(self, device):
+        self.device = device
+
+    def forward(self, x):
+        self.src = backend.device_of(x)
+        return backend.to_device(x, self.device)
+
+    def backward(self, gy):
+        return (backend.to_device(gy, self.src),)
+
+
+def clone(input):
+    """A copy that stays in the graph (gradient passes through)."""
+    return Clone().apply(as_tensor(input))
+
+
+# ======================================================= comparison and logic
+def _compare(fn, a, b, name):
+    (a, b), _ = promote(name, a, b)
+    return _make(fn(a.data if type(a) is Tensor else a, b.data if type(b) is Tensor else b), None, False)
+
+
+def eq(input, other):
+    if other is None:
+        return False
+    return _compare(lambda x, y: x == y, input, other, "eq")
+
+
+def ne(input, other):
+    if other is None:
+        return True
+    return _compare(lambda x, y: x != y, input, other, "ne")
+
+
+def lt(input, other): return _compare(lambda x, y: x < y, input, other, "lt")
+def le(input, other): return _compare(lambda x, y: x <= y, input, other, "le")
+def gt(input, other): return _compare(lambda x, y: x > y, input, other, "gt")
+def ge(input, other): return _compare(lambda x, y: x >= y, input, other, "ge")
+
+
+def logical_and(input, other):
+    return _compare(lambda x, y: xp_of(x).logical_and(x, y), input, other, "logical_and")
+
+
+def logical_or(input, other):
+    return _compare(lambda x, y: xp_of(x).logical_or(x, y), input, other, "logical_or")
+
+
+def logical_xor(input, other):
+    return _compare(lambda x, y: xp_of(x).logical_xor(x, y), input, other, "logical_xor")
+
+
+def logical_not(input):
+    x = as_tensor(input).data
+    return _make(xp_of(x).logical_not(x), None, False)
+
+
+def isnan(input):
+    x = as_tensor(input).data
+    return _make(xp_of(x).isnan(x), None, False)
+
+
+def isfinite(input):
+    x = as_tensor(input).data
+    return _make(xp_of(x).isfinite(x), None, False)
+
+
+def equal(input, other) -> bool:
+    """True when both have the same shape and elements."""
+    return input.shape == other.shape and bool((as_tensor(input).data == as_tensor(other).data).all())
+
+
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
+    a, b = as_tensor(input).data, as_tensor(other, input).data
+    return bool(xp_of(a).allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
+

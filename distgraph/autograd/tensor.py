@@ -1,0 +1,522 @@
+"""``Tensor``: one NumPy (``cpu``) or CuPy (``cuda:N``) array plus its place in the graph.
+
+Unlike PyTorch, ``t.data`` is the raw array itself (as in Chainer); use
+``t.detach()`` for a Tensor that shares it without a graph.
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from distgraph import backend
+from distgraph.autograd import grad_mode
+
+
+class Tensor:
+    """An n-dimensional array that can record the ops applied to it.
+
+    Attributes:
+        data: the NumPy or CuPy array.
+        grad: a Tensor holding the accumulated gradient, or ``None``.
+        grad_fn: the node that produced this tensor (``None`` for leaves).
+        requires_grad: whether ops on this tensor are recorded.
+    """
+
+    __slots__ = ("data", "grad", "grad_fn", "requires_grad", "_version", "_base", "_hooks",
+                 "__weakref__")
+    __array_ufunc__ = None  # make `np_array + tensor` defer to Tensor.__radd__
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        t = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+        self.data, self.grad, self.grad_fn = t.data, None, None
+        self.requires_grad, self._version, self._base, self._hooks = t.requires_grad, [0], None, None
+
+    # ------------------------------------------------------------ properties
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.data.shape[dim]
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self):
+        return backend.device_of(self.data)
+
+    @property
+    def is_cuda(self):
+        return not isinstance(self.data, np.ndarray)
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    def dim(self):
+        return self.data.ndim
+
+    def numel(self):
+        return int(self.data.size)
+
+    def element_size(self):
+        return self.data.itemsize
+
+    @property
+    def nbytes(self):
+        return int(self.data.nbytes)
+
+    @property
+    def T(self):
+        return permute(self, tuple(range(self.data.ndim - 1, -1, -1)))
+
+    @property
+    def mT(self):
+        return transpose(self, -2, -1)
+
+    def is_floating_point(self):
+        return backend.is_floating(self.data.dtype)
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __hash__(self):
+        return id(self)
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self.data.size} values is ambiguous")
+        return bool(self.data.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if backend.category(self.data.dtype) != 1 or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __repr__(self):
+        xp_arr = self.data if isinstance(self.data, np.ndarray) else self.data.get()
+        body = np.array2string(xp_arr, separator=", ", prefix="tensor(", precision=4)
+        extra = []
+        if not isinstance(self.data, np.ndarray):
+            extra.append(f"device='{self.device}'")
+        if self.data.dtype not in (backend.float32, backend.int64, backend.bool_):
+            extra.append(f"dtype={backend.dtype_name(self.data.dtype)}")
+        if self.grad_fn is not None:
+            extra.append(f"grad_fn={self.grad_fn!r}")
+        elif self.requires_grad:
+            extra.append("requires_grad=True")
+        return "tensor(" + ", ".join([body] + extra) + ")"
+
+    # ----------------------------------------------------------- conversion
+    def numpy(self):
+        """The NumPy array (shared, not copied) of a CPU tensor."""
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on a Tensor that requires grad; use tensor.detach().numpy()")
+        if not isinstance(self.data, np.ndarray):
+            raise TypeError(f"can't convert a {self.device} tensor to NumPy; call .cpu() first")
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        if not isinstance(self.data, np.ndarray):
+            raise TypeError(f"can't convert a {self.device} tensor to NumPy; call .cpu() first")
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
+
+    def __dlpack__(self, *args, **kwargs):
+        return self.data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
+
+    def item(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"item(): expected a tensor with one element, got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def to(self, *args, dtype=None, device=None, copy=False):
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``; differentiable."""
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, (str, backend.Device, int)):
+                device = a
+            else:
+                dtype = a
+        out = self
+        if device is not None:
+            device = backend.Device(device)
+            if device != self.device:
+                out = ToDevice(device).apply(out)
+        if dtype is not None:
+            dtype = backend.as_dtype(dtype)
+            if dtype != out.data.dtype:
+                out = cast(out, dtype)
+        if copy and out is self:
+            out = clone(self)
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to(backend.Device("cuda" if device is None else device))
+
+    def type_as(self, other):
+        return self.to(dtype=other.dtype)
+
+    def float(self):
+        return self.to(dtype=backend.float32)
+
+    def double(self):
+        return self.to(dtype=backend.float64)
+
+    def half(self):
+        return self.to(dtype=backend.float16)
+
+    def long(self):
+        return self.to(dtype=backend.int64)
+
+    def int(self):
+        return self.to(dtype=backend.int32)
+
+    def bool(self):
+        return self.to(dtype=backend.bool_)
+
+    def detach(self):
+        """A tensor sharing this one's array (and version counter), outside the graph."""
+        t = _make(self.data, None, False)
+        t._version = self._version
+        t._base = self
+        return t
+
+    def detach_(self):
+        self.grad_fn, self.requires_grad = None, False
+        return self
+
+    def clone(self):
+        return clone(self)
+
+    def contiguous(self):
+        return self
+
+    # --------------------------------------------------------------- autograd
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and not backend.is_floating(self.data.dtype):
+            raise RuntimeError(
+                f"only tensors of floating point dtype can require gradients, got "
+                f"{backend.dtype_name(self.data.dtype)}; convert with .float() first")
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("you can only change requires_grad flags of leaf tensors; use .detach()")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def backward(self, gradient=None, retain_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        Args:
+            gradient: d(loss)/d(self); required unless ``self`` has one element.
+            retain_graph: keep the saved arrays so that backward can run again.
+        """
+        from distgraph.autograd.engine import run_backward
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no grad_fn; "
+                               "did you forget requires_grad=True on an input?")
+        g = _grad_array(self, gradient)
+        if inputs is not None:
+            grads = run_backward([self], [g], retain_graph, inputs=list(inputs))
+            for t, gi in zip(inputs, grads):
+                if gi is not None:
+                    t.grad = _make(gi.copy(), None, False) if t.grad is None else t.grad + gi
+            return
+        run_backward([self], [g], retain_graph)
+
+    def register_hook(self, fn):
+        """Call ``fn(grad)`` when this tensor's gradient is computed; a returned Tensor replaces it."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            return self.grad_fn.register_hook(fn)
+        return self._add_hook("pre", fn)
+
+    def register_post_accumulate_grad_hook(self, fn):
+        """On a leaf: call ``fn(tensor)`` right after its ``.grad`` has been updated in backward."""
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        return self._add_hook("post", fn)
+
+    def _add_hook(self, kind, fn):
+        from distgraph.autograd.function import RemovableHandle
+        if self._hooks is None:
+            self._hooks = {"pre": [], "post": []}
+        self._hooks[kind].append(fn)
+        return RemovableHandle(self._hooks[kind], fn)
+
+    def retain_grad(self):
+        """Keep ``.grad`` for this non-leaf tensor after backward."""
+        if self.grad_fn is None:
+            return
+        ref = weakref.ref(self)
+
+        def keep(g):
+            t = ref()
+            if t is not None:
+                t.grad = _make(g.data.copy(), None, False) if t.grad is None else t.grad + g
+        self.grad_fn.register_hook(keep)
+
+    # -------------------------------------------------------------- operators
+    def __add__(self, other): return add(self, other)
+    def __radd__(self, other): return add(other, self)
+    def __sub__(self, other): return sub(self, other)
+    def __rsub__(self, other): return sub(other, self)
+    def __mul__(self, other): return mul(self, other)
+    def __rmul__(self, other): return mul(other, self)
+    def __truediv__(self, other): return div(self, other)
+    def __rtruediv__(self, other): return div(other, self)
+    def __pow__(self, other): return pow(self, other)
+    def __rpow__(self, other): return pow(other, self)
+    def __matmul__(self, other): return matmul(self, other)
+    def __rmatmul__(self, other): return matmul(other, self)
+    def __neg__(self): return neg(self)
+    def __pos__(self): return self
+    def __abs__(self): return abs(self)
+    def __eq__(self, other): return eq(self, other)
+    def __ne__(self, other): return ne(self, other)
+    def __lt__(self, other): return lt(self, other)
+    def __le__(self, other): return le(self, other)
+    def __gt__(self, other): return gt(self, other)
+    def __ge__(self, other): return ge(self, other)
+    def __and__(self, other): return logical_and(self, other)
+    def __or__(self, other): return logical_or(self, other)
+    def __xor__(self, other): return logical_xor(self, other)
+    def __invert__(self): return logical_not(self)
+    def __getitem__(self, index): return getitem(self, index)
+    def __setitem__(self, index, value): setitem(self, index, value)
+    def __iadd__(self, other): return self.add_(other)
+    def __isub__(self, other): return self.sub_(other)
+    def __imul__(self, other): return self.mul_(other)
+    def __itruediv__(self, other): return self.div_(other)
+
+    # ---------------------------------------------------------- elementwise
+    def add(self, other, alpha=1): return add(self, other, alpha=alpha)
+    def sub(self, other, alpha=1): return sub(self, other, alpha=alpha)
+    def mul(self, other): return mul(self, other)
+    def div(self, other): return div(self, other)
+    def pow(self, exponent): return pow(self, exponent)
+    def neg(self): return neg(self)
+    def abs(self): return abs(self)
+    def exp(self): return exp(self)
+    def log(self): return log(self)
+    def log1p(self): return log1p(self)
+    def sqrt(self): return sqrt(self)
+    def rsqrt(self): return rsqrt(self)
+    def sin(self): return sin(self)
+    def cos(self): return cos(self)
+    def tanh(self): return tanh(self)
+    def sigmoid(self): return sigmoid(self)
+    def relu(self): return relu(self)
+    def clamp(self, min=None, max=None): return clamp(self, min, max)
+    clip = clamp
+    def maximum(self, other): return maximum(self, other)
+    def minimum(self, other): return minimum(self, other)
+    def where(self, condition, other): return where(condition, self, other)
+    def masked_fill(self, mask, value): return masked_fill(self, mask, value)
+    def eq(self, other): return eq(self, other)
+    def ne(self, other): return ne(self, other)
+    def lt(self, other): return lt(self, other)
+    def le(self, other): return le(self, other)
+    def gt(self, other): return gt(self, other)
+    def ge(self, other): return ge(self, other)
+    def logical_not(self): return logical_not(self)
+    def isnan(self): return isnan(self)
+    def isfinite(self): return isfinite(self)
+
+    # ------------------------------------------------------------ reductions
+    def sum(self, dim=None, keepdim=False, dtype=None): return sum(self, dim, keepdim, dtype=dtype)
+    def mean(self, dim=None, keepdim=False): return mean(self, dim, keepdim)
+    def amax(self, dim=None, keepdim=False): return amax(self, dim, keepdim)
+    def amin(self, dim=None, keepdim=False): return amin(self, dim, keepdim)
+    def max(self, dim=None, keepdim=False): return max(self, dim, keepdim)
+    def min(self, dim=None, keepdim=False): return min(self, dim, keepdim)
+    def var(self, dim=None, keepdim=False, *, correction=1, unbiased=None):
+        return var(self, dim, keepdim, correction=correction, unbiased=unbiased)
+    def std(self, dim=None, keepdim=False, *, correction=1, unbiased=None):
+        return std(self, dim, keepdim, correction=correction, unbiased=unbiased)
+    def logsumexp(self, dim, keepdim=False): return logsumexp(self, dim, keepdim)
+    def prod(self, dim=None, keepdim=False): return prod(self, dim, keepdim)
+    def norm(self, p="fro", dim=None, keepdim=False): return norm(self, p, dim, keepdim)
+    def argmax(self, dim=None, keepdim=False): return argmax(self, dim, keepdim)
+    def argmin(self, dim=None, keepdim=False): return argmin(self, dim, keepdim)
+    def all(self, dim=None, keepdim=False): return all(self, dim, keepdim)
+    def any(self, dim=None, keepdim=False): return any(self, dim, keepdim)
+
+    # ---------------------------------------------------------------- shape
+    def reshape(self, *shape): return reshape(self, *shape)
+    def view(self, *shape): return reshape(self, *shape)
+    def view_as(self, other): return reshape(self, other.shape)
+    def reshape_as(self, other): return reshape(self, other.shape)
+    def flatten(self, start_dim=0, end_dim=-1): return flatten(self, start_dim, end_dim)
+    def unflatten(self, dim, sizes): return unflatten(self, dim, sizes)
+    def squeeze(self, dim=None): return squeeze(self, dim)
+    def unsqueeze(self, dim): return unsqueeze(self, dim)
+    def transpose(self, dim0, dim1): return transpose(self, dim0, dim1)
+    def t(self): return transpose(self, 0, 1) if self.ndim == 2 else self
+    def permute(self, *dims): return permute(self, *dims)
+    def expand(self, *sizes): return expand(self, *sizes)
+    def expand_as(self, other): return expand(self, other.shape)
+    def repeat(self, *sizes): return repeat(self, *sizes)
+    def flip(self, dims): return flip(self, dims)
+    def split(self, split_size_or_sections, dim=0): return split(self, split_size_or_sections, dim)
+    def chunk(self, chunks, dim=0): return chunk(self, chunks, dim)
+    def index_select(self, dim, index): return index_select(self, dim, index)
+    def gather(self, dim, index): return gather(self, dim, index)
+    def scatter_add(self, dim, index, src): return scatter_add(self, dim, index, src)
+    def tril(self, diagonal=0): return tril(self, diagonal)
+    def triu(self, diagonal=0): return triu(self, diagonal)
+    def matmul(self, other): return matmul(self, other)
+
+    # ---------------------------------------------------------------- in-place
+    def add_(self, other, alpha=1): return _inplace(self, add, other, alpha=alpha)
+    def sub_(self, other, alpha=1): return _inplace(self, sub, other, alpha=alpha)
+    def mul_(self, other): return _inplace(self, mul, other)
+    def div_(self, other): return _inplace(self, div, other)
+    def clamp_(self, min=None, max=None): return _inplace(self, clamp, min, max)
+    def masked_fill_(self, mask, value): return _inplace(self, masked_fill, mask, value)
+    def relu_(self): return _inplace(self, relu)
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def fill_(self, value):
+        _check_inplace(self)
+        self.data.fill(value.item() if isinstance(value, Tensor) else value)
+        self._version[0] += 1
+        return self
+
+    def copy_(self, src):
+        _check_inplace(self)
+        src = src.data if isinstance(src, Tensor) else src
+        self.data[...] = backend.to_device(backend.get_array_module(src).asarray(src), self.device)
+        self._version[0] += 1
+        return self
+
+
+def _make(data, grad_fn, requires_grad):
+    """Build a Tensor around ``data`` without checks (the engine's fast path)."""
+    t = Tensor.__new__(Tensor)
+    t.data = data
+    t.grad = None
+    t.grad_fn = grad_fn
+    t.requires_grad = requires_grad
+    t._version = [0]
+    t._base = None
+    t._hooks = None
+    return t
+
+
+def _grad_array(t, gradient):
+    if gradient is None:
+        if t.data.size != 1:
+            raise RuntimeError(
+                f"grad can be implicitly created only for scalar outputs, got shape {t.shape}; "
+                "pass `gradient=` (d loss / d output) to backward")
+        return backend.get_array_module(t.data).ones_like(t.data)
+    g = gradient.data if isinstance(gradient, Tensor) else gradient
+    g = backend.to_device(np.asarray(g) if not hasattr(g, "shape") else g, t.device)
+    if tuple(g.shape) != t.shape:
+        raise RuntimeError(f"backward: gradient has shape {tuple(g.shape)}, expected the output's shape {t.shape}")
+    return g.astype(t.data.dtype, copy=True)
+
+
+def _check_inplace(t):
+    if t.requires_grad and t.grad_fn is None and grad_mode.is_grad_enabled():
+        raise RuntimeError(
+            "a leaf tensor that requires grad is being used in an in-place operation; "
+            "wrap the update in `with dg.no_grad():` or use an out-of-place op")
+
+
+def _inplace(t, fn, *args, **kwargs):
+    """Run ``fn(t, *args)`` and write its result into ``t``'s array.
+
+    Outside the graph this is a plain write.  Inside it, ``t`` takes the op's
+    node as its ``grad_fn``; the op sees a copy of the old values when it
+    saves them, and bumping ``t``'s version makes any *other* node that saved
+    ``t`` raise at backward time.
+    """
+    _check_inplace(t)
+    recording = grad_mode.is_grad_enabled() and (
+        t.requires_grad or builtins_any(isinstance(a, Tensor) and a.requires_grad for a in args))
+    if recording and t._base is not None and t._base.requires_grad:
+        raise RuntimeError("in-place ops on a view of a tensor that requires grad are not supported; "
+                           "use the out-of-place op")
+    src = t
+    if recording:
+        src = _make(t.data.copy(), t.grad_fn, t.requires_grad)
+    out = fn(src, *args, **kwargs)
+    if out.data.dtype != t.data.dtype and backend.category(out.data.dtype) > backend.category(t.data.dtype):
+        raise RuntimeError(
+            f"result type {backend.dtype_name(out.data.dtype)} can't be cast to the desired output type "
+            f"{backend.dtype_name(t.data.dtype)}")
+    t.data[...] = out.data
+    t._version[0] += 1
+    if recording:
+        t.grad_fn, t.requires_grad = out.grad_fn, out.requires_grad
+    return t
+
+
+builtins_any = any
+builtins_all = all
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """Build a tensor from a list, scalar, NumPy/CuPy array or Tensor (always copies).
+
+    Python floats become ``float32`` (the default float), ints ``int64``; a
+    NumPy array keeps its dtype.
+    """
+    if isinstance(data, Tensor):
+        arr = data.data.copy()
+    elif isinstance(data, np.ndarray) or hasattr(data, "__cuda_array_interface__"):
+        arr = data.copy()
+    else:
+        arr = np.array(data)
+        if arr.dtype == np.float64 and not isinstance(data, np.generic):
+            arr = arr.astype(np.float32)
+    if arr.dtype not in backend.SUPPORTED_DTYPES:
+        if dtype is None and arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        elif dtype is None:
+            backend.as_dtype(arr.dtype)  # raises with the supported list
+    if dtype is not None:
+        arr = arr.astype(backend.as_dtype(dtype), copy=False)
+    if device is not None:
+        arr = backend.to_device(arr, backend.Device(device))
+    t = _make(arr, None, False)
+    if requires_grad:
+        t.requires_grad_()
+    return t
+
+
+from distgraph.autograd.ops import *  # noqa: E402,F401,F403
+from distgraph.autograd.ops import abs, all, any, max, min, pow, sum  # noqa: E402,A004

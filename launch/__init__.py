@@ -1,0 +1,1 @@
+"""distgraph's launcher (installed as ``distgraph.launch``, console script ``distgraph-run``)."""
