@@ -1,0 +1,1 @@
+"""Process groups and collectives over MPI (mpi4py), NCCL (CuPy) and a single-process group."""
