@@ -182,7 +182,7 @@ def to_device(array, device: Device):
 
 def erf(x):
     """The error function, elementwise, for NumPy (SciPy when present) and CuPy arrays."""
-    if not isinstance(x, np.ndarray):
+    if not isinstance(x, (np.ndarray, np.generic)):
         from cupyx.scipy.special import erf as cupy_erf  # noqa: PLC0415
         return cupy_erf(x)
     try:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import heapq
 import threading
 
+import numpy as np
+
 from distgraph.autograd import grad_mode
 
 _local = threading.local()
@@ -48,7 +50,7 @@ def _leaf_hooks(t, g):
 
 def _wrap(g):
     from distgraph.autograd.tensor import _make
-    return _make(g, None, False)
+    return _make(np.asarray(g) if isinstance(g, np.generic) else g, None, False)
 
 
 def run_backward(roots, grads, retain_graph=False, inputs=None):
@@ -160,9 +162,12 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
 def _finish_leaf(t, g, captured, handed):
     if captured is not None:
         if id(t) in captured:
-            captured[id(t)] = _leaf_hooks(t, g)
+            g = _leaf_hooks(t, g)
+            captured[id(t)] = np.asarray(g) if isinstance(g, np.generic) else g
         return
     g = _leaf_hooks(t, g)
+    if isinstance(g, np.generic):
+        g = np.asarray(g)
     if g.shape != t.data.shape:
         raise RuntimeError(
             f"backward: gradient of shape {tuple(g.shape)} does not match its leaf of shape "

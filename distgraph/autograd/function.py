@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 from distgraph.autograd import grad_mode
 
 _next_seq = itertools.count().__next__
@@ -81,6 +83,8 @@ class Function(Node):
         from distgraph.autograd.tensor import Tensor, _make
         arrays = [x.data if type(x) is Tensor else x for x in inputs]
         y = self.forward(*arrays)
+        if isinstance(y, np.generic):  # NumPy turns 0-d results into scalars
+            y = np.asarray(y)
         if not grad_mode.is_grad_enabled():
             return _make(y, None, False)
         nxt = []

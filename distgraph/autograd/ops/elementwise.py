@@ -530,9 +530,9 @@ def masked_fill(input, mask, value):
     v = value.item() if isinstance(value, Tensor) and value.data.ndim == 0 and not value.requires_grad else value
     if type(v) in SCALARS:
         v = x.data.dtype.type(v).item()
-        return where(mask, x, v) if backend.scalar_category(v) <= backend.category(x.data.dtype) \
-            else cast(where(mask, x, v), x.data.dtype)
-    return where(mask, x, cast(as_tensor(v, x), x.data.dtype))
+        return where(mask, v, x) if backend.scalar_category(v) <= backend.category(x.data.dtype) \
+            else cast(where(mask, v, x), x.data.dtype)
+    return where(mask, cast(as_tensor(v, x), x.data.dtype), x)
 
 
 def maximum(input, other):

@@ -24,10 +24,10 @@ class MatMul(Function):
         xp = xp_of(gy)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        if a.ndim == 1:
-            gy = xp.expand_dims(gy, -2)
         if b.ndim == 1:
             gy = xp.expand_dims(gy, -1)
+        if a.ndim == 1:
+            gy = xp.expand_dims(gy, -2)
         ga = gb = None
         if self.needs_input_grad[0]:
             ga = unbroadcast(gy @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
