@@ -30,10 +30,16 @@ class MatMul(Function):
             gy = xp.expand_dims(gy, -2)
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = unbroadcast(gy @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            ga = _reshape(unbroadcast(gy @ xp.swapaxes(b2, -1, -2), a2.shape), a.shape)
         if self.needs_input_grad[1]:
-            gb = unbroadcast(xp.swapaxes(a2, -1, -2) @ gy, b2.shape).reshape(b.shape)
+            gb = _reshape(unbroadcast(xp.swapaxes(a2, -1, -2) @ gy, b2.shape), b.shape)
         return ga, gb
+
+
+def _reshape(g, shape):
+    # reshape() always returns a view; skipping it when nothing changes keeps
+    # the gradient a fresh array the engine can hand to .grad without a copy.
+    return g if g.shape == shape else g.reshape(shape)
 
 
 def matmul(input, other):

@@ -1,0 +1,161 @@
+"""Per-op overhead of the autograd engine, beside PyTorch in the same run.
+
+Measures, forward + backward:
+  1. a chain of small elementwise ops on 16x16 float32 (microseconds per op),
+     next to the same chain in PyTorch (eager, CPU) and in raw NumPy (forward only);
+  2. a 784-1024-1024-10 MLP at batch 128 (milliseconds per step).
+
+Run:  python benchmarks/op_overhead.py [--threads 1] [--repeat 7]
+Torch is optional (`pip install -e '.[bench]'`); without it only distgraph is timed.
+"""
+import argparse
+import os
+import platform
+import sys
+import time
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--threads", type=int, default=1, help="BLAS / torch intra-op threads (default 1)")
+parser.add_argument("--repeat", type=int, default=7, help="timed repeats; the median is reported")
+parser.add_argument("--chain", type=int, default=300, help="ops in the elementwise chain")
+args = parser.parse_args()
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(args.threads)  # before NumPy loads its BLAS
+
+import numpy as np  # noqa: E402
+
+import distgraph as dg  # noqa: E402
+
+try:
+    import torch
+    torch.set_num_threads(args.threads)
+except ImportError:
+    torch = None
+
+
+def median_time(fn, repeat, inner):
+    fn()  # warm up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t0) / inner)
+    return float(np.median(times))
+
+
+# ----------------------------------------------------------- elementwise chain
+def chain_dg(n):
+    x = dg.randn(16, 16, requires_grad=True)
+
+    def run():
+        y = x
+        for i in range(n // 3):
+            y = y * 1.001
+            y = y + 0.01
+            y = y.tanh()
+        y.sum().backward()
+        x.grad = None
+    return run
+
+
+def chain_torch(n):
+    x = torch.randn(16, 16, requires_grad=True)
+
+    def run():
+        y = x
+        for i in range(n // 3):
+            y = y * 1.001
+            y = y + 0.01
+            y = y.tanh()
+        y.sum().backward()
+        x.grad = None
+    return run
+
+
+def chain_numpy(n):
+    x = np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32)
+
+    def run():
+        y = x
+        for i in range(n // 3):
+            y = y * np.float32(1.001)
+            y = y + np.float32(0.01)
+            y = np.tanh(y)
+    return run
+
+
+# --------------------------------------------------------------------- MLP
+SIZES = (784, 1024, 1024, 10)
+
+
+def mlp_dg(batch):
+    rng = np.random.default_rng(0)
+    ws = [dg.tensor(rng.standard_normal((i, o)) * (1 / np.sqrt(i)), dtype=dg.float32, requires_grad=True)
+          for i, o in zip(SIZES, SIZES[1:])]
+    bs = [dg.zeros(o, requires_grad=True) for o in SIZES[1:]]
+    x = dg.tensor(rng.standard_normal((batch, SIZES[0])), dtype=dg.float32)
+    y = dg.tensor(rng.integers(0, 10, batch))
+    rows = dg.arange(batch)
+
+    def run():
+        h = x
+        for i, (w, b) in enumerate(zip(ws, bs)):
+            h = h @ w + b
+            if i < len(ws) - 1:
+                h = h.relu()
+        loss = (h.logsumexp(1) - h[rows, y]).mean()
+        loss.backward()
+        for p in ws + bs:
+            p.grad = None
+    return run
+
+
+def mlp_torch(batch):
+    rng = np.random.default_rng(0)
+    ws = [torch.tensor(rng.standard_normal((i, o)) * (1 / np.sqrt(i)), dtype=torch.float32, requires_grad=True)
+          for i, o in zip(SIZES, SIZES[1:])]
+    bs = [torch.zeros(o, requires_grad=True) for o in SIZES[1:]]
+    x = torch.tensor(rng.standard_normal((batch, SIZES[0])), dtype=torch.float32)
+    y = torch.tensor(rng.integers(0, 10, batch))
+    rows = torch.arange(batch)
+
+    def run():
+        h = x
+        for i, (w, b) in enumerate(zip(ws, bs)):
+            h = h @ w + b
+            if i < len(ws) - 1:
+                h = h.relu()
+        loss = (h.logsumexp(1) - h[rows, y]).mean()
+        loss.backward()
+        for p in ws + bs:
+            p.grad = None
+    return run
+
+
+def main():
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+          f"python {platform.python_version()}, numpy {np.__version__}, "
+          f"torch {torch.__version__ if torch else 'not installed'}, threads {args.threads}")
+    n = args.chain
+    rows = []
+    t_dg = median_time(chain_dg(n), args.repeat, 5) / n * 1e6
+    t_np = median_time(chain_numpy(n), args.repeat, 5) / n * 1e6
+    rows.append(("elementwise chain 16x16, fwd+bwd, us/op", t_dg, None))
+    t_mlp = median_time(mlp_dg(128), args.repeat, 3) * 1e3
+    if torch is not None:
+        t_torch = median_time(chain_torch(n), args.repeat, 5) / n * 1e6
+        rows[0] = rows[0][:2] + (t_torch,)
+        rows.append(("MLP 784-1024-1024-10 b128, fwd+bwd, ms", t_mlp, median_time(mlp_torch(128), args.repeat, 3) * 1e3))
+    else:
+        rows.append(("MLP 784-1024-1024-10 b128, fwd+bwd, ms", t_mlp, None))
+    print(f"{'benchmark':44s} {'distgraph':>10s} {'torch':>10s} {'ratio':>7s}")
+    for name, ours, theirs in rows:
+        ratio = f"{ours / theirs:6.2f}x" if theirs else "   n/a"
+        print(f"{name:44s} {ours:10.2f} {theirs if theirs else float('nan'):10.2f} {ratio}")
+    print(f"{'raw NumPy forward only, us/op':44s} {t_np:10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
