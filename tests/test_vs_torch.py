@@ -84,3 +84,23 @@ def test_var_std_correction_and_split_chunk_shapes_match_torch():
     assert [p.shape for p in d.split(3, 2)] == [tuple(p.shape) for p in t.split(3, 2)]
     assert d.squeeze(0).shape == tuple(t.squeeze(0).shape)
     assert d.flatten(1).shape == tuple(t.flatten(1).shape)
+
+
+OPS = """add sub mul div pow neg abs exp log log1p sqrt rsqrt sin cos tanh sigmoid relu gelu silu softplus
+leaky_relu elu clamp clip maximum minimum where sum mean amax amin max min var std logsumexp prod norm argmax
+argmin reshape view flatten unflatten squeeze unsqueeze transpose permute T expand expand_as repeat flip cat
+stack split chunk index_select gather scatter_add masked_fill tril triu matmul einsum eq ne lt le gt ge
+logical_and logical_or logical_xor logical_not isnan isfinite""".split()
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_every_op_is_reachable_where_pytorch_offers_it(name):
+    import distgraph.nn.functional as F
+    missing = []
+    if hasattr(torch, name) and not hasattr(dg, name):
+        missing.append(f"dg.{name}")
+    if hasattr(torch.Tensor, name) and not hasattr(dg.Tensor, name):
+        missing.append(f"Tensor.{name}")
+    if hasattr(torch.nn.functional, name) and not hasattr(F, name):
+        missing.append(f"dg.nn.functional.{name}")
+    assert not missing, f"PyTorch offers {name} as {missing}; distgraph does not"

@@ -349,6 +349,9 @@ class Tensor:
     def gt(self, other): return gt(self, other)
     def ge(self, other): return ge(self, other)
     def logical_not(self): return logical_not(self)
+    def logical_and(self, other): return logical_and(self, other)
+    def logical_or(self, other): return logical_or(self, other)
+    def logical_xor(self, other): return logical_xor(self, other)
     def isnan(self): return isnan(self)
     def isfinite(self): return isfinite(self)
 
