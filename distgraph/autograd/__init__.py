@@ -4,7 +4,7 @@ from __future__ import annotations
 from distgraph.autograd.engine import queue_callback, run_backward
 from distgraph.autograd.function import Function, Node, RemovableHandle
 from distgraph.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from distgraph.autograd.tensor import Tensor, _grad_array
+from distgraph.autograd.tensor import Parameter, Tensor, _grad_array
 from distgraph.autograd.gradcheck import gradcheck
 
 __all__ = ["Function", "Node", "RemovableHandle", "Tensor", "backward", "enable_grad", "grad", "gradcheck",

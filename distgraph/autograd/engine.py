@@ -76,7 +76,7 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
             stack.append(start)
     while stack:
         node = stack.pop()
-        if type(node) is Tensor:
+        if isinstance(node, Tensor):
             continue
         if node._released:
             raise RuntimeError(
@@ -106,7 +106,7 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
         start = r.grad_fn if r.grad_fn is not None else r
         if deps[id(start)] == 0:
             deps[id(start)] = -1
-            if type(start) is Tensor:
+            if isinstance(start, Tensor):
                 ready_leaves.append(start)
             else:
                 heapq.heappush(heap, (-start.seq, id(start), start))
@@ -142,7 +142,7 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
                     left = deps[j] - 1
                     deps[j] = left
                     if left == 0:
-                        if type(nxt) is Tensor:
+                        if isinstance(nxt, Tensor):
                             _finish_leaf(nxt, buffers.pop(j), captured, handed)
                         else:
                             heapq.heappush(heap, (-nxt.seq, j, nxt))

@@ -81,7 +81,7 @@ class Function(Node):
     def apply(self, *inputs):
         """Run the op on ``inputs`` (Tensors, or raw scalars/arrays) and return a Tensor."""
         from distgraph.autograd.tensor import Tensor, _make
-        arrays = [x.data if type(x) is Tensor else x for x in inputs]
+        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
         y = self.forward(*arrays)
         if isinstance(y, np.generic):  # NumPy turns 0-d results into scalars
             y = np.asarray(y)
@@ -90,7 +90,7 @@ class Function(Node):
         nxt = []
         record = False
         for x in inputs:
-            if type(x) is Tensor and x.requires_grad:
+            if isinstance(x, Tensor) and x.requires_grad:
                 nxt.append(x.grad_fn or x)
                 record = True
             else:
@@ -104,7 +104,7 @@ class Function(Node):
         versions = []
         for i in self.saves:
             x = inputs[i]
-            if type(x) is Tensor:
+            if isinstance(x, Tensor):
                 versions.append((x._version, x._version[0]))
         out = _make(y, self, True)
         if self.saves_output:

@@ -425,6 +425,27 @@ class Tensor:
         return self
 
 
+class Parameter(Tensor):
+    """A Tensor that a ``Module`` registers as a parameter (``requires_grad=True`` by default).
+
+    ``Parameter(t)`` shares ``t``'s array.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data=None, requires_grad=True):
+        if data is None:
+            data = np.empty((0,), np.float32)
+        arr = data.data if isinstance(data, Tensor) else tensor(data).data
+        self.data, self.grad, self.grad_fn = arr, None, None
+        self.requires_grad, self._version, self._base, self._hooks = False, [0], None, None
+        if requires_grad:
+            self.requires_grad_()
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
 def _make(data, grad_fn, requires_grad):
     """Build a Tensor around ``data`` without checks (the engine's fast path)."""
     t = Tensor.__new__(Tensor)

@@ -14,7 +14,7 @@ SCALARS = (int, float, bool)
 def as_operand(x, like: Tensor | None = None):
     """Tensors pass through; Python scalars stay raw (the op sees them as-is);
     NumPy arrays, NumPy scalars and lists become tensors on ``like``'s device."""
-    if type(x) is Tensor or type(x) in SCALARS:
+    if isinstance(x, Tensor) or type(x) in SCALARS:
         return x
     if isinstance(x, Tensor):
         return x
@@ -35,7 +35,7 @@ def as_operand(x, like: Tensor | None = None):
 def as_tensor(x, like: Tensor | None = None) -> Tensor:
     """Like ``as_operand`` but scalars become 0-dim tensors too."""
     x = as_operand(x, like)
-    if type(x) is Tensor:
+    if isinstance(x, Tensor):
         return x
     dtype = backend._DEFAULT_FOR_CATEGORY[backend.scalar_category(x)]
     arr = np.asarray(x, dtype=dtype)
@@ -50,7 +50,7 @@ def result_type(*operands):
     dims = zeros = None
     scalar_cat = -1
     for o in operands:
-        if type(o) is Tensor:
+        if isinstance(o, Tensor):
             d = o.data.dtype
             if o.data.ndim:
                 dims = d if dims is None else backend.promote_types(dims, d)
@@ -70,7 +70,7 @@ def check_devices(op: str, *tensors):
     """Every tensor operand of one op must live on the same device."""
     first = None
     for t in tensors:
-        if type(t) is not Tensor:
+        if not isinstance(t, Tensor):
             continue
         if first is None:
             first = t
@@ -86,13 +86,13 @@ def promote(op: str, *operands, dtype=None):
 
     Returns the operands and the common dtype.
     """
-    like = next((o for o in operands if type(o) is Tensor), None)
+    like = next((o for o in operands if isinstance(o, Tensor)), None)
     ops = [as_operand(o, like) if o is not None else None for o in operands]
     check_devices(op, *ops)
     target = dtype or result_type(*ops)
     out = []
     for o in ops:
-        if type(o) is Tensor and o.data.dtype != target:
+        if isinstance(o, Tensor) and o.data.dtype != target:
             o = cast(o, target)
         out.append(o)
     return out, target

@@ -131,7 +131,7 @@ class Abs(Function):
 def _binary(cls, a, b, name):
     # Fast path: two tensors of one dtype on the host, or a tensor and a
     # Python scalar that does not promote it.
-    ta, tb = type(a) is Tensor, type(b) is Tensor
+    ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
     if ta and tb:
         fast = a.data.dtype == b.data.dtype and type(a.data) is np.ndarray and type(b.data) is np.ndarray
     elif ta and type(b) in SCALARS:
@@ -152,7 +152,7 @@ def _binary(cls, a, b, name):
 
 
 def _arr(x):
-    return x.data if type(x) is Tensor else x
+    return x.data if isinstance(x, Tensor) else x
 
 
 def add(input, other, *, alpha=1):
@@ -178,8 +178,8 @@ def div(input, other):
     """True division ``input / other``; integer inputs give the default float (float32)."""
     (a, b), dt = promote("div", input, other)
     if not backend.is_floating(dt):
-        a = cast(a, backend.float32) if type(a) is Tensor else float(a)
-        b = cast(b, backend.float32) if type(b) is Tensor else float(b)
+        a = cast(a, backend.float32) if isinstance(a, Tensor) else float(a)
+        b = cast(b, backend.float32) if isinstance(b, Tensor) else float(b)
     return _binary(Div, a, b, "div")
 
 
@@ -518,8 +518,8 @@ def where(condition, input, other):
     if cond.data.dtype != backend.bool_:
         raise TypeError(f"where: expected a bool condition, got {backend.dtype_name(cond.data.dtype)}")
     (x, y), _ = promote("where", input, other)
-    like = x if type(x) is Tensor else y
-    if type(like) is Tensor:
+    like = x if isinstance(x, Tensor) else y
+    if isinstance(like, Tensor):
         cond = as_tensor(cond.data, like)
     return Where(cond.data).apply(x, y)
 
@@ -609,7 +609,7 @@ def clone(input):
 # ======================================================= comparison and logic
 def _compare(fn, a, b, name):
     (a, b), _ = promote(name, a, b)
-    return _make(fn(a.data if type(a) is Tensor else a, b.data if type(b) is Tensor else b), None, False)
+    return _make(fn(a.data if isinstance(a, Tensor) else a, b.data if isinstance(b, Tensor) else b), None, False)
 
 
 def eq(input, other):

@@ -1,0 +1,300 @@
+"""The interface every backend implements: ``ReduceOp``, ``Work`` and ``ProcessGroup``.
+
+A backend's process group works on raw arrays (NumPy or CuPy), never on
+Tensors: the public functions in :mod:`distgraph.comm.collectives` unwrap
+tensors, check arguments, and hand the group contiguous arrays.  Every
+collective method issues the operation and returns a :class:`Work`; the caller
+decides whether to wait (``async_op=False``) or to hand the work to the user.
+"""
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["CommError", "ReduceOp", "OpDesc", "Work", "CompletedWork", "ProcessGroup"]
+
+
+class CommError(RuntimeError):
+    """A collective was used wrongly, or the ranks disagreed about what to call."""
+
+
+class ReduceOp(enum.Enum):
+    """Reduction applied by ``all_reduce``, ``reduce`` and ``reduce_scatter``.
+
+    ``AVG`` is ``SUM`` followed by a division by the group size (floating
+    dtypes only, as with PyTorch's NCCL backend).  On ``bool`` tensors ``SUM``
+    and ``MAX`` are logical or, ``PRODUCT`` and ``MIN`` logical and.
+    """
+
+    SUM = "sum"
+    AVG = "avg"
+    PRODUCT = "product"
+    MIN = "min"
+    MAX = "max"
+
+    def __repr__(self):
+        return f"ReduceOp.{self.name}"
+
+
+# Codes used in debug fingerprints: small integers every rank agrees on.
+OP_CODES = {name: i for i, name in enumerate((
+    "all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce_scatter",
+    "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_to_all_single", "barrier",
+    "broadcast_object_list", "all_gather_object", "new_group"), start=1)}
+_OP_NAMES = {v: k for k, v in OP_CODES.items()}
+_DTYPES = [np.dtype(t) for t in (np.float16, np.float32, np.float64, np.int32, np.int64,
+                                 np.bool_, np.int8, np.uint8, np.int16)]
+_REDUCE_CODES = {op: i for i, op in enumerate(ReduceOp, start=1)}
+FP_DIMS = 8
+FP_LEN = 6 + FP_DIMS
+
+
+@dataclass
+class OpDesc:
+    """One collective call, as the stall report and the debug check describe it."""
+
+    name: str
+    seq: int
+    shape: tuple = ()
+    dtype: object = None
+    root: int = -1
+    op: ReduceOp | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def fingerprint(self) -> np.ndarray:
+        """Fixed-size int64 vector (op, seq, dtype, reduce op, root, shape) for comparing ranks."""
+        fp = np.full(FP_LEN, -1, dtype=np.int64)
+        fp[0] = self.seq
+        fp[1] = OP_CODES[self.name]
+        fp[2] = _DTYPES.index(np.dtype(self.dtype)) if self.dtype is not None else -1
+        fp[3] = _REDUCE_CODES.get(self.op, 0)
+        fp[4] = self.root
+        fp[5] = len(self.shape)
+        for i, d in enumerate(self.shape[:FP_DIMS]):
+            fp[6 + i] = d
+        return fp
+
+    @staticmethod
+    def describe_fingerprint(fp) -> str:
+        """Human-readable text of a fingerprint (the inverse of :meth:`fingerprint`)."""
+        fp = [int(v) for v in fp]
+        name = _OP_NAMES.get(fp[1], f"op#{fp[1]}")
+        parts = [f"{name} #{fp[0]}"]
+        ndim = fp[5]
+        if fp[2] >= 0:
+            shape = tuple(fp[6:6 + min(ndim, FP_DIMS)])
+            parts.append(f"shape={shape}{'...' if ndim > FP_DIMS else ''} dtype={_DTYPES[fp[2]]}")
+        if fp[3] > 0:
+            parts.append(f"op={list(ReduceOp)[fp[3] - 1].name}")
+        if fp[4] >= 0:
+            parts.append(f"root={fp[4]}")
+        return " ".join(parts)
+
+    def __str__(self):
+        return self.describe_fingerprint(self.fingerprint())
+
+
+class Work:
+    """Handle returned by a collective called with ``async_op=True``.
+
+    ``wait()`` blocks until the operation is complete on this rank (for NCCL:
+    until the caller's current CUDA stream is ordered after it) and raises on
+    failure; ``is_completed()`` never blocks.  Completion callbacks (the
+    division of ``AVG``, copying out of staging buffers) run exactly once,
+    before ``wait()`` returns or ``is_completed()`` first returns True.
+    """
+
+    def __init__(self, desc: OpDesc | None = None, pg=None):
+        self.desc = desc
+        self.pg = pg
+        self._lock = threading.Lock()  # one thread at a time may drive the transport
+        self._done = False
+        self._then = []
+        self._result = None
+
+    # -- to override
+    def _test(self) -> bool:
+        """Advance the transport; True once the data movement is complete."""
+        return True
+
+    # -- public
+    def then(self, fn):
+        """Register ``fn()`` to run once when the transport completes (internal helper)."""
+        if self._done:
+            fn()
+        else:
+            self._then.append(fn)
+        return self
+
+    def is_completed(self) -> bool:
+        if self._done:
+            return True
+        if not self._lock.acquire(blocking=False):
+            return False  # another thread is driving it right now
+        try:
+            return self._progress()
+        finally:
+            self._lock.release()
+
+    def daemon_poll(self) -> bool:
+        """Called by the progress daemon; True once the daemon may forget this work."""
+        return self.is_completed()
+
+    def _progress(self) -> bool:
+        """Test and finish; the caller holds ``self._lock``."""
+        if not self._done and self._test():
+            for fn in self._then:
+                fn()
+            self._then = []
+            self._done = True
+        return self._done
+
+    def wait(self, timeout=None) -> bool:
+        """Block until the operation completes on this rank.
+
+        Args:
+            timeout: seconds; ``None`` uses the process group's timeout.  When
+                it passes, the job is aborted with a report (a collective that
+                never completes cannot be cancelled safely in MPI or NCCL).
+
+        Returns:
+            True, as PyTorch's ``Work.wait()`` does.
+        """
+        if not self._done:
+            from distgraph.comm import watchdog  # noqa: PLC0415 - avoids an import cycle
+            watchdog.wait(self, timeout)
+        return True
+
+    def is_success(self) -> bool:
+        return self._done
+
+    def result(self):
+        """The tensors the operation wrote (PyTorch's ``Work.result()``)."""
+        self.wait()
+        return self._result
+
+    def __repr__(self):
+        state = "completed" if self._done else "pending"
+        return f"<Work {self.desc} {state}>"
+
+
+class CompletedWork(Work):
+    """A work that finished when it was issued (the single backend, empty groups)."""
+
+    def __init__(self, desc=None, pg=None):
+        super().__init__(desc, pg)
+        self._done = True
+
+
+class ProcessGroup(ABC):
+    """A set of ranks that run collectives together.
+
+    ``rank`` and ``size`` are this process's place within the group; ``ranks``
+    lists the group's members by their global (world) rank, in group order.
+    Every method is collective over the group: every member must call it, in
+    the same order, with matching shapes and dtypes.
+    """
+
+    backend = "abstract"
+
+    def __init__(self, rank: int, size: int, ranks, timeout: float, world_size: int | None = None):
+        self.rank = rank
+        self.size = size
+        self.ranks = list(ranks)
+        self.timeout = timeout
+        self.world_size = world_size if world_size is not None else size
+        self.seq = 0
+        self.last: OpDesc | None = None  # the collective issued most recently
+        self.debug = False
+        self.gid = "world"  # names the group identically on every rank (stall reports)
+        self.gpu = None  # the NCCL sibling that GPU tensors use, if any
+        self.waiting = None  # the OpDesc a thread is waiting on right now
+        self.local_rank, self.local_world_size = 0, 1
+
+    def tag(self) -> str:
+        """The ``[rank r/N]`` prefix of every error raised in distributed code."""
+        return f"[rank {self.ranks[self.rank]}/{self.world_size}]"
+
+    def begin(self, name, array=None, root=-1, op=None) -> OpDesc:
+        """Record the next collective (and, in debug mode, check every rank agrees on it)."""
+        self.seq += 1
+        desc = OpDesc(name, self.seq, tuple(array.shape) if array is not None else (),
+                      array.dtype if array is not None else None, root, op)
+        self.last = desc
+        if self.debug and self.size > 1:
+            self.check_consistency(desc)
+        return desc
+
+    def check_consistency(self, desc: OpDesc):
+        """Compare ``desc`` across ranks; raise :class:`CommError` on every rank on mismatch."""
+        mine = desc.fingerprint()
+        table = self.all_gather_fingerprints(mine)
+        bad = [r for r in range(self.size) if not np.array_equal(table[r], table[0])]
+        if bad:
+            lines = "\n".join(f"  rank {self.ranks[r]}: {OpDesc.describe_fingerprint(table[r])}"
+                              for r in range(self.size))
+            raise CommError(
+                f"{self.tag()} collective mismatch (DISTGRAPH_DEBUG): ranks "
+                f"{[self.ranks[r] for r in bad]} called something different from rank "
+                f"{self.ranks[0]}:\n{lines}\nEvery rank must call the same collectives, in the same "
+                "order, with the same shapes and dtypes; look for a branch on the rank.")
+
+    # -- collectives on contiguous arrays; each returns a Work
+    @abstractmethod
+    def all_gather_fingerprints(self, fp: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def all_reduce(self, x, op: ReduceOp) -> Work: ...
+
+    @abstractmethod
+    def broadcast(self, x, root: int) -> Work: ...
+
+    @abstractmethod
+    def all_gather(self, out, x) -> Work:
+        """``out`` has ``size * x.size`` elements; rank ``r``'s ``x`` lands in block ``r``."""
+
+    @abstractmethod
+    def reduce_scatter(self, out, x, op: ReduceOp) -> Work:
+        """``x`` has ``size * out.size`` elements; block ``r`` of the reduction lands on rank ``r``."""
+
+    @abstractmethod
+    def reduce(self, x, root: int, op: ReduceOp) -> Work: ...
+
+    @abstractmethod
+    def gather(self, out, x, root: int) -> Work: ...
+
+    @abstractmethod
+    def scatter(self, out, x, root: int) -> Work: ...
+
+    @abstractmethod
+    def all_to_all(self, out, x, out_counts, in_counts) -> Work: ...
+
+    @abstractmethod
+    def send(self, x, dst: int, tag: int) -> Work: ...
+
+    @abstractmethod
+    def recv(self, x, src: int, tag: int) -> Work: ...
+
+    @abstractmethod
+    def barrier(self) -> Work: ...
+
+    @abstractmethod
+    def broadcast_bytes(self, data: bytes | None, root: int) -> bytes: ...
+
+    @abstractmethod
+    def all_gather_bytes(self, data: bytes) -> list: ...
+
+    @abstractmethod
+    def new_group(self, ranks) -> ProcessGroup | None:
+        """Collective over this group: the sub-group of ``ranks`` (group ranks), or None if not a member."""
+
+    def abort(self):
+        """Tear the job down without waiting for anyone (used at a timeout)."""
+
+    def shutdown(self):
+        """Release communicators (``destroy_process_group``)."""

@@ -1,0 +1,248 @@
+"""Creating, querying and destroying process groups (``torch.distributed``'s names).
+
+Nothing happens at import: the default group exists only after
+:func:`init_process_group`, and MPI is initialised (``import mpi4py.MPI``)
+only when a multi-rank backend is chosen.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+from distgraph.comm import env, watchdog
+from distgraph.comm.base import CommError, ProcessGroup
+from distgraph.comm.single import SingleProcessGroup
+
+__all__ = ["init_process_group", "is_initialized", "destroy_process_group", "new_group",
+           "get_rank", "get_world_size", "get_local_rank", "get_local_world_size", "get_backend",
+           "GroupMember", "default_group"]
+
+BACKENDS = ("auto", "mpi", "nccl", "single")
+_world: ProcessGroup | None = None
+_groups: list = []
+
+
+class GroupMember:
+    """``GroupMember.NON_GROUP_MEMBER``: what ``new_group`` returns on ranks outside the group.
+
+    Collectives given this group return ``None`` without doing anything (with a
+    warning), as in PyTorch.
+    """
+
+    class _NonMember:
+        def __init__(self, ranks):
+            self.ranks = list(ranks)
+
+        def __repr__(self):
+            return f"<non-member of group {self.ranks}>"
+
+    NON_GROUP_MEMBER = _NonMember([])
+
+
+def init_process_group(backend="auto", init_method=None, timeout=None, world_size=-1, rank=-1,
+                       *, debug=None, device_id=None):
+    """Create the default process group. Every rank must call this, in the same order.
+
+    Args:
+        backend: ``"auto"`` (MPI under an MPI or Slurm launcher, plus NCCL for GPU
+            tensors when CuPy, a GPU and NCCL are present; a world of one under plain
+            ``python``), ``"mpi"``, ``"nccl"`` (NCCL for GPU tensors, MPI for the
+            bootstrap and for CPU tensors -- unlike PyTorch, CPU tensors work), or
+            ``"single"``.
+        init_method: only ``None`` / ``"env://"``: ranks come from the launcher.
+        timeout: seconds (or a ``datetime.timedelta``) a collective may take before the
+            job is aborted with a report; default ``DISTGRAPH_TIMEOUT`` or 1800 s.
+        world_size, rank: optional cross-checks against what the launcher says.
+        debug: compare a fingerprint of every collective across ranks before running
+            it (default: ``DISTGRAPH_DEBUG=1``).
+        device_id: the GPU for NCCL; default ``local_rank % device_count``.
+
+    Raises:
+        CommError: already initialised, or the arguments disagree with the launcher.
+        ValueError: unknown backend or init_method.
+    """
+    global _world
+    if _world is not None:
+        raise CommError(f"{_world.tag()} init_process_group: already initialised (backend "
+                        f"{get_backend()!r}); call destroy_process_group() first")
+    name = (backend or "auto").lower()
+    if name not in BACKENDS:
+        raise ValueError(f"init_process_group: expected backend in {BACKENDS}, got {backend!r}")
+    if init_method not in (None, "env://"):
+        raise ValueError(f"init_process_group: expected init_method None or 'env://', got "
+                         f"{init_method!r}; distgraph takes ranks from the launcher (mpiexec, srun)")
+    seconds = watchdog.timeout_from_env(timeout)
+    info = env.discover()
+    if name == "auto":
+        name = "mpi" if env.under_launcher() else "single"
+    if name == "single":
+        if info.world_size > 1:
+            raise CommError(f"[rank {info.rank}/{info.world_size}] init_process_group: backend "
+                            f"'single' is a world of one, but {info.launcher} started "
+                            f"{info.world_size} ranks; use backend='auto' or 'mpi'")
+        pg = SingleProcessGroup(seconds)
+    else:
+        pg = _init_mpi(name, backend, seconds, info, device_id)
+    _check_expected(pg, world_size, rank)
+    pg.debug = bool(debug) if debug is not None else os.environ.get("DISTGRAPH_DEBUG") == "1"
+    if pg.gpu is not None:
+        pg.gpu.debug = pg.debug
+    _world = pg
+    _groups.append(pg)
+
+
+def _init_mpi(name, requested, seconds, info, device_id):
+    from distgraph.comm import nccl  # noqa: PLC0415 - CuPy is only looked at on request
+    want_nccl = name == "nccl" or (requested.lower() == "auto" and nccl.available())
+    device = None
+    if want_nccl:
+        # Bind the GPU before MPI_Init and before any other CUDA call: otherwise every
+        # rank opens a context on GPU 0 (and CUDA-aware MPI may do so inside MPI_Init).
+        device = nccl.bind_device(info.local_rank if device_id is None else device_id)
+    from distgraph.comm.mpi import MPIProcessGroup  # noqa: PLC0415 - MPI_Init happens here
+    pg = MPIProcessGroup.world(seconds)
+    if pg.size > 1:
+        daemon = watchdog.daemon()
+        if pg.state_server is not None:
+            daemon.servers.append(pg.state_server)
+        watchdog.install_excepthook(pg.tag(), pg.abort)
+    if want_nccl:
+        pg.gpu = nccl.NCCLProcessGroup(pg, device)
+    return pg
+
+
+def _check_expected(pg, world_size, rank):
+    if world_size not in (-1, None) and world_size != pg.size:
+        raise CommError(f"{pg.tag()} init_process_group: expected world_size={world_size}, but the "
+                        f"launcher started {pg.size} ranks; drop the argument or fix the launch")
+    if rank not in (-1, None) and rank != pg.rank:
+        raise CommError(f"{pg.tag()} init_process_group: expected rank={rank}, but the launcher "
+                        f"made this process rank {pg.rank}; drop the argument")
+
+
+def is_initialized() -> bool:
+    """Whether :func:`init_process_group` has been called (and not destroyed)."""
+    return _world is not None
+
+
+def default_group(what="this call") -> ProcessGroup:
+    if _world is None:
+        raise CommError(f"{what}: the default process group is not initialised; call "
+                        "dg.comm.init_process_group() first (under plain `python` it makes a "
+                        "world of one)")
+    return _world
+
+
+def resolve(group, what):
+    """The ProcessGroup for ``group`` (None = default); None for a non-member group."""
+    if group is None:
+        return default_group(what)
+    if isinstance(group, GroupMember._NonMember):
+        warnings.warn(f"{what}: this rank is not a member of {group}; the call does nothing "
+                      "(as in PyTorch)", stacklevel=3)
+        return None
+    if not isinstance(group, ProcessGroup):
+        raise TypeError(f"{what}: expected group to be None or a group from new_group(), got "
+                        f"{type(group).__name__}")
+    if group not in _groups:
+        raise CommError(f"{group.tag()} {what}: the group was destroyed; create it again with "
+                        "new_group()")
+    return group
+
+
+def destroy_process_group(group=None):
+    """Destroy ``group``, or every group and the default group when ``group`` is None.
+
+    Every member must call this, in the same order.  Afterwards
+    :func:`init_process_group` may be called again.
+    """
+    global _world
+    if group is None:
+        for pg in reversed(_groups):
+            _shutdown(pg)
+        _groups.clear()
+        _world = None
+        watchdog.stop_daemon()
+        watchdog.uninstall_excepthook()
+        return
+    pg = resolve(group, "destroy_process_group")
+    if pg is not None and pg in _groups:
+        _shutdown(pg)
+        _groups.remove(pg)
+
+
+def _shutdown(pg):
+    if pg.gpu is not None:
+        pg.gpu.shutdown()
+    server = getattr(pg, "state_server", None)
+    if server is not None and pg.gid == "world":
+        # The world group's side channel goes last: sub-groups are already gone.
+        watchdog.daemon_remove_server(server)
+    pg.shutdown()
+    if server is not None and pg.gid == "world":
+        server.comm.Free()
+
+
+def new_group(ranks=None, timeout=None, backend=None):
+    """Create a sub-group of ``ranks`` (world ranks). Every rank must call this, in the same order.
+
+    Every rank of the world calls it -- also ranks not in ``ranks`` -- with the
+    same list.  Members get a group to pass as ``group=`` to collectives; the
+    others get ``GroupMember.NON_GROUP_MEMBER``.  In collectives on a group,
+    ``src``/``dst`` are world ranks, as in PyTorch.
+
+    Raises:
+        ValueError: a rank outside ``[0, world_size)`` or listed twice.
+    """
+    world = default_group("new_group")
+    ranks = list(range(world.size)) if ranks is None else [int(r) for r in ranks]
+    bad = [r for r in ranks if not 0 <= r < world.size]
+    if bad or len(set(ranks)) != len(ranks):
+        raise ValueError(f"{world.tag()} new_group: expected distinct ranks in [0, {world.size}), "
+                         f"got {ranks}")
+    if backend not in (None, "auto", world.backend, "nccl"):
+        raise ValueError(f"{world.tag()} new_group: expected backend None or that of the default "
+                         f"group ({get_backend()!r}), got {backend!r}")
+    ranks = sorted(ranks)
+    world.begin("new_group")
+    sub = world.new_group(ranks)
+    if sub is None:
+        return GroupMember._NonMember(ranks)
+    if world.gpu is not None:
+        sub.gpu = world.gpu.subgroup(sub)  # collective over the members only
+    if timeout is not None:
+        sub.timeout = watchdog.timeout_from_env(timeout)
+    _groups.append(sub)
+    return sub
+
+
+def get_rank(group=None) -> int:
+    """This process's rank in ``group`` (default: the world); -1 if not a member."""
+    if isinstance(group, GroupMember._NonMember):
+        return -1
+    return resolve(group, "get_rank").rank
+
+
+def get_world_size(group=None) -> int:
+    """Number of ranks in ``group`` (default: the world); -1 if not a member."""
+    if isinstance(group, GroupMember._NonMember):
+        return -1
+    return resolve(group, "get_world_size").size
+
+
+def get_local_rank() -> int:
+    """This process's rank among the ranks on its node (what picks its GPU)."""
+    return default_group("get_local_rank").local_rank
+
+
+def get_local_world_size() -> int:
+    """Number of ranks on this process's node."""
+    return default_group("get_local_world_size").local_world_size
+
+
+def get_backend(group=None) -> str:
+    """``"nccl"`` when GPU tensors go through NCCL, else ``"mpi"`` or ``"single"``."""
+    pg = resolve(group, "get_backend")
+    if pg is None:
+        raise CommError("get_backend: this rank is not a member of the group")
+    return "nccl" if pg.gpu is not None else pg.backend

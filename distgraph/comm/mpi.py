@@ -1,0 +1,286 @@
+"""The MPI process group: mpi4py over whatever MPI it was built with.
+
+NumPy arrays go to MPI as they are (``MPI_IN_PLACE`` where the result
+overwrites the input): no copies, no pickling.  Every operation is issued as a
+non-blocking collective (``Iallreduce``, ``Ibcast``, ...) and waited by polling
+``Test()`` against a deadline (see :mod:`distgraph.comm.watchdog`), which costs
+nothing measurable against the blocking call (``benchmarks/allreduce.py``) and
+lets a hung collective end in a report instead of a silent hang.
+
+CuPy arrays go straight to MPI when the library is CUDA-aware (detected with
+``MPIX_Query_cuda_support``, overridden by ``DISTGRAPH_MPI_CUDA_AWARE=0|1``);
+otherwise they are staged through pinned host buffers.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+
+import numpy as np
+
+from distgraph import backend
+from distgraph.comm import watchdog
+from distgraph.comm.base import FP_LEN, CommError, ProcessGroup, ReduceOp, Work
+
+__all__ = ["MPIProcessGroup", "MPIWork", "mpi_module", "cuda_aware"]
+
+_MPI = None
+
+
+def mpi_module():
+    """Import mpi4py (which initialises MPI) on first use, with a clear error if it is missing."""
+    global _MPI
+    if _MPI is None:
+        try:
+            from mpi4py import MPI  # noqa: PLC0415 - MPI_Init happens here, never at import
+        except ImportError as e:
+            raise CommError(
+                "backend 'mpi' needs mpi4py: `pip install distgraph[mpi]` (mpi4py and the mpich "
+                f"wheel), or build mpi4py against your cluster's MPI ({e})") from e
+        _MPI = MPI
+    return _MPI
+
+
+def cuda_aware() -> bool:
+    """Whether MPI accepts CUDA device pointers (``MPIX_Query_cuda_support``)."""
+    forced = os.environ.get("DISTGRAPH_MPI_CUDA_AWARE")
+    if forced in ("0", "1"):
+        return forced == "1"
+    mpi_module()
+    try:
+        with open("/proc/self/maps") as f:
+            libs = sorted(set(re.findall(r"(/\S*libmpi\S*\.so\S*)", f.read())))
+    except OSError:
+        return False
+    for lib in libs:
+        try:
+            fn = ctypes.CDLL(lib).MPIX_Query_cuda_support
+        except (OSError, AttributeError):
+            continue
+        fn.restype = ctypes.c_int
+        return bool(fn())
+    return False
+
+
+def _mpi_op(op: ReduceOp, dtype):
+    MPI = _MPI
+    if dtype == np.bool_:
+        return MPI.LOR if op in (ReduceOp.SUM, ReduceOp.MAX) else MPI.LAND
+    return {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
+            ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX}[op]
+
+
+class MPIWork(Work):
+    """A pending MPI request (or a few), tested by the waiter or the progress daemon."""
+
+    def __init__(self, desc, pg, requests):
+        super().__init__(desc, pg)
+        self._reqs = requests
+
+    def _test(self):
+        reqs = self._reqs
+        if len(reqs) == 1:
+            return reqs[0].Test()
+        return _MPI.Request.Testall(reqs)
+
+
+class MPIProcessGroup(ProcessGroup):
+    """A process group over an MPI communicator (a duplicate: user MPI traffic cannot collide)."""
+
+    backend = "mpi"
+
+    def __init__(self, comm, ranks, timeout, world_size, gid, state_server=None):
+        super().__init__(comm.Get_rank(), comm.Get_size(), ranks, timeout, world_size)
+        self.comm = comm
+        self.gid = gid
+        self.state_server = state_server
+        self._cuda_aware = None
+        self._children = 0
+
+    @classmethod
+    def world(cls, timeout):
+        """The group of every rank, built on a duplicate of ``COMM_WORLD`` (collective)."""
+        MPI = mpi_module()
+        world = MPI.COMM_WORLD
+        comm = world.Dup()
+        server = None
+        if MPI.Query_thread() >= MPI.THREAD_MULTIPLE and world.Get_size() > 1:
+            server = watchdog.StateServer(world.Dup(), [])
+        pg = cls(comm, range(world.Get_size()), timeout, world.Get_size(), "world", server)
+        local = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
+        pg.local_rank, pg.local_world_size = local.Get_rank(), local.Get_size()
+        local.Free()
+        if server is not None:
+            server.groups.append(pg)
+        return pg
+
+    # --------------------------------------------------------------- helpers
+    def _work(self, requests, then=None):
+        work = MPIWork(self.last, self, requests)
+        if then is not None:
+            work.then(then)
+        return work
+
+    def _buf(self, x, writeback=False, then=None):
+        """A buffer MPI can read: ``x`` itself, or (CuPy without CUDA-aware MPI) a host copy.
+
+        Returns ``(buffer, callbacks)``; the callbacks copy a staged result back.
+        """
+        if x is None or isinstance(x, np.ndarray):
+            return x
+        cp = backend.cupy()
+        # MPI reads the buffer outside CUDA's stream order: finish pending kernels first.
+        cp.cuda.get_current_stream().synchronize()
+        if self._cuda_aware is None:
+            self._cuda_aware = cuda_aware()
+        if self._cuda_aware:
+            return x
+        import cupyx  # noqa: PLC0415 - only reached with CuPy arrays
+        host = cupyx.empty_pinned(x.shape, x.dtype)
+        x.get(out=host)
+        if writeback:
+            then.append(lambda: x.set(host))
+        return host
+
+    def _issue(self, fn, arrays, writeback):
+        """Call ``fn(*buffers)`` -> request(s), staging device arrays that MPI cannot read."""
+        then = []
+        bufs = [self._buf(a, i in writeback, then) for i, a in enumerate(arrays)]
+        req = fn(*bufs)
+        reqs = req if isinstance(req, list) else [req]
+
+        def finish():
+            for fn_ in then:
+                fn_()
+        return self._work(reqs, finish if then else None)
+
+    def _avg(self, work, x, op):
+        if op is ReduceOp.AVG:
+            work.then(lambda: np.divide(x, self.size, out=x, casting="unsafe")
+                      if isinstance(x, np.ndarray) else x.__itruediv__(self.size))
+        return work
+
+    def _wait_now(self, requests):
+        work = MPIWork(self.last, self, requests)
+        work.wait()
+
+    # ----------------------------------------------------------- collectives
+    def all_gather_fingerprints(self, fp):
+        out = np.empty((self.size, FP_LEN), dtype=np.int64)
+        self._wait_now([self.comm.Iallgather(fp, out)])
+        return out
+
+    def all_reduce(self, x, op):
+        MPI = _MPI
+        comm, mop = self.comm, _mpi_op(op, x.dtype)
+        work = self._issue(lambda b: comm.Iallreduce(MPI.IN_PLACE, b, mop), [x], {0})
+        return self._avg(work, x, op)
+
+    def broadcast(self, x, root):
+        comm = self.comm
+        return self._issue(lambda b: comm.Ibcast(b, root), [x], {0})
+
+    def all_gather(self, out, x):
+        comm = self.comm
+        return self._issue(lambda o, i: comm.Iallgather(i, o), [out, x], {0})
+
+    def reduce_scatter(self, out, x, op):
+        comm, mop = self.comm, _mpi_op(op, x.dtype)
+        work = self._issue(lambda o, i: comm.Ireduce_scatter_block(i, o, mop), [out, x], {0})
+        return self._avg(work, out, op)
+
+    def reduce(self, x, root, op):
+        MPI = _MPI
+        comm, mop = self.comm, _mpi_op(op, x.dtype)
+        if self.rank == root:
+            work = self._issue(lambda b: comm.Ireduce(MPI.IN_PLACE, b, mop, root), [x], {0})
+            return self._avg(work, x, op)
+        return self._issue(lambda b: comm.Ireduce(b, None, mop, root), [x], set())
+
+    def gather(self, out, x, root):
+        comm = self.comm
+        if self.rank == root:
+            return self._issue(lambda o, i: comm.Igather(i, o, root), [out, x], {0})
+        return self._issue(lambda i: comm.Igather(i, None, root), [x], set())
+
+    def scatter(self, out, x, root):
+        comm = self.comm
+        if self.rank == root:
+            return self._issue(lambda o, i: comm.Iscatter(i, o, root), [out, x], {0})
+        return self._issue(lambda o: comm.Iscatter(None, o, root), [out], {0})
+
+    def all_to_all(self, out, x, out_counts, in_counts):
+        comm = self.comm
+        out_displs = np.concatenate([[0], np.cumsum(out_counts)[:-1]]).astype(np.int64)
+        in_displs = np.concatenate([[0], np.cumsum(in_counts)[:-1]]).astype(np.int64)
+        return self._issue(
+            lambda o, i: comm.Ialltoallv([i, (list(in_counts), list(in_displs))],
+                                         [o, (list(out_counts), list(out_displs))]),
+            [out, x], {0})
+
+    def send(self, x, dst, tag):
+        comm = self.comm
+        return self._issue(lambda b: comm.Isend(b, dst, tag), [x], set())
+
+    def recv(self, x, src, tag):
+        comm = self.comm
+        return self._issue(lambda b: comm.Irecv(b, src, tag), [x], {0})
+
+    def barrier(self):
+        return self._work([self.comm.Ibarrier()])
+
+    def broadcast_bytes(self, data, root):
+        n = np.array([len(data) if self.rank == root else 0], dtype=np.int64)
+        self._wait_now([self.comm.Ibcast(n, root)])
+        buf = np.frombuffer(data, dtype=np.uint8).copy() if self.rank == root else \
+            np.empty(int(n[0]), dtype=np.uint8)
+        self._wait_now([self.comm.Ibcast(buf, root)])
+        return buf.tobytes()
+
+    def all_gather_bytes(self, data):
+        n = np.array([len(data)], dtype=np.int64)
+        sizes = np.empty(self.size, dtype=np.int64)
+        self._wait_now([self.comm.Iallgather(n, sizes)])
+        out = np.empty(int(sizes.sum()), dtype=np.uint8)
+        displs = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        mine = np.frombuffer(data, dtype=np.uint8)
+        self._wait_now([self.comm.Iallgatherv(mine, [out, (list(sizes), list(displs))])])
+        return [out[d:d + s].tobytes() for d, s in zip(displs, sizes)]
+
+    # ------------------------------------------------------------ management
+    def new_group(self, ranks):
+        MPI = _MPI
+        self._children += 1
+        mine = self.ranks[self.rank]
+        member = mine in ranks
+        sub = self.comm.Split(0 if member else MPI.UNDEFINED, ranks.index(mine) if member else 0)
+        if not member:
+            return None
+        pg = MPIProcessGroup(sub, ranks, self.timeout, self.world_size,
+                             f"{self.gid}/{self._children}", self.state_server)
+        pg.debug = self.debug
+        if self.state_server is not None:
+            self.state_server.groups.append(pg)
+        return pg
+
+    def query_states(self):
+        """Every member's state (see :class:`watchdog.StateServer`), keyed by world rank."""
+        if self.state_server is None:
+            return {self.ranks[self.rank]: _local_state(self)}
+        return self.state_server.query(self.ranks)
+
+    def abort(self):
+        _MPI.COMM_WORLD.Abort(1)
+
+    def shutdown(self):
+        if self.state_server is not None and self in self.state_server.groups:
+            self.state_server.groups.remove(self)
+        if self.comm != _MPI.COMM_NULL:
+            self.comm.Free()
+
+
+def _local_state(pg):
+    waiting = getattr(pg, "waiting", None)
+    return {"groups": {pg.gid: {"seq": pg.seq, "last": str(pg.last) if pg.last else None,
+                                "waiting": str(waiting) if waiting else None}}, "stack": ""}
