@@ -1,1 +1,38 @@
-"""Process groups and collectives over MPI (mpi4py), NCCL (CuPy) and a single-process group."""
+"""Process groups and collectives over MPI (mpi4py), NCCL (CuPy) and a single-process group.
+
+The names, signatures and semantics are ``torch.distributed``'s::
+
+    from distgraph import comm
+    comm.init_process_group()            # "auto": MPI under mpiexec/srun, a world of one otherwise
+    comm.all_reduce(t, op=comm.ReduceOp.AVG)
+    work = comm.all_reduce(g, async_op=True); ...; work.wait()
+    comm.destroy_process_group()
+
+Every collective must be called by every rank of its group, in the same order.
+A collective that does not complete within the timeout aborts the job with a
+report naming the ranks that never arrived (see :mod:`distgraph.comm.watchdog`);
+``DISTGRAPH_DEBUG=1`` checks before each collective that all ranks called the
+same one.  Importing this package initialises nothing: MPI starts in
+:func:`init_process_group`.
+
+Modules: ``env`` (rank discovery), ``base`` (interfaces), ``single``, ``mpi``,
+``nccl`` (backends), ``watchdog`` (timeouts, stall reports, progress),
+``group`` (group management), ``collectives`` (the functions on tensors).
+"""
+from distgraph.comm.base import CommError, ReduceOp, Work
+from distgraph.comm.collectives import (all_gather, all_gather_into_tensor, all_gather_object,
+                                        all_reduce, all_to_all_single, barrier, broadcast,
+                                        broadcast_object_list, gather, irecv, isend, recv, reduce,
+                                        reduce_scatter, reduce_scatter_tensor, scatter, send)
+from distgraph.comm.group import (GroupMember, destroy_process_group, get_backend,
+                                  get_local_rank, get_local_world_size, get_rank, get_world_size,
+                                  init_process_group, is_initialized, new_group)
+
+__all__ = [
+    "CommError", "ReduceOp", "Work", "GroupMember",
+    "init_process_group", "is_initialized", "destroy_process_group", "new_group",
+    "get_rank", "get_world_size", "get_local_rank", "get_local_world_size", "get_backend",
+    "all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce_scatter",
+    "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_to_all_single",
+    "send", "recv", "isend", "irecv", "barrier", "broadcast_object_list", "all_gather_object",
+]

@@ -116,6 +116,7 @@ class Work:
         self._done = False
         self._then = []
         self._result = None
+        self.in_daemon = False  # watched by the progress daemon
 
     # -- to override
     def _test(self) -> bool:

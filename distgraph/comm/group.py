@@ -6,6 +6,7 @@ only when a multi-rank backend is chosen.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import warnings
 
@@ -102,6 +103,8 @@ def _init_mpi(name, requested, seconds, info, device_id):
     from distgraph.comm.mpi import MPIProcessGroup  # noqa: PLC0415 - MPI_Init happens here
     pg = MPIProcessGroup.world(seconds)
     if pg.size > 1:
+        # Stop the daemon before mpi4py's own exit hook runs MPI_Finalize (atexit is LIFO).
+        atexit.register(watchdog.stop_daemon)
         daemon = watchdog.daemon()
         if pg.state_server is not None:
             daemon.servers.append(pg.state_server)
@@ -158,11 +161,12 @@ def destroy_process_group(group=None):
     """
     global _world
     if group is None:
+        # The daemon uses the communicators: stop it before freeing them.
+        watchdog.stop_daemon()
         for pg in reversed(_groups):
             _shutdown(pg)
         _groups.clear()
         _world = None
-        watchdog.stop_daemon()
         watchdog.uninstall_excepthook()
         return
     pg = resolve(group, "destroy_process_group")
@@ -174,13 +178,7 @@ def destroy_process_group(group=None):
 def _shutdown(pg):
     if pg.gpu is not None:
         pg.gpu.shutdown()
-    server = getattr(pg, "state_server", None)
-    if server is not None and pg.gid == "world":
-        # The world group's side channel goes last: sub-groups are already gone.
-        watchdog.daemon_remove_server(server)
     pg.shutdown()
-    if server is not None and pg.gid == "world":
-        server.comm.Free()
 
 
 def new_group(ranks=None, timeout=None, backend=None):

@@ -274,10 +274,12 @@ class MPIProcessGroup(ProcessGroup):
         _MPI.COMM_WORLD.Abort(1)
 
     def shutdown(self):
-        if self.state_server is not None and self in self.state_server.groups:
-            self.state_server.groups.remove(self)
-        if self.comm != _MPI.COMM_NULL:
-            self.comm.Free()
+        server = self.state_server
+        if server is not None and self in server.groups:
+            server.groups.remove(self)
+        self.comm.Free()
+        if server is not None and self.gid == "world":
+            server.comm.Free()  # the side channel goes with the world group
 
 
 def _local_state(pg):

@@ -254,6 +254,9 @@ class _Daemon(threading.Thread):
 
     def add(self, work):
         with self.cond:
+            if work.in_daemon:
+                return
+            work.in_daemon = True
             self.works.append(work)
             self.cond.notify()
 
@@ -310,16 +313,6 @@ def daemon() -> _Daemon:
         _daemon = _Daemon()
         _daemon.start()
     return _daemon
-
-
-def daemon_remove_server(server):
-    if _daemon is not None:
-        with _daemon.cond:
-            if server in _daemon.servers:
-                _daemon.servers.remove(server)
-        # serve() may be running right now; take its lock so that it is finished
-        with server._lock:
-            pass
 
 
 def stop_daemon():
