@@ -336,6 +336,8 @@ class Tensor:
     def tanh(self): return tanh(self)
     def sigmoid(self): return sigmoid(self)
     def relu(self): return relu(self)
+    def softmax(self, dim, dtype=None): return softmax(self, dim, dtype)
+    def log_softmax(self, dim, dtype=None): return log_softmax(self, dim, dtype)
     def clamp(self, min=None, max=None): return clamp(self, min, max)
     clip = clamp
     def maximum(self, other): return maximum(self, other)

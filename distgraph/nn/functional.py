@@ -1,8 +1,447 @@
 """Functional forms of the layers (``import distgraph.nn.functional as F``).
 
-The activations are the engine's own ops, re-exported under PyTorch's names.
+Everything here is composed from the engine's ops, so gradients come for
+free; convolution and pooling lower to im2col windows plus one large matrix
+product (or reduction), never Python loops over pixels.
 """
-from distgraph.autograd.ops.elementwise import (elu, gelu, leaky_relu, relu, sigmoid, silu, softplus,
-                                                tanh)
+from __future__ import annotations
 
-__all__ = ["elu", "gelu", "leaky_relu", "relu", "sigmoid", "silu", "softplus", "tanh"]
+import math
+
+from distgraph import backend
+from distgraph.autograd import grad_mode
+from distgraph.autograd.ops import nn as _nn
+from distgraph.autograd.ops._common import as_tensor, xp_of
+from distgraph.autograd.ops.elementwise import (clamp, elu, gelu, leaky_relu, relu, sigmoid, silu, softplus,
+                                                tanh, where)
+from distgraph.autograd.ops.linalg import matmul
+from distgraph.autograd.ops.nn import log_softmax, softmax
+from distgraph.autograd.tensor import _make
+
+__all__ = ["relu", "gelu", "silu", "tanh", "sigmoid", "softplus", "leaky_relu", "elu", "softmax", "log_softmax",
+           "linear", "conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+           "batch_norm", "layer_norm", "group_norm", "dropout", "embedding", "cross_entropy", "nll_loss",
+           "mse_loss", "l1_loss", "binary_cross_entropy_with_logits", "scaled_dot_product_attention", "pad",
+           "one_hot", "normalize"]
+
+
+def _pair(v, name="argument"):
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(v)
+    if len(v) != 2:
+        raise ValueError(f"expected an int or a pair for {name}, got {v!r}")
+    return v
+
+
+# ------------------------------------------------------------------ linear
+def linear(input, weight, bias=None):
+    """``input @ weight.T + bias``."""
+    y = matmul(input, weight.T)
+    return y if bias is None else y + bias
+
+
+# ------------------------------------------------------------- convolution
+def pad(input, pad, mode="constant", value=0.0):
+    """Pad the last ``len(pad) // 2`` dims: ``pad = (left, right, top, bottom, ...)``,
+    last dim first, as PyTorch. Only ``mode="constant"``; negative pads crop."""
+    if mode != "constant":
+        raise NotImplementedError(f"pad: mode {mode!r} is not supported; use 'constant'")
+    x = as_tensor(input)
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad: expected an even number of pads for at most {x.ndim} dims, got {pad}")
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    if all(w == (0, 0) for w in widths):
+        return x
+    return _nn.Pad(tuple(widths), value).apply(x)
+
+
+def _check_conv(op, x, w, groups, nd):
+    if x.ndim != nd + 2:
+        raise RuntimeError(f"{op}: expected a {nd + 2}-D input (batch, channels, ...), got shape {x.shape}")
+    if x.shape[1] != w.shape[1] * groups:
+        raise RuntimeError(f"{op}: expected input with {w.shape[1] * groups} channels (weight {w.shape}, "
+                           f"groups={groups}), got {x.shape[1]} (input {x.shape})")
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation, as PyTorch) of (N, C, H, W) with (O, C/groups, kh, kw)."""
+    x, w = as_tensor(input), weight
+    _check_conv("conv2d", x, w, groups, 2)
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = 0
+        elif padding == "same":
+            dh, dw = _pair(dilation)
+            tot = [d * (k - 1) for d, k in zip((dh, dw), w.shape[2:])]
+            x = pad(x, (tot[1] // 2, tot[1] - tot[1] // 2, tot[0] // 2, tot[0] - tot[0] // 2))
+            padding = 0
+        else:
+            raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    ph, pw = _pair(padding, "padding")
+    if ph or pw:
+        x = pad(x, (pw, pw, ph, ph))
+    n = x.shape[0]
+    o, cg, kh, kw = w.shape
+    cols = _nn.Im2Col((kh, kw), _pair(stride, "stride"), _pair(dilation, "dilation")).apply(x)
+    ho, wo = cols.shape[4], cols.shape[5]
+    if ho <= 0 or wo <= 0:
+        raise RuntimeError(f"conv2d: input {input.shape} (padded {x.shape}) is smaller than the kernel {(kh, kw)}")
+    # (N, g, C/g, kh, kw, Ho, Wo) -> (g, N*Ho*Wo, C/g*kh*kw) @ (g, C/g*kh*kw, O/g)
+    cols = cols.reshape(n, groups, cg * kh * kw, ho * wo).permute(1, 0, 3, 2).reshape(groups, n * ho * wo, -1)
+    wm = w.reshape(groups, o // groups, cg * kh * kw).transpose(1, 2)
+    y = matmul(cols, wm)                                     # (g, N*Ho*Wo, O/g)
+    y = y.reshape(groups, n, ho, wo, o // groups).permute(1, 0, 4, 2, 3).reshape(n, o, ho, wo)
+    return y if bias is None else y + bias.reshape(1, -1, 1, 1)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution of (N, C, L) with (O, C/groups, k)."""
+    x = as_tensor(input)
+    if x.ndim != 3:
+        raise RuntimeError(f"conv1d: expected a 3-D input (batch, channels, length), got shape {x.shape}")
+    if isinstance(padding, int):
+        padding = (0, padding)
+    y = conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, (1, stride), padding, (1, dilation), groups)
+    return y.squeeze(2)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Transposed 2-D convolution of (N, C, H, W) with (C, O/groups, kh, kw): the input-gradient of conv2d."""
+    x, w = as_tensor(input), weight
+    if x.ndim != 4 or x.shape[1] != w.shape[0]:
+        raise RuntimeError(f"conv_transpose2d: expected (N, {w.shape[0]}, H, W) input for weight {w.shape}, "
+                           f"got {x.shape}")
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    (oph, opw), (dh, dw) = _pair(output_padding), _pair(dilation)
+    n, c, h, wd = x.shape
+    _, og, kh, kw = w.shape
+    cg = c // groups
+    full = ((h - 1) * sh + dh * (kh - 1) + 1 + oph, (wd - 1) * sw + dw * (kw - 1) + 1 + opw)
+    xm = x.reshape(n, groups, cg, h * wd).permute(1, 0, 3, 2).reshape(groups, n * h * wd, cg)
+    wm = w.reshape(groups, cg, og * kh * kw)
+    cols = matmul(xm, wm)                                  # (g, N*H*W, O/g*kh*kw)
+    cols = cols.reshape(groups, n, h, wd, og, kh, kw).permute(1, 0, 4, 5, 6, 2, 3).reshape(
+        n, groups * og, kh, kw, h, wd)
+    y = _nn.Col2Im(full, (sh, sw), (dh, dw)).apply(cols)
+    if ph or pw:
+        y = y[:, :, ph:full[0] - ph, pw:full[1] - pw]
+    return y if bias is None else y + bias.reshape(1, -1, 1, 1)
+
+
+# ----------------------------------------------------------------- pooling
+def _windows(op, x, kernel, stride, padding, dilation, fill):
+    if x.ndim not in (3, 4):
+        raise RuntimeError(f"{op}: expected a 3-D or 4-D input, got shape {x.shape}")
+    kernel = _pair(kernel, "kernel_size")
+    stride = kernel if stride is None or stride == () else _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    if ph > kernel[0] // 2 or pw > kernel[1] // 2:
+        raise RuntimeError(f"{op}: padding should be at most half of the kernel size, got {padding} for {kernel}")
+    if ph or pw:
+        x = pad(x, (pw, pw, ph, ph), value=fill)
+    return _nn.Im2Col(kernel, stride, _pair(dilation)).apply(x), kernel
+
+
+def _batched(fn, input, *args):
+    x = as_tensor(input)
+    if x.ndim == 3:
+        return fn(x.unsqueeze(0), *args).squeeze(0)
+    return fn(x, *args)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max over windows; the gradient goes to the first maximum of each window (as PyTorch)."""
+    if ceil_mode or return_indices:
+        raise NotImplementedError("max_pool2d: ceil_mode and return_indices are not supported")
+
+    def run(x):
+        cols, k = _windows("max_pool2d", x, kernel_size, stride, padding, dilation, -math.inf)
+        n, c, kh, kw, ho, wo = cols.shape
+        return cols.reshape(n, c, kh * kw, ho, wo).max(dim=2).values
+    return _batched(run, input)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Mean over windows (zero padding counted, as PyTorch's default)."""
+    if ceil_mode:
+        raise NotImplementedError("avg_pool2d: ceil_mode is not supported")
+
+    def run(x):
+        cols, k = _windows("avg_pool2d", x, kernel_size, stride, padding, 1, 0.0)
+        n, c, kh, kw, ho, wo = cols.shape
+        total = cols.reshape(n, c, kh * kw, ho, wo).sum(2)
+        if divisor_override:
+            return total / divisor_override
+        if count_include_pad or padding in (0, (0, 0)):
+            return total / (kh * kw)
+        ones = _make(xp_of(x.data).ones((1, 1) + x.shape[2:], x.dtype), None, False)
+        counts = _windows("avg_pool2d", ones, kernel_size, stride, padding, 1, 0.0)[0].sum((2, 3))
+        return total / counts
+    return _batched(run, input)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average over PyTorch's adaptive windows: cell ``i`` covers
+    ``[floor(i*H/oh), ceil((i+1)*H/oh))``."""
+    def run(x):
+        h, w = x.shape[2:]
+        oh, ow = _pair(output_size, "output_size")
+        oh, ow = oh or h, ow or w
+        if h % oh == 0 and w % ow == 0:
+            return avg_pool2d(x, (h // oh, w // ow))
+        rows = []
+        for i in range(oh):
+            r0, r1 = (i * h) // oh, -(-(i + 1) * h // oh)
+            cells = [x[:, :, r0:r1, (j * w) // ow:-(-(j + 1) * w // ow)].mean((2, 3)) for j in range(ow)]
+            rows.append(_stack(cells, -1))
+        return _stack(rows, -2)
+    return _batched(run, input)
+
+
+def _stack(ts, dim):
+    from distgraph.autograd.ops.shape import stack
+    return stack(ts, dim)
+
+
+# ------------------------------------------------------------ normalisation
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Normalise over every dim but the channel dim (1), with running statistics.
+
+    In training the batch statistics are used and the running ones updated in
+    place (``running = (1 - momentum) * running + momentum * batch``, with the
+    unbiased batch variance); in eval the running ones are used.
+    """
+    x = as_tensor(input)
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if training:
+        n = x.numel() // x.shape[1]
+        if n <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}")
+        mean = x.mean(axes)
+        var = x.var(axes, correction=0)
+        if running_mean is not None:
+            with grad_mode.no_grad():
+                m = momentum
+                running_mean.data[...] = (1 - m) * running_mean.data + m * mean.data
+                running_var.data[...] = (1 - m) * running_var.data + m * var.data * (n / (n - 1))
+                running_mean._version[0] += 1
+                running_var._version[0] += 1
+    else:
+        mean, var = running_mean, running_var
+    y = (x - mean.reshape(shape)) * (var.reshape(shape) + eps).rsqrt()
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise over the last ``len(normalized_shape)`` dims."""
+    x = as_tensor(input)
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
+        raise RuntimeError(f"layer_norm: expected input with trailing shape {normalized_shape}, got {x.shape}")
+    axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    mean = x.mean(axes, keepdim=True)
+    y = (x - mean) * (x.var(axes, keepdim=True, correction=0) + eps).rsqrt()
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalise (N, C, ...) over groups of ``C / num_groups`` channels."""
+    x = as_tensor(input)
+    n, c = x.shape[:2]
+    if c % num_groups:
+        raise RuntimeError(f"group_norm: channels ({c}) must be divisible by num_groups ({num_groups})")
+    g = x.reshape(n, num_groups, -1)
+    g = (g - g.mean(2, keepdim=True)) * (g.var(2, keepdim=True, correction=0) + eps).rsqrt()
+    y = g.reshape(x.shape)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12):
+    """``x / max(||x||_p, eps)`` along ``dim``."""
+    x = as_tensor(input)
+    return x / clamp(x.norm(p, dim, keepdim=True), min=eps)
+
+
+# --------------------------------------------------------- dropout, embedding
+def dropout(input, p=0.5, training=True, inplace=False):
+    """Zero elements with probability ``p`` and scale the rest by ``1 / (1 - p)`` (training only)."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: probability has to be between 0 and 1, got {p}")
+    x = as_tensor(input)
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0
+    gen = backend.generator(x.device)
+    keep = (gen.random(x.shape, dtype=backend.float32) >= p).astype(x.dtype) / (1 - p)
+    return x * _make(keep, None, False)
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None):
+    """Rows of ``weight`` picked by the integer tensor ``input``."""
+    if max_norm is not None:
+        raise NotImplementedError("embedding: max_norm is not supported")
+    idx = as_tensor(input, weight).data
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding: expected an integer index tensor, got {backend.dtype_name(idx.dtype)}")
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= weight.shape[0]):
+        raise IndexError(f"embedding: index out of range: values must lie in [0, {weight.shape[0]}), "
+                         f"got min {int(idx.min())} max {int(idx.max())}")
+    if padding_idx is not None and padding_idx < 0:
+        padding_idx += weight.shape[0]
+    return _nn.EmbeddingLookup(idx, padding_idx).apply(weight)
+
+
+def one_hot(tensor, num_classes=-1):
+    """int64 one-hot encoding with a new last dim of size ``num_classes``."""
+    idx = as_tensor(tensor).data
+    if idx.dtype.kind not in "iu":
+        raise TypeError("one_hot: expected an integer (int64) tensor")
+    xp = xp_of(idx)
+    if num_classes < 0:
+        num_classes = int(idx.max()) + 1 if idx.size else 0
+    return _make((idx[..., None] == xp.arange(num_classes)).astype(backend.int64), None, False)
+
+
+# ------------------------------------------------------------------ losses
+def _reduce(loss, reduction, op):
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _check_same_shape(op, a, b):
+    if a.shape != b.shape:
+        raise RuntimeError(f"{op}: input shape {a.shape} and target shape {b.shape} differ; "
+                           "broadcasting here is almost always a bug: reshape one of them")
+
+
+def mse_loss(input, target, reduction="mean"):
+    """Mean squared error ``(x - y)^2``."""
+    target = as_tensor(target, input)
+    _check_same_shape("mse_loss", input, target)
+    d = input - target
+    return _reduce(d * d, reduction, "mse_loss")
+
+
+def l1_loss(input, target, reduction="mean"):
+    """Mean absolute error ``|x - y|``."""
+    target = as_tensor(target, input)
+    _check_same_shape("l1_loss", input, target)
+    return _reduce((input - target).abs(), reduction, "l1_loss")
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    """``-w [p y log s(x) + (1 - y) log(1 - s(x))]``, computed stably from logits."""
+    target = as_tensor(target, input)
+    _check_same_shape("binary_cross_entropy_with_logits", input, target)
+    log_sig = -softplus(-input)          # log s(x)
+    log_one_minus = -softplus(input)     # log(1 - s(x))
+    if pos_weight is not None:
+        loss = -(pos_weight * target * log_sig + (1 - target) * log_one_minus)
+    else:
+        loss = -(target * log_sig + (1 - target) * log_one_minus)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """``-input[n, target[n]]`` (weighted); ``mean`` divides by the total weight of non-ignored targets."""
+    x = as_tensor(input)
+    t = as_tensor(target, x)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss: expected int64 class indices as target, got {backend.dtype_name(t.dtype)}")
+    if x.ndim < 1 or t.shape != (x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()):
+        raise RuntimeError(f"nll_loss: expected target shape {x.shape[:1] + x.shape[2:]} for input {x.shape}, "
+                           f"got {t.shape}")
+    xp = xp_of(x.data)
+    valid = t.data != ignore_index
+    safe = xp.where(valid, t.data, 0)
+    c = x.shape[1] if x.ndim > 1 else x.shape[0]
+    if safe.size and (int(safe.min()) < 0 or int(safe.max()) >= c):
+        raise IndexError(f"nll_loss: target values must lie in [0, {c}) or equal ignore_index, "
+                         f"got min {int(safe.min())} max {int(safe.max())}")
+    picked = x.gather(1, _make(xp.expand_dims(safe, 1), None, False)).squeeze(1) if x.ndim > 1 else x[safe]
+    w = valid.astype(x.dtype)
+    if weight is not None:
+        w = w * weight.data[safe]
+    wt = _make(w, None, False)
+    loss = -picked * wt
+    if reduction == "mean":
+        return loss.sum() / float(w.sum())
+    return _reduce(loss, reduction, "nll_loss")
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Cross entropy of logits ``input`` (N, C, ...) against class indices (N, ...) or
+    class probabilities (N, C, ...), with ``label_smoothing`` as PyTorch defines it."""
+    x = as_tensor(input)
+    t = as_tensor(target, x)
+    logp = log_softmax(x, 1 if x.ndim > 1 else 0)
+    c = x.shape[1] if x.ndim > 1 else x.shape[0]
+    if backend.is_floating(t.dtype):            # probabilities
+        _check_same_shape("cross_entropy", x, t)
+        if label_smoothing:
+            t = t * (1 - label_smoothing) + label_smoothing / c
+        w = 1 if weight is None else weight.reshape((1, -1) + (1,) * (x.ndim - 2))
+        return _reduce(-(logp * t * w).sum(1), reduction, "cross_entropy")
+    nll = nll_loss(logp, t, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return nll
+    valid = _make((t.data != ignore_index).astype(x.dtype), None, False)
+    w = 1 if weight is None else weight.reshape((1, -1) + (1,) * (x.ndim - 2))
+    smooth = -(logp * w).sum(1) * valid / c
+    if reduction == "mean":
+        if weight is None:
+            denom = float(valid.data.sum())
+        else:
+            denom = float((valid.data * weight.data[xp_of(t.data).where(t.data != ignore_index, t.data, 0)]).sum())
+        smooth = smooth.sum() / denom
+    else:
+        smooth = _reduce(smooth, reduction, "cross_entropy")
+    return nll * (1 - label_smoothing) + smooth * label_smoothing
+
+
+# --------------------------------------------------------------- attention
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+    """``softmax(q k^T * scale + mask) v``; a bool mask marks positions that *take part*."""
+    q, k, v = as_tensor(query), as_tensor(key), as_tensor(value)
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    s = matmul(q, k.transpose(-2, -1)) * scale
+    xp = xp_of(q.data)
+    if is_causal:
+        L, S = q.shape[-2], k.shape[-2]
+        allowed = xp.tril(xp.ones((L, S), dtype=bool))
+        s = where(_make(allowed, None, False), s, -math.inf)
+    if attn_mask is not None:
+        m = as_tensor(attn_mask, q)
+        s = where(m, s, -math.inf) if m.dtype == backend.bool_ else s + m
+    p = softmax(s, -1)
+    if dropout_p:
+        p = dropout(p, dropout_p)
+    return matmul(p, v)
+
+

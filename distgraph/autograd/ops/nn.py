@@ -1,0 +1,167 @@
+"""Ops behind ``nn.functional``: softmax family, padding, windows (im2col / col2im), embedding."""
+from __future__ import annotations
+
+from distgraph import backend
+from distgraph.autograd.function import Function
+from distgraph.autograd.ops._common import as_tensor, normalize_dims, xp_of
+
+__all__ = ["softmax", "log_softmax"]
+
+
+class Softmax(Function):
+    __slots__ = ("dim", "out")
+    saves_output = True
+
+    def __init__(self, dim):
+        self.dim = dim
+
+    def forward(self, x):
+        xp = xp_of(x)
+        e = xp.exp(x - x.max(axis=self.dim, keepdims=True))
+        self.out = y = e / e.sum(axis=self.dim, keepdims=True)
+        return y
+
+    def backward(self, gy):
+        y = self.out
+        return (y * (gy - (gy * y).sum(axis=self.dim, keepdims=True)),)
+
+
+class LogSoftmax(Function):
+    __slots__ = ("dim", "out")
+    saves_output = True
+
+    def __init__(self, dim):
+        self.dim = dim
+
+    def forward(self, x):
+        xp = xp_of(x)
+        z = x - x.max(axis=self.dim, keepdims=True)
+        self.out = y = z - xp.log(xp.exp(z).sum(axis=self.dim, keepdims=True))
+        return y
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        return (gy - xp.exp(self.out) * gy.sum(axis=self.dim, keepdims=True),)
+
+
+def _float_dim(op, input, dim, dtype):
+    x = as_tensor(input)
+    if dtype is not None:
+        x = x.to(dtype=dtype)
+    elif not backend.is_floating(x.dtype):
+        x = x.to(dtype=backend.float32)
+    if dim is None:
+        dim = 0 if x.ndim in (0, 1, 3) else 1  # PyTorch's legacy implicit-dim rule
+    return x, normalize_dims(dim, x.ndim, op)[0] if x.ndim else None
+
+
+def softmax(input, dim=None, dtype=None):
+    """``exp(x) / sum(exp(x))`` along ``dim``, computed with the max subtracted."""
+    x, d = _float_dim("softmax", input, dim, dtype)
+    return Softmax(d).apply(x)
+
+
+def log_softmax(input, dim=None, dtype=None):
+    """``x - logsumexp(x)`` along ``dim``."""
+    x, d = _float_dim("log_softmax", input, dim, dtype)
+    return LogSoftmax(d).apply(x)
+
+
+class Pad(Function):
+    """Constant padding: ``widths`` is ((before, after), ...) per dim (negative crops)."""
+    __slots__ = ("widths", "value")
+
+    def __init__(self, widths, value):
+        self.widths, self.value = widths, value
+
+    def forward(self, x):
+        xp = xp_of(x)
+        crop = tuple(slice(max(-b, 0), n - max(-a, 0)) for (b, a), n in zip(self.widths, x.shape))
+        pos = [(max(b, 0), max(a, 0)) for b, a in self.widths]
+        return xp.pad(x[crop], pos, constant_values=self.value)
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        crop = tuple(slice(max(b, 0), n - max(a, 0)) for (b, a), n in zip(self.widths, gy.shape))
+        g = gy[crop]
+        return (xp.pad(g, [(max(-b, 0), max(-a, 0)) for b, a in self.widths]),)
+
+
+# ------------------------------------------------------------ sliding windows
+def _window_shape(size, k, stride, dilation):
+    return (size - dilation * (k - 1) - 1) // stride + 1
+
+
+def im2col_array(x, kernel, stride, dilation):
+    """(N, C, H, W) -> (N, C, kh, kw, Ho, Wo), a strided view (no copy)."""
+    xp = xp_of(x)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    ho, wo = _window_shape(h, kh, sh, dh), _window_shape(w, kw, sw, dw)
+    s = x.strides
+    return xp.lib.stride_tricks.as_strided(
+        x, (n, c, kh, kw, ho, wo), (s[0], s[1], s[2] * dh, s[3] * dw, s[2] * sh, s[3] * sw))
+
+
+def col2im_array(cols, size, stride, dilation):
+    """Adjoint of ``im2col_array``: sum (N, C, kh, kw, Ho, Wo) windows back into (N, C, H, W).
+
+    Loops over the kernel positions only (kh * kw slices), never over pixels."""
+    xp = xp_of(cols)
+    n, c, kh, kw, ho, wo = cols.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    out = xp.zeros((n, c) + tuple(size), cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += cols[:, :, i, j]
+    return out
+
+
+class Im2Col(Function):
+    """Windows of an (N, C, H, W) input as a copied (N, C, kh, kw, Ho, Wo) array."""
+    __slots__ = ("kernel", "stride", "dilation", "size")
+
+    def __init__(self, kernel, stride, dilation):
+        self.kernel, self.stride, self.dilation = kernel, stride, dilation
+
+    def forward(self, x):
+        self.size = x.shape[2:]
+        return xp_of(x).ascontiguousarray(im2col_array(x, self.kernel, self.stride, self.dilation))
+
+    def backward(self, gy):
+        return (col2im_array(gy, self.size, self.stride, self.dilation),)
+
+
+class Col2Im(Function):
+    """Sum (N, C, kh, kw, Ho, Wo) windows into an (N, C, H, W) image (the adjoint of Im2Col)."""
+    __slots__ = ("size", "stride", "dilation", "kernel")
+
+    def __init__(self, size, stride, dilation):
+        self.size, self.stride, self.dilation = size, stride, dilation
+
+    def forward(self, cols):
+        self.kernel = cols.shape[2:4]
+        return col2im_array(cols, self.size, self.stride, self.dilation)
+
+    def backward(self, gy):
+        return (xp_of(gy).ascontiguousarray(im2col_array(gy, self.kernel, self.stride, self.dilation)),)
+
+
+class EmbeddingLookup(Function):
+    """``weight[idx]``; rows at ``padding_idx`` get no gradient."""
+    __slots__ = ("idx", "padding_idx", "shape")
+
+    def __init__(self, idx, padding_idx):
+        self.idx, self.padding_idx = idx, padding_idx
+
+    def forward(self, w):
+        self.shape = w.shape
+        return w[self.idx]
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        gw = xp.zeros(self.shape, gy.dtype)
+        xp.add.at(gw, self.idx.reshape(-1), gy.reshape(-1, self.shape[1]))
+        if self.padding_idx is not None:
+            gw[self.padding_idx] = 0
+        return (gw,)

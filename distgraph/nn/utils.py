@@ -1,0 +1,68 @@
+"""``nn.utils``: gradient clipping and flat parameter vectors."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from distgraph import backend
+from distgraph.autograd import grad_mode
+from distgraph.autograd.tensor import Tensor, _make
+
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "vector_to_parameters"]
+
+
+def _params(parameters):
+    return [parameters] if isinstance(parameters, Tensor) else list(parameters)
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scale all gradients together so their joint ``norm_type``-norm is at most ``max_norm``.
+
+    Returns the total norm before clipping (a 0-d Tensor).
+    """
+    grads = [p.grad.data for p in _params(parameters) if p.grad is not None]
+    if not grads:
+        return _make(np.zeros((), np.float32), None, False)
+    xp = backend.get_array_module(grads[0])
+    norm_type = float(norm_type)
+    if norm_type == math.inf:
+        total = xp.max(xp.stack([xp.abs(g).max() for g in grads]))
+    else:
+        total = sum(float((xp.abs(g.astype(xp.float64)) ** norm_type).sum()) for g in grads) ** (1 / norm_type)
+        total = xp.asarray(total, dtype=grads[0].dtype)
+    if error_if_nonfinite and not bool(xp.isfinite(total)):
+        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} is non-finite; "
+                           "pass error_if_nonfinite=False to clip anyway")
+    coef = float(max_norm) / (float(total) + 1e-6)
+    if coef < 1:
+        with grad_mode.no_grad():
+            for g in grads:
+                g *= coef
+    return _make(xp.asarray(total), None, False)
+
+
+def clip_grad_value_(parameters, clip_value):
+    """Clamp every gradient element to ``[-clip_value, clip_value]`` in place."""
+    for p in _params(parameters):
+        if p.grad is not None:
+            xp = backend.get_array_module(p.grad.data)
+            xp.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
+
+
+def parameters_to_vector(parameters):
+    """All parameters flattened and concatenated into one (differentiable) vector."""
+    from distgraph.autograd.ops.shape import cat
+    return cat([p.reshape(-1) for p in _params(parameters)])
+
+
+def vector_to_parameters(vec, parameters):
+    """Copy slices of ``vec`` into the parameters (in place, no graph)."""
+    i = 0
+    with grad_mode.no_grad():
+        for p in _params(parameters):
+            n = p.numel()
+            p.copy_(vec.data[i:i + n].reshape(p.shape))
+            i += n
+    if i != vec.numel():
+        raise RuntimeError(f"vector_to_parameters: vector has {vec.numel()} elements, parameters {i}")
