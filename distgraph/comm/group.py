@@ -107,7 +107,7 @@ def _init_mpi(name, requested, seconds, info, device_id):
         atexit.register(watchdog.stop_daemon)
         daemon = watchdog.daemon()
         if pg.state_server is not None:
-            daemon.servers.append(pg.state_server)
+            daemon.add_server(pg.state_server)
         watchdog.install_excepthook(pg.tag(), pg.abort)
     if want_nccl:
         pg.gpu = nccl.NCCLProcessGroup(pg, device)
@@ -169,8 +169,10 @@ def destroy_process_group(group=None):
         _world = None
         watchdog.uninstall_excepthook()
         return
+    if isinstance(group, GroupMember._NonMember):
+        return  # nothing was created on this rank
     pg = resolve(group, "destroy_process_group")
-    if pg is not None and pg in _groups:
+    if pg in _groups:
         _shutdown(pg)
         _groups.remove(pg)
 

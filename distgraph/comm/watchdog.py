@@ -260,6 +260,11 @@ class _Daemon(threading.Thread):
             self.works.append(work)
             self.cond.notify()
 
+    def add_server(self, server):
+        with self.cond:
+            self.servers.append(server)
+            self.cond.notify()
+
     def run(self):
         next_serve = 0.0
         pending = []
