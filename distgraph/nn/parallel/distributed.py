@@ -1,0 +1,216 @@
+"""``DistributedDataParallel``: data parallelism with gradient all-reduce overlapped with backward."""
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+from distgraph.autograd import engine, grad_mode
+from distgraph.autograd.tensor import Tensor
+from distgraph.nn.module import Module
+from distgraph.nn.parallel.reducer import Reducer
+
+
+def _comm():
+    from distgraph import comm
+    return comm
+
+
+class DistributedDataParallel(Module):
+    """Wrap ``module`` so that ``loss.backward()`` averages gradients across ranks.
+
+    Construction broadcasts rank 0's parameters and buffers and checks that
+    every rank wrapped the same model; backward fires one asynchronous
+    all-reduce per bucket as soon as the bucket's gradients are ready, and
+    the last one is waited for when backward ends, so ``optimizer.step()``
+    sees averaged gradients.
+
+    Warnings (these are the contract, as in PyTorch):
+
+    * Every rank must build the same model, registering parameters in the
+      same order, and call forward/backward the same number of times:
+      construction, forward (with ``broadcast_buffers``) and backward are
+      synchronisation points.
+    * Gradients are reduced in bucket order, which starts from the *last*
+      registered parameters; after the first iteration the buckets follow
+      the order gradients actually became ready (rank 0 decides).
+    * Parameters that a rank's backward does not reach contribute zeros; a
+      parameter unused on every rank keeps ``grad=None``.  Without
+      ``find_unused_parameters=True`` this still works (distgraph never hangs
+      here, unlike PyTorch) but their buckets can only be sent when backward
+      ends, and a warning names them once.  With the flag, each forward walks
+      the graph from the outputs (cost: one pass over the graph) so that
+      unused parameters are marked ready at once.
+
+    Args:
+        module: the model.
+        bucket_cap_mb: bucket size cap in MiB (the first bucket is capped at 1 MiB).
+        find_unused_parameters: walk the graph each forward to find parameters
+            that will get no gradient.
+        broadcast_buffers: copy rank 0's buffers to every rank at each forward.
+        gradient_as_bucket_view: make ``.grad`` a view into the bucket (no copy back).
+        process_group: the group to reduce over (default: the world).
+        static_graph: accepted for PyTorch compatibility; skips the unused-parameter walk.
+    """
+
+    def __init__(self, module, device_ids=None, output_device=None, dim=0, broadcast_buffers=True,
+                 process_group=None, bucket_cap_mb=25, find_unused_parameters=False,
+                 gradient_as_bucket_view=False, static_graph=False):
+        super().__init__()
+        comm = _comm()
+        if not comm.is_initialized():
+            comm.init_process_group()  # "auto": a world of one under plain python
+        self.module = module
+        self.process_group = process_group
+        self.rank = comm.get_rank(process_group)
+        self.world_size = comm.get_world_size(process_group)
+        self.broadcast_buffers = broadcast_buffers
+        self.find_unused_parameters = find_unused_parameters and not static_graph
+        self.static_graph = static_graph
+        self.require_backward_grad_sync = True
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        if not named:
+            raise RuntimeError("DistributedDataParallel: the module has no parameter that requires grad")
+        self._names = [n for n, _ in named]
+        self._params = [p for _, p in named]
+        self._check_same_model()
+        self._sync_state(parameters=True)
+        self.reducer = Reducer(self._params, process_group, self.world_size, int(bucket_cap_mb * 1024 * 1024),
+                               gradient_as_bucket_view)
+        self._warned_unused = False
+        self._pending_unused = []
+        for i, p in enumerate(self._params):
+            p.register_post_accumulate_grad_hook(lambda t, i=i: self._grad_ready(i))
+
+    # -------------------------------------------------------------- set-up
+    def _rank_tag(self):
+        return f"[rank {self.rank}/{self.world_size}]"
+
+    def _check_same_model(self):
+        comm = _comm()
+        mine = [(n, tuple(p.shape), str(p.dtype)) for n, p in zip(self._names, self._params)]
+        everyone = [None] * self.world_size
+        comm.all_gather_object(everyone, mine, group=self.process_group)
+        ref = everyone[0]
+        for r, theirs in enumerate(everyone):
+            if theirs == ref:
+                continue
+            if len(theirs) != len(ref):
+                detail = f"rank 0 has {len(ref)} parameters, rank {r} has {len(theirs)}"
+            else:
+                k = next(k for k in range(len(ref)) if ref[k] != theirs[k])
+                detail = (f"first difference at parameter {k}: rank 0 has {ref[k][0]} {ref[k][1]} {ref[k][2]}, "
+                          f"rank {r} has {theirs[k][0]} {theirs[k][1]} {theirs[k][2]}")
+            raise RuntimeError(f"{self._rank_tag()} DistributedDataParallel: ranks wrapped different models; "
+                               f"{detail}. Build the same model, with parameters registered in the same order, "
+                               "on every rank")
+
+    def _sync_state(self, parameters):
+        """Broadcast rank 0's parameters (at construction) and buffers (each forward)."""
+        if self.world_size == 1:
+            return
+        comm = _comm()
+        tensors = list(self._params) if parameters else []
+        if parameters or self.broadcast_buffers:
+            tensors += [b for b in self.module.buffers()]
+        with grad_mode.no_grad():
+            for t in tensors:
+                comm.broadcast(t, src=0, group=self.process_group)
+
+    # ------------------------------------------------------------ forward
+    def forward(self, *inputs, **kwargs):
+        if self.broadcast_buffers:
+            self._sync_state(parameters=False)
+        out = self.module(*inputs, **kwargs)
+        if self.find_unused_parameters and grad_mode.is_grad_enabled() and self.require_backward_grad_sync:
+            reached = _reachable_leaves(out)
+            self._pending_unused = [i for i, p in enumerate(self._params) if id(p) not in reached]
+        return out
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        """Accumulate gradients locally; the first backward after the block synchronises the sum."""
+        old = self.require_backward_grad_sync
+        self.require_backward_grad_sync = False
+        try:
+            yield
+        finally:
+            self.require_backward_grad_sync = old
+
+    # ----------------------------------------------------------- backward
+    def _grad_ready(self, i):
+        if not self.require_backward_grad_sync:
+            return
+        r = self.reducer
+        if not r.active:
+            r.prepare()
+            engine.queue_callback(self._finish_backward)
+            for j in self._pending_unused:
+                r.mark_ready(j, used=False)
+            self._pending_unused = []
+        r.mark_ready(i)
+
+    def _finish_backward(self):
+        r = self.reducer
+        order = list(r.ready_order)
+        unused = r.finish()
+        if unused and not self.find_unused_parameters and not self._warned_unused:
+            self._warned_unused = True
+            names = ", ".join(self._names[i] for i in unused)
+            warnings.warn(f"{self._rank_tag()} DistributedDataParallel: backward did not reach parameter(s) {names}; "
+                          "they were reduced as zeros when backward ended. Pass find_unused_parameters=True to "
+                          "send them early (this is not an error in distgraph)", stacklevel=2)
+        if not r.rebuilt:
+            r.rebuilt = True
+            self._rebuild(order)
+
+    def _rebuild(self, order):
+        """Re-bucket in the order gradients became ready, as rank 0 saw it."""
+        comm = _comm()
+        box = [order]
+        if self.world_size > 1:
+            comm.broadcast_object_list(box, src=0, group=self.process_group)
+        order = box[0]
+        if sorted(order) == list(range(len(self._params))):
+            self.reducer.build(order)
+
+    # ------------------------------------------------------------- extras
+    def register_comm_hook(self, state, hook):
+        """``hook(state, bucket) -> work``: replaces the all-reduce of each bucket; after
+        ``work.wait()`` the bucket's buffer must hold the averaged gradients (they are
+        already divided by the world size before the hook sees them)."""
+        self.reducer.comm_hook, self.reducer.hook_state = hook, state
+
+    def state_dict(self, destination=None, prefix="", keep_vars=False):
+        return super().state_dict(destination, prefix, keep_vars)
+
+
+def _reachable_leaves(out):
+    """ids of the leaves reachable from the graph of ``out`` (tensors in nested outputs)."""
+    stack, seen, leaves = [], set(), set()
+
+    def add(o):
+        if isinstance(o, Tensor):
+            if o.grad_fn is not None:
+                stack.append(o.grad_fn)
+            elif o.requires_grad:
+                leaves.add(id(o))
+        elif isinstance(o, (list, tuple)):
+            for x in o:
+                add(x)
+        elif isinstance(o, dict):
+            for x in o.values():
+                add(x)
+    add(out)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for n in node.next:
+            if n is None:
+                continue
+            if isinstance(n, Tensor):
+                leaves.add(id(n))
+            else:
+                stack.append(n)
+    return leaves
