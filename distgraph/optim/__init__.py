@@ -1,1 +1,12 @@
-"""Optimizers and learning-rate schedulers (``dg.optim``)."""
+"""Optimizers and learning-rate schedulers (``dg.optim``), with PyTorch's names and update rules.
+
+    opt = dg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = dg.optim.lr_scheduler.StepLR(opt, step_size=30)
+"""
+from distgraph.optim import lr_scheduler
+from distgraph.optim.adam import Adam, AdamW
+from distgraph.optim.optimizer import Optimizer
+from distgraph.optim.rmsprop import RMSprop
+from distgraph.optim.sgd import SGD
+
+__all__ = ["Adam", "AdamW", "Optimizer", "RMSprop", "SGD", "lr_scheduler"]
