@@ -84,7 +84,7 @@ class Reducer:
         self.ready_order = []
         self.rebuilt = False
         self.active = False
-        self.timeline = []  # (event, bucket index) in the order they happened, for tests and the profiler
+        self.timeline = []  # this iteration's ("ready", param) / ("launch" | "done", bucket) events, in order
 
     def build(self, order):
         layout = assign_buckets(self.params, order, self.cap_bytes)
@@ -104,6 +104,7 @@ class Reducer:
         self.ready = [False] * len(self.params)
         self.next_launch = 0
         self.ready_order = []
+        self.timeline = []
         self.active = True
 
     def mark_ready(self, i, used=True):
@@ -111,6 +112,7 @@ class Reducer:
             return
         self.ready[i] = True
         self.ready_order.append(i)
+        self.timeline.append(("ready", i))
         bucket, k = self.slot[i]
         p = self.params[i]
         view = bucket.views[k]

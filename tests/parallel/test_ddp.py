@@ -1,0 +1,59 @@
+"""DistributedDataParallel with real mpiexec ranks (2 and 4), and as a world of one."""
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import distgraph as dg
+import distgraph.nn as nn
+from distgraph import comm
+from distgraph.nn.parallel import DistributedDataParallel as DDP
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mpi_util import run_mpi  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CHECKS = ["equivalence", "buckets", "no_sync", "unused", "batchnorm", "fp16_hook", "mismatch"]
+
+
+@pytest.mark.mpiexec
+@pytest.mark.parametrize("n", [2, 4])
+def test_ddp_checks_on_real_ranks(n):
+    proc, secs = run_mpi(n, HERE / "ddp_prog.py", timeout=240)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    for name in CHECKS:
+        ranks = sorted(int(r) for r in re.findall(rf"OK {name} rank (\d+)", out))
+        assert ranks == list(range(n)), f"check {name}: ranks {ranks} reported OK\n{out[-3000:]}"
+
+
+@pytest.mark.mpiexec
+def test_rank_failing_mid_backward_ends_the_job():
+    proc, secs = run_mpi(2, HERE / "ddp_fail.py", timeout=90)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "rank 1 fails mid-backward on purpose" in out
+    assert "finished, which it should not" not in out
+    assert secs < 60, f"took {secs:.0f} s to stop"
+
+
+def test_world_of_one_is_a_transparent_wrapper():
+    if comm.is_initialized():
+        comm.destroy_process_group()
+    dg.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).double()
+    twin = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).double()
+    twin.load_state_dict(m.state_dict())
+    net = DDP(m)
+    assert comm.get_world_size() == 1 and net.module is m
+    assert list(net.state_dict()) == ["module." + k for k in m.state_dict()]
+    x = dg.tensor(np.random.default_rng(0).standard_normal((5, 3)))
+    net(x).sum().backward()
+    twin(x).sum().backward()
+    for p, q in zip(m.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy())
+    net.eval()
+    assert not m.training
+    comm.destroy_process_group()
