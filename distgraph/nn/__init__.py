@@ -9,9 +9,10 @@ from distgraph.nn.layers import (ELU, GELU, AdaptiveAvgPool2d, AvgPool2d, BatchN
                                  Tanh)
 from distgraph.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from distgraph.nn.module import Module
+from distgraph.nn.parallel.sync_batchnorm import SyncBatchNorm
 
 __all__ = ["Parameter", "Module", "Sequential", "ModuleList", "ModuleDict", "Linear", "Identity", "Flatten",
            "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d",
-           "BatchNorm2d", "LayerNorm", "GroupNorm", "Dropout", "Embedding", "MultiheadAttention", "ReLU", "GELU",
+           "BatchNorm2d", "SyncBatchNorm", "LayerNorm", "GroupNorm", "Dropout", "Embedding", "MultiheadAttention", "ReLU", "GELU",
            "SiLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "LeakyReLU", "ELU", "Softplus", "CrossEntropyLoss",
            "MSELoss", "NLLLoss", "BCEWithLogitsLoss", "L1Loss"]

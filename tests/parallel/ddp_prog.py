@@ -178,6 +178,30 @@ def check_batchnorm_cnn():
     print(f"OK batchnorm rank {RANK}", flush=True)
 
 
+def check_sync_batchnorm():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((B * WORLD, 2, 5, 5))
+    y = rng.integers(0, 3, B * WORLD)
+
+    def cnn():
+        dg.manual_seed(12)
+        return nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(36, 3)).double()
+    ref = cnn()
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(cnn())
+    assert isinstance(model[1], nn.SyncBatchNorm)
+    net = DDP(model)
+    for _ in range(10):
+        F.cross_entropy(ref(dg.tensor(x)), dg.tensor(y)).backward()        # the whole batch, one process
+        sgd(ref.parameters())
+        F.cross_entropy(net(dg.tensor(shard(x))), dg.tensor(shard(y))).backward()
+        sgd(model.parameters())
+    close([p.detach().numpy() for p in model.parameters()], [p.detach().numpy() for p in ref.parameters()],
+          1e-10, "SyncBatchNorm CNN vs one process")
+    close([b.numpy() for b in model.buffers()], [b.numpy() for b in ref.buffers()], 1e-10, "running statistics")
+    print(f"OK sync_batchnorm rank {RANK}", flush=True)
+
+
 def check_fp16_hook():
     want, x, y = reference(dg.float64, steps=5)
 
