@@ -226,6 +226,28 @@ def check_mismatched_models():
     raise AssertionError("mismatched models were not detected")
 
 
+def check_timeline():
+    import json
+    import os
+    import tempfile
+    from distgraph import profiler
+    path = os.path.join(tempfile.gettempdir(), f"dg_timeline_{os.getppid()}.json")
+    profiler.enable(path)
+    _, x, y = reference(dg.float64, steps=1)
+    train(mlp(dg.float64), x, y, 3, wrap=lambda m: DDP(m, bucket_cap_mb=1e-6))
+    mine = profiler.events()
+    cats = {e["cat"] for e in mine}
+    assert {"forward", "backward", "allreduce", "wait"} <= cats, cats
+    assert sum(e["cat"] == "allreduce" for e in mine) == 3 * 6
+    written = profiler.write()
+    profiler.disable()
+    if RANK == 0:
+        trace = json.load(open(written))["traceEvents"]
+        assert {e["pid"] for e in trace} == set(range(WORLD))
+        os.remove(written)
+    print(f"OK timeline rank {RANK}", flush=True)
+
+
 CHECKS = {n[6:]: f for n, f in globals().items() if n.startswith("check_")}
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 
+from distgraph import profiler
 from distgraph.autograd import engine, grad_mode
 from distgraph.autograd.tensor import Tensor
 from distgraph.nn.module import Module
@@ -118,9 +119,11 @@ class DistributedDataParallel(Module):
 
     # ------------------------------------------------------------ forward
     def forward(self, *inputs, **kwargs):
+        start = profiler.now_us()
         if self.broadcast_buffers:
             self._sync_state(parameters=False)
         out = self.module(*inputs, **kwargs)
+        profiler.record("forward", "forward", start, profiler.now_us())
         if self.find_unused_parameters and grad_mode.is_grad_enabled() and self.require_backward_grad_sync:
             reached = _reachable_leaves(out)
             self._pending_unused = [i for i, p in enumerate(self._params) if id(p) not in reached]
@@ -142,6 +145,7 @@ class DistributedDataParallel(Module):
             return
         r = self.reducer
         if not r.active:
+            self._backward_start = profiler.now_us()
             r.prepare()
             engine.queue_callback(self._finish_backward)
             for j in self._pending_unused:
@@ -152,7 +156,11 @@ class DistributedDataParallel(Module):
     def _finish_backward(self):
         r = self.reducer
         order = list(r.ready_order)
+        # Backward's compute ends here (every gradient is in); what follows is waiting.
+        end = profiler.now_us()
+        profiler.record("backward", "backward", self._backward_start, end)
         unused = r.finish()
+        profiler.record("wait for all-reduce", "wait", end, profiler.now_us())
         if unused and not self.find_unused_parameters and not self._warned_unused:
             self._warned_unused = True
             names = ", ".join(self._names[i] for i in unused)

@@ -22,7 +22,7 @@ PyTorch's ``find_unused_parameters=True``), without any extra collective.
 """
 from __future__ import annotations
 
-from distgraph import backend
+from distgraph import backend, profiler
 from distgraph.autograd.tensor import _make
 
 FIRST_BUCKET_BYTES = 1024 * 1024  # PyTorch's default: a small first bucket starts communication early
@@ -135,11 +135,15 @@ class Reducer:
         while self.next_launch < len(self.buckets) and self.buckets[self.next_launch].pending == 0:
             b = self.buckets[self.next_launch]
             self.timeline.append(("launch", b.index))
+            start = profiler.now_us()
             if self.comm_hook is not None:
                 b.work = self.comm_hook(self.hook_state, GradBucket(b))
             else:
                 from distgraph import comm
                 b.work = comm.all_reduce(_make(b.buffer, None, False), group=self.group, async_op=True)
+            if profiler.enabled() and hasattr(b.work, "then"):
+                b.work.then(lambda b=b, start=start: profiler.record(
+                    f"allreduce bucket {b.index}", "allreduce", start, profiler.now_us(), bytes=int(b.buffer.nbytes)))
             self.next_launch += 1
 
     def finish(self):
