@@ -54,7 +54,7 @@ FP_DIMS = 8
 FP_LEN = 6 + FP_DIMS
 
 
-@dataclass
+@dataclass(slots=True)
 class OpDesc:
     """One collective call, as the stall report and the debug check describe it."""
 
@@ -149,11 +149,15 @@ class Work:
     def _progress(self) -> bool:
         """Test and finish; the caller holds ``self._lock``."""
         if not self._done and self._test():
-            for fn in self._then:
-                fn()
-            self._then = []
-            self._done = True
+            self._complete()
         return self._done
+
+    def _complete(self):
+        """Run the completion callbacks once; the caller holds ``self._lock``."""
+        for fn in self._then:
+            fn()
+        self._then = []
+        self._done = True
 
     def wait(self, timeout=None) -> bool:
         """Block until the operation completes on this rank.
@@ -167,8 +171,7 @@ class Work:
             True, as PyTorch's ``Work.wait()`` does.
         """
         if not self._done:
-            from distgraph.comm import watchdog  # noqa: PLC0415 - avoids an import cycle
-            watchdog.wait(self, timeout)
+            _wait(self, timeout)
         return True
 
     def is_success(self) -> bool:
@@ -182,6 +185,13 @@ class Work:
     def __repr__(self):
         state = "completed" if self._done else "pending"
         return f"<Work {self.desc} {state}>"
+
+
+def _wait(work, timeout):
+    global _wait
+    from distgraph.comm.watchdog import wait  # noqa: PLC0415 - watchdog imports this module
+    _wait = wait
+    wait(work, timeout)
 
 
 class CompletedWork(Work):

@@ -73,6 +73,7 @@ def init_process_group(backend="auto", init_method=None, timeout=None, world_siz
         raise ValueError(f"init_process_group: expected init_method None or 'env://', got "
                          f"{init_method!r}; distgraph takes ranks from the launcher (mpiexec, srun)")
     seconds = watchdog.timeout_from_env(timeout)
+    watchdog.stall_from_env(refresh=True)
     info = env.discover()
     if name == "auto":
         name = "mpi" if env.under_launcher() else "single"

@@ -72,8 +72,15 @@ def timeout_from_env(timeout=None) -> float:
     return _env_seconds("DISTGRAPH_TIMEOUT", DEFAULT_TIMEOUT)
 
 
-def stall_from_env() -> float:
-    return _env_seconds("DISTGRAPH_STALL_SECONDS", DEFAULT_STALL)
+_stall_cache = None
+
+
+def stall_from_env(refresh=False) -> float:
+    """``DISTGRAPH_STALL_SECONDS`` (default 60), read once per ``init_process_group``."""
+    global _stall_cache
+    if refresh or _stall_cache is None:
+        _stall_cache = _env_seconds("DISTGRAPH_STALL_SECONDS", DEFAULT_STALL)
+    return _stall_cache
 
 
 # ------------------------------------------------------------------ waiting
@@ -81,9 +88,15 @@ def wait(work, timeout=None):
     """Drive ``work`` to completion, reporting a stall and aborting at the timeout."""
     pg = work.pg
     limit = pg.timeout if timeout is None else float(timeout)
+    test = work._test
     with work._lock:
-        if work._progress():
+        if work._done:
             return
+        # Phase 0: a few tests before any bookkeeping (a small collective is this fast).
+        for _ in range(8):
+            if test():
+                work._complete()
+                return
         start = time.monotonic()
         issued = work.desc.started if work.desc is not None else start
         deadline = (issued if timeout is None else start) + limit
@@ -93,13 +106,15 @@ def wait(work, timeout=None):
             # Phase 1: spin (latency of a small collective is a few microseconds).
             while time.monotonic() - start < SPIN_SECONDS:
                 for _ in range(32):
-                    if work._progress():
+                    if test():
+                        work._complete()
                         return
             # Phase 2: spin but yield the core after every test.
             stalled = False
             while True:
                 for _ in range(16):
-                    if work._progress():
+                    if test():
+                        work._complete()
                         return
                     if stalled:
                         time.sleep(1e-3)

@@ -89,7 +89,7 @@ def test_timeout_settings(clean_env):
     with pytest.raises(ValueError, match="DISTGRAPH_TIMEOUT: expected a number of seconds"):
         watchdog.timeout_from_env()
     clean_env.setenv("DISTGRAPH_STALL_SECONDS", "2")
-    assert watchdog.stall_from_env() == 2.0
+    assert watchdog.stall_from_env(refresh=True) == 2.0
 
 
 def test_fingerprint_round_trip():
