@@ -62,10 +62,12 @@ class SingleProcessGroup(ProcessGroup):
         return self._done()
 
     def send(self, x, dst, tag):
-        raise CommError("[rank 0/1] send: a world of one has no peer to send to (dst=0 is this "
-                        "rank); launch with `mpiexec -n 2` or more")
+        raise CommError("[rank 0/1] send: a world of one has no peer (dst=0 is this rank); "
+                        "launch with `mpiexec -n 2` or more")
 
-    recv = send
+    def recv(self, x, src, tag):
+        raise CommError("[rank 0/1] recv: a world of one has no peer (src=0 is this rank); "
+                        "launch with `mpiexec -n 2` or more")
 
     def barrier(self):
         return self._done()

@@ -30,7 +30,7 @@ def run_mpi(n, script, *args, env=None, timeout=120):
     and its ranks) and ``subprocess.run(timeout=)`` a little later.
     """
     try:
-        import mpi4py  # noqa: F401
+        import mpi4py  # noqa: F401 - only checking that it is installed
     except ImportError:
         pytest.skip("needs mpi4py: pip install distgraph[mpi]")
     exe = mpiexec()
