@@ -1,11 +1,261 @@
-"""``distgraph-run``: placeholder until the launcher issue lands; says so clearly."""
+"""``distgraph-run``: start ranks on top of ``mpiexec``/``mpirun`` or ``srun``, and surface failures.
+
+    distgraph-run -n 4 train.py --lr 0.1
+    distgraph-run -n 8 -H node1:4,node2:4 train.py
+    distgraph-run -n 2 --dry-run train.py
+
+If any rank fails, the others are stopped within seconds and the last lines
+name the *first* rank that failed, its host, its exit code or signal and the
+tail of its stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
 import sys
+import threading
+import time
+
+from distgraph.launch.command import (LaunchError, Plan, build_command, flavour_of, parse_hosts, quote,
+                                      read_hostfile, user_command)
+from distgraph.launch.rank import FAIL_MARK
+
+SIGNAL_CAUSES = {"SIGKILL": "killed: probably out of memory (or killed by the scheduler)",
+                 "SIGSEGV": "segmentation fault: a crash in native code",
+                 "SIGABRT": "aborted (e.g. MPI_Abort or a failed C assertion)",
+                 "SIGTERM": "terminated", "SIGINT": "interrupted"}
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="distgraph-run", description=__doc__.splitlines()[0])
+    p.add_argument("-n", "--nprocs", type=int, required=True, help="number of ranks")
+    hosts = p.add_mutually_exclusive_group()
+    hosts.add_argument("-H", "--hosts", help="host1:slots,host2:slots")
+    hosts.add_argument("--hostfile", help="file of 'host slots=N' lines")
+    p.add_argument("--gpus-per-host", type=int, default=None,
+                   help="GPUs on each host (default: what CuPy sees here; 0 for CPU ranks)")
+    p.add_argument("--allow-shared-gpu", action="store_true", help="allow more ranks per host than GPUs")
+    p.add_argument("--mpi", choices=["auto", "mpich", "openmpi", "intel", "slurm"], default="auto",
+                   help="launcher flavour (default: the MPI mpi4py uses, srun inside a Slurm allocation)")
+    p.add_argument("--launcher", help="path of mpiexec/mpirun/srun to use")
+    p.add_argument("-x", "--env", action="append", default=[], metavar="ENV=VAL", help="set for every rank")
+    p.add_argument("--timeout", type=float, default=None, help="stop the job after this many seconds")
+    p.add_argument("--no-prefix", action="store_true", help="do not prefix output lines with [rank R]")
+    p.add_argument("--quiet-others", action="store_true", help="show only rank 0's stdout (failures always show)")
+    p.add_argument("--dry-run", action="store_true", help="print the command and environment, run nothing")
+    p.add_argument("--skip-preflight", action="store_true", help="skip the MPI/version checks")
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("program", nargs=argparse.REMAINDER, help="train.py [args...] or any command")
+    return p
+
+
+def _mpi4py_flavour():
+    """The MPI that mpi4py is built against, asked in a child process (MPI_Init stays out of the launcher)."""
+    code = "from mpi4py import MPI; print(MPI.Get_library_version())"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None, ""
+    if out.returncode != 0:
+        raise LaunchError("mpi4py is not usable here: " + (out.stderr.strip().splitlines() or ["?"])[-1] +
+                          "; install it with: pip install 'distgraph[mpi]'")
+    return flavour_of(out.stdout), out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+
+
+def resolve_plan(a, environ=os.environ) -> Plan:
+    """Turn parsed arguments into a Plan, checking everything that can be checked before starting."""
+    if a.nprocs < 1:
+        raise LaunchError(f"-n must be at least 1, got {a.nprocs}")
+    program = a.program[1:] if a.program[:1] == ["--"] else a.program
+    command = user_command(program)
+    env = {}
+    for item in a.env:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise LaunchError(f"-x expects ENV=VAL, got {item!r}")
+        env[k] = v
+    hosts = parse_hosts(a.hosts) if a.hosts else (read_hostfile(a.hostfile) if a.hostfile else [])
+    in_slurm = "SLURM_JOB_ID" in environ and shutil.which("srun") is not None
+    flavour = a.mpi
+    if flavour == "auto":
+        flavour = "slurm" if in_slurm and not hosts else None
+    launcher = a.launcher
+    if flavour != "slurm":
+        if launcher is None:
+            local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+            launcher = local if os.path.exists(local) else (shutil.which("mpiexec") or shutil.which("mpirun"))
+        if launcher is None:
+            raise LaunchError("no mpiexec found: install an MPI with pip install 'distgraph[mpi]' "
+                              "(the mpich wheel ships mpiexec) or pass --launcher /path/to/mpiexec")
+        if flavour is None or not a.skip_preflight:
+            try:
+                text = subprocess.run([launcher, "--version"], capture_output=True, text=True, timeout=30).stdout
+            except OSError as e:
+                raise LaunchError(f"cannot run {launcher}: {e}") from None
+            found = flavour_of(text)
+            flavour = flavour or found or "mpich"
+            if not a.skip_preflight:
+                lib, lib_text = _mpi4py_flavour()
+                if lib and found and lib != found:
+                    raise LaunchError(
+                        f"{launcher} belongs to {found} but mpi4py is built against {lib} ({lib_text}); "
+                        "every process would be rank 0 of a world of one. Use the mpiexec of the same MPI "
+                        "(--launcher) or reinstall mpi4py against it")
+    else:
+        launcher = launcher or shutil.which("srun") or "srun"
+    gpus = a.gpus_per_host
+    if gpus is None:
+        from distgraph import cuda
+        gpus = cuda.device_count()
+    wrapper = [sys.executable, "-m", "distgraph.launch.rank"]
+    if not a.no_prefix:
+        wrapper.append("--prefix")
+    if a.quiet_others:
+        wrapper.append("--quiet")
+    if gpus:
+        wrapper += ["--gpus", str(gpus)] + (["--allow-shared-gpu"] if a.allow_shared_gpu else [])
+    wrapper.append("--")
+    total_slots = sum(s for _, s in hosts) if hosts else (os.cpu_count() or 1)
+    return Plan(nprocs=a.nprocs, command=command, flavour=flavour, launcher=launcher, hosts=hosts if a.hosts else [],
+                hostfile=a.hostfile, env=env, oversubscribe=a.nprocs > total_slots,
+                as_root=hasattr(os, "geteuid") and os.geteuid() == 0, wrapper=wrapper)
+
+
+class Watcher:
+    """Runs the job, streams its output, and stops everything at the first failure."""
+
+    def __init__(self, cmd, env, timeout):
+        self.cmd, self.env, self.timeout = cmd, env, timeout
+        self.failures = []
+        self.stopping = False
+        self.reason = None
+        # When MPI_Abort takes the wrappers down before they can report, the
+        # first rank that printed a traceback is the best evidence left.
+        self.tails = collections.defaultdict(lambda: collections.deque(maxlen=40))
+        self.first_traceback = None
+
+    def _stream(self, src, dst, is_err=False):
+        for raw in iter(src.readline, b""):
+            line = raw.decode(errors="replace")
+            m = _RANK_LINE.match(line) if is_err else None
+            if m:
+                rank = int(m.group(1))
+                self.tails[rank].append(m.group(2))
+                if self.first_traceback is None and "Traceback (most recent call last)" in line:
+                    self.first_traceback = (rank, time.time())
+            body = m.group(2) if m else line
+            if body.startswith(FAIL_MARK):
+                try:
+                    self.failures.append(json.loads(body[len(FAIL_MARK):]))
+                except ValueError:
+                    pass
+                self.stop_soon("a rank failed")
+                continue
+            dst.write(line)
+            dst.flush()
+
+    def stop_soon(self, reason, grace=2.0):
+        """Give MPI a moment to end on its own, then stop every process of the job."""
+        if self.stopping:
+            return
+        self.stopping, self.reason = True, reason
+        threading.Thread(target=self._kill_after, args=(grace,), daemon=True).start()
+
+    def _kill_after(self, grace):
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            time.sleep(0.05)
+        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 0)):
+            if self.proc.poll() is not None:
+                return
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            end = time.monotonic() + wait
+            while time.monotonic() < end and self.proc.poll() is None:
+                time.sleep(0.05)
+
+    def run(self):
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env,
+                                     start_new_session=True)
+        old = {s: signal.signal(s, lambda sig, f: self.stop_soon(signal.Signals(sig).name, grace=0.5))
+               for s in (signal.SIGINT, signal.SIGTERM)}
+        pumps = [threading.Thread(target=self._stream, args=(self.proc.stdout, sys.stdout), daemon=True),
+                 threading.Thread(target=self._stream, args=(self.proc.stderr, sys.stderr, True), daemon=True)]
+        for t in pumps:
+            t.start()
+        start = time.monotonic()
+        try:
+            while self.proc.poll() is None:
+                if self.timeout and time.monotonic() - start > self.timeout and not self.stopping:
+                    self.stop_soon(f"timeout after {self.timeout:g} s", grace=0)
+                time.sleep(0.05)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            try:  # the job is over: nothing of it may outlive the launcher
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for t in pumps:
+            t.join(timeout=5)
+        return self.proc.returncode
+
+
+_RANK_LINE = re.compile(r"^\[rank (\d+)\] (.*?)\n?$")
+
+
+def summary(failures, reason, rc, first_traceback=None, tails=None):
+    """The closing lines: the first failed rank, not the cascade that followed."""
+    if not failures and first_traceback is not None:
+        rank = first_traceback[0]
+        failures = [{"rank": rank, "host": "?", "time": first_traceback[1], "code": rc, "tail": list(tails[rank])}]
+    if failures:
+        first = min(failures, key=lambda f: f["time"])
+        how = (f"signal {first['signal']} ({SIGNAL_CAUSES.get(first['signal'], 'killed by a signal')})"
+               if "signal" in first else f"exit code {first['code']}")
+        lines = [f"distgraph-run: rank {first['rank']} on host {first['host']} failed first, with {how}; "
+                 f"the other ranks were stopped ({len(failures)} rank(s) reported failures)."]
+        if first["tail"]:
+            lines.append(f"distgraph-run: last lines of rank {first['rank']}'s stderr:")
+            lines += ["    " + t for t in first["tail"]]
+        return "\n".join(lines)
+    if reason:
+        return f"distgraph-run: job stopped: {reason} (exit status {rc})"
+    return f"distgraph-run: the job failed with exit status {rc} before any rank reported (see the output above)"
 
 
 def main(argv=None):
-    print("distgraph-run: the launcher is not built yet (see the launcher issue); "
-          "use `mpiexec -n N python train.py` meanwhile", file=sys.stderr)
-    return 2
+    a = parser().parse_args(argv)
+    try:
+        plan = resolve_plan(a)
+        cmd = build_command(plan)
+    except LaunchError as e:
+        print(f"distgraph-run: {e}", file=sys.stderr)
+        return 2
+    if a.dry_run or a.verbose:
+        print(quote(cmd))
+        for k, v in sorted(plan.env.items()):
+            print(f"  {k}={v}")
+        print(f"  (flavour {plan.flavour}; each rank reads its rank, local rank and world size from the "
+              "launcher's environment)")
+        if a.dry_run:
+            return 0
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    w = Watcher(cmd, env, a.timeout)
+    rc = w.run()
+    if rc != 0 or w.failures:
+        print(summary(w.failures, w.reason, rc, w.first_traceback, w.tails), file=sys.stderr)
+        return rc if rc else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ happens when the caller waits or tests.
 """
 from __future__ import annotations
 
+import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -361,6 +363,12 @@ def install_excepthook(tag: str, abort):
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         sys.stderr.write(f"{tag} uncaught exception; aborting the job so the other ranks do "
                          "not hang:\n" + "".join(f"{tag} {ln}\n" for ln in text.splitlines()))
+        mark = os.environ.get("DISTGRAPH_FAIL_MARK")
+        if mark:  # under distgraph-run: one line the launcher reads before MPI_Abort tears the job down
+            from distgraph.comm.env import discover
+            report = {"rank": discover().rank, "host": socket.gethostname(), "time": time.time(),
+                      "code": 1, "tail": text.splitlines()[-40:]}
+            sys.stderr.write(mark + json.dumps(report) + "\n")
         sys.stderr.flush()
         abort()
 
