@@ -14,7 +14,6 @@ import argparse
 import collections
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -23,7 +22,7 @@ import threading
 import time
 
 from distgraph.launch.command import (LaunchError, Plan, build_command, flavour_of, parse_hosts, quote,
-                                      read_hostfile, user_command)
+                                      read_hostfile, split_tag, user_command)
 from distgraph.launch.rank import FAIL_MARK
 
 SIGNAL_CAUSES = {"SIGKILL": "killed: probably out of memory (or killed by the scheduler)",
@@ -114,10 +113,6 @@ def resolve_plan(a, environ=os.environ) -> Plan:
         from distgraph import cuda
         gpus = cuda.device_count()
     wrapper = [sys.executable, "-m", "distgraph.launch.rank"]
-    if not a.no_prefix:
-        wrapper.append("--prefix")
-    if a.quiet_others:
-        wrapper.append("--quiet")
     if gpus:
         wrapper += ["--gpus", str(gpus)] + (["--allow-shared-gpu"] if a.allow_shared_gpu else [])
     wrapper.append("--")
@@ -128,13 +123,15 @@ def resolve_plan(a, environ=os.environ) -> Plan:
 
 
 class Watcher:
-    """Runs the job, streams its output, and stops everything at the first failure."""
+    """Runs the job, streams its output (``[rank R]`` prefixes from the MPI's own tags),
+    and stops everything at the first failure."""
 
-    def __init__(self, cmd, env, timeout):
+    def __init__(self, cmd, env, timeout, flavour="mpich", prefix=True, quiet_others=False):
         self.cmd, self.env, self.timeout = cmd, env, timeout
+        self.flavour, self.prefix, self.quiet_others = flavour, prefix, quiet_others
         self.failures = []
         self.stopping = False
-        self.reason = None
+        self.reason, self.stop_time = None, None
         # When MPI_Abort takes the wrappers down before they can report, the
         # first rank that printed a traceback is the best evidence left.
         self.tails = collections.defaultdict(lambda: collections.deque(maxlen=40))
@@ -142,29 +139,30 @@ class Watcher:
 
     def _stream(self, src, dst, is_err=False):
         for raw in iter(src.readline, b""):
-            line = raw.decode(errors="replace")
-            m = _RANK_LINE.match(line) if is_err else None
-            if m:
-                rank = int(m.group(1))
-                self.tails[rank].append(m.group(2))
-                if self.first_traceback is None and "Traceback (most recent call last)" in line:
-                    self.first_traceback = (rank, time.time())
-            body = m.group(2) if m else line
+            rank, body = split_tag(self.flavour, raw.decode(errors="replace"))
             if body.startswith(FAIL_MARK):
                 try:
                     self.failures.append(json.loads(body[len(FAIL_MARK):]))
                 except ValueError:
                     pass
-                self.stop_soon("a rank failed")
+                self.stop_soon(None)
                 continue
-            dst.write(line)
+            if rank is not None and is_err:
+                self.tails[rank].append(body.rstrip("\n"))
+                if self.first_traceback is None and "Traceback (most recent call last)" in body:
+                    self.first_traceback = (rank, time.time())
+            if self.quiet_others and not is_err and rank not in (None, 0):
+                continue
+            if rank is not None and self.prefix:
+                body = f"[rank {rank}] {body}"
+            dst.write(body)
             dst.flush()
 
     def stop_soon(self, reason, grace=2.0):
         """Give MPI a moment to end on its own, then stop every process of the job."""
         if self.stopping:
             return
-        self.stopping, self.reason = True, reason
+        self.stopping, self.reason, self.stop_time = True, reason, time.time()
         threading.Thread(target=self._kill_after, args=(grace,), daemon=True).start()
 
     def _kill_after(self, grace):
@@ -209,16 +207,22 @@ class Watcher:
         return self.proc.returncode
 
 
-_RANK_LINE = re.compile(r"^\[rank (\d+)\] (.*?)\n?$")
+def summary(failures, reason, rc, first_traceback=None, tails=None, stop_time=None):
+    """The closing lines: the first failed rank, not the cascade that followed.
 
-
-def summary(failures, reason, rc, first_traceback=None, tails=None):
-    """The closing lines: the first failed rank, not the cascade that followed."""
+    ``reason`` is set when the launcher itself stopped the job (a signal, the
+    timeout); rank failures reported after that are its consequences."""
+    tails = tails or {}
+    if reason:
+        failures = [f for f in failures if stop_time is None or f["time"] < stop_time]
+        first_traceback = first_traceback if first_traceback and first_traceback[1] < stop_time else None
     if not failures and first_traceback is not None:
         rank = first_traceback[0]
-        failures = [{"rank": rank, "host": "?", "time": first_traceback[1], "code": rc, "tail": list(tails[rank])}]
+        failures = [{"rank": rank, "host": "?", "time": first_traceback[1], "code": rc, "tail": []}]
     if failures:
-        first = min(failures, key=lambda f: f["time"])
+        first = dict(min(failures, key=lambda f: f["time"]))
+        if not first["tail"]:
+            first["tail"] = list(tails.get(first["rank"], []))[-20:]
         how = (f"signal {first['signal']} ({SIGNAL_CAUSES.get(first['signal'], 'killed by a signal')})"
                if "signal" in first else f"exit code {first['code']}")
         lines = [f"distgraph-run: rank {first['rank']} on host {first['host']} failed first, with {how}; "
@@ -250,10 +254,10 @@ def main(argv=None):
             return 0
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    w = Watcher(cmd, env, a.timeout)
+    w = Watcher(cmd, env, a.timeout, plan.flavour, prefix=not a.no_prefix, quiet_others=a.quiet_others)
     rc = w.run()
     if rc != 0 or w.failures:
-        print(summary(w.failures, w.reason, rc, w.first_traceback, w.tails), file=sys.stderr)
+        print(summary(w.failures, w.reason, rc, w.first_traceback, w.tails, w.stop_time), file=sys.stderr)
         return rc if rc else 1
     return 0
 

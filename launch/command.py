@@ -6,6 +6,7 @@ with ``--dry-run`` semantics on any machine.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class Plan:
     oversubscribe: bool = False
     as_root: bool = False
     wrapper: list = field(default_factory=list)  # the per-rank wrapper argv, prepended to command
+    tag_output: bool = True             # ask the MPI to tag each output line with its rank
 
 
 def parse_hosts(spec: str):
@@ -100,13 +102,13 @@ def build_command(plan: Plan) -> list:
     hosts = ",".join(f"{h}:{s}" for h, s in plan.hosts)
     env = sorted(plan.env.items())
     if plan.flavour == "slurm":
-        cmd = [plan.launcher, "-n", n, "--kill-on-bad-exit=1"]
+        cmd = [plan.launcher, "-n", n, "--kill-on-bad-exit=1"] + (["--label"] if plan.tag_output else [])
         if plan.hosts:
             cmd += ["--nodelist", ",".join(h for h, _ in plan.hosts)]
         cmd += ["--export=" + ",".join(["ALL"] + [f"{k}={v}" for k, v in env])]
         return cmd + prog
     if plan.flavour == "openmpi":
-        cmd = [plan.launcher, "-n", n]
+        cmd = [plan.launcher, "-n", n] + (["--tag-output"] if plan.tag_output else [])
         if plan.hosts:
             cmd += ["--host", hosts]
         if plan.hostfile:
@@ -120,7 +122,7 @@ def build_command(plan: Plan) -> list:
         return cmd + prog
     # MPICH's Hydra and Intel MPI (also Hydra) share the flags below; both
     # oversubscribe and run as root without being asked.
-    cmd = [plan.launcher, "-n", n]
+    cmd = [plan.launcher, "-n", n] + (["-prepend-rank"] if plan.tag_output else [])
     if plan.hosts:
         cmd += ["-hosts", hosts]
     if plan.hostfile:
@@ -128,6 +130,17 @@ def build_command(plan: Plan) -> list:
     for k, v in env:
         cmd += ["-genv", k, v]
     return cmd + prog
+
+
+# How each flavour tags a line with its rank: "[3] ", "[1,3]<stdout>: ", "3: ".
+_TAGS = {"mpich": re.compile(r"^\[(\d+)\] ?"), "intel": re.compile(r"^\[(\d+)\] ?"),
+         "openmpi": re.compile(r"^\[\d+,(\d+)\]<std(?:out|err)>: ?"), "slurm": re.compile(r"^\s*(\d+): ?")}
+
+
+def split_tag(flavour: str, line: str):
+    """``(rank, text)`` of a line tagged by the MPI, or ``(None, line)``."""
+    m = _TAGS[flavour].match(line)
+    return (int(m.group(1)), line[m.end():]) if m else (None, line)
 
 
 def flavour_of(version_text: str) -> str | None:

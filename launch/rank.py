@@ -1,46 +1,32 @@
 """Per-rank wrapper that ``distgraph-run`` puts in front of the user's program.
 
-    python -m distgraph.launch.rank [--prefix] [--quiet] [--gpus K] [--allow-shared-gpu] -- prog args...
+    python -m distgraph.launch.rank [--gpus K] [--allow-shared-gpu] -- prog args...
 
 It reads its rank from the launcher's environment, binds a GPU
-(``CUDA_VISIBLE_DEVICES = local_rank % gpus``) when asked, runs the program,
-prefixes every output line with ``[rank R]``, and, if the program fails,
-prints one machine-readable line (``FAIL_MARK`` + JSON: rank, host, exit code
-or signal, time, stderr tail) that the launcher reads through ``mpiexec``'s
-forwarded stderr, on any host.
+(``CUDA_VISIBLE_DEVICES = local_rank % gpus``) when asked, and runs the
+program with the wrapper's own stdout/stderr (no pipe in between: when MPI
+aborts the job it kills the wrappers at once, and nothing written may be lost
+on the way).  If the program dies, one machine-readable line (``FAIL_MARK`` +
+JSON: rank, host, exit code or signal, time) goes to stderr for the launcher;
+a Python exception reports itself through the same mark from the comm layer's
+excepthook (``DISTGRAPH_FAIL_MARK``), traceback included.
 """
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 FAIL_MARK = "@@distgraph-rank-failed "
-TAIL_LINES = 40
-
-
-def _pump(src, dst, prefix, keep=None, show=True):
-    for raw in iter(src.readline, b""):
-        line = raw.decode(errors="replace")
-        if keep is not None:
-            keep.append(line.rstrip("\n"))
-        if show:
-            dst.write(prefix + line if prefix else line)
-            dst.flush()
-    src.close()
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="distgraph.launch.rank")
-    p.add_argument("--prefix", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="hide stdout of ranks other than 0")
     p.add_argument("--gpus", type=int, default=0)
     p.add_argument("--allow-shared-gpu", action="store_true")
     p.add_argument("program", nargs=argparse.REMAINDER)
@@ -55,26 +41,17 @@ def main(argv=None):
                              f"but only {a.gpus} GPUs; start fewer ranks per host or pass --allow-shared-gpu\n")
             return 2
         env["CUDA_VISIBLE_DEVICES"] = str(info.local_rank % a.gpus)
-    env["DISTGRAPH_FAIL_MARK"] = FAIL_MARK  # comm's excepthook reports through it before MPI_Abort
-    prefix = f"[rank {info.rank}] " if a.prefix else ""
+    env["DISTGRAPH_FAIL_MARK"] = FAIL_MARK
     # close_fds=False: the MPI launcher hands each rank inherited descriptors (e.g. PMI_FD).
-    child = subprocess.Popen(prog, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=False)
+    child = subprocess.Popen(prog, env=env, close_fds=False)
 
     def forward(sig, frame):
         child.send_signal(sig)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    tail = collections.deque(maxlen=TAIL_LINES)
-    threads = [threading.Thread(target=_pump, args=(child.stdout, sys.stdout, prefix, None,
-                                                    not (a.quiet and info.rank != 0)), daemon=True),
-               threading.Thread(target=_pump, args=(child.stderr, sys.stderr, prefix, tail, True), daemon=True)]
-    for t in threads:
-        t.start()
     code = child.wait()
-    for t in threads:
-        t.join(timeout=5)
     if code != 0:
-        report = {"rank": info.rank, "host": socket.gethostname(), "time": time.time(), "tail": list(tail)}
+        report = {"rank": info.rank, "host": socket.gethostname(), "time": time.time(), "tail": []}
         if code < 0:
             report["signal"] = signal.Signals(-code).name
         else:

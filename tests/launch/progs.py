@@ -1,0 +1,31 @@
+"""Programs the launcher tests start: `python progs.py MODE`."""
+import os
+import signal
+import sys
+import time
+
+import distgraph as dg
+from distgraph import comm
+
+mode = sys.argv[1]
+comm.init_process_group(timeout=float(os.environ.get("PROG_TIMEOUT", "60")))
+rank, world = comm.get_rank(), comm.get_world_size()
+if mode == "sum":
+    t = dg.ones(2) * (rank + 1)
+    comm.all_reduce(t)
+    print(f"sum={t.tolist()} world={world} local={comm.get_local_rank()} FOO={os.environ.get('FOO')}", flush=True)
+elif mode in ("raise", "kill", "hang", "sleep"):
+    for step in range(10_000):
+        t = dg.ones(2)
+        if not (mode == "hang" and rank == 1 and step == 3):
+            comm.all_reduce(t)
+        else:
+            time.sleep(3600)          # never joins the collective: the others must time out
+        if step == 3 and rank == 1:
+            if mode == "raise":
+                raise ValueError("planned failure at step 3")
+            if mode == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+        if mode == "sleep":
+            time.sleep(0.05)
+comm.destroy_process_group()
