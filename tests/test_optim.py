@@ -222,3 +222,22 @@ def test_repr_lists_groups():
     opt = optim.Adam([Parameter(dg.zeros(2))], lr=0.01)
     text = repr(opt)
     assert text.startswith("Adam (") and "Parameter Group 0" in text and "lr: 0.01" in text
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+@pytest.mark.parametrize("case", [c for c in CASES if c[1].get("weight_decay") or c[1].get("momentum")
+                                  or c[0].startswith("Adam")], ids=_ids)
+def test_large_params_match_torch(case, dtype, tol):
+    """Parameters big enough for the one-pass BLAS axpy path (and the grads are never modified)."""
+    name, kwargs = case
+    rng = np.random.default_rng(3)
+    init = rng.standard_normal((150, 120)).astype(dtype)
+    p, q = Parameter(dg.from_numpy(init.copy())), torch.tensor(init.copy(), requires_grad=True)
+    opt, th_opt = getattr(optim, name)([p], **kwargs), getattr(torch.optim, name)([q], **kwargs)
+    for _ in range(5):
+        g = rng.standard_normal(init.shape).astype(dtype)
+        p.grad, q.grad = dg.from_numpy(g.copy()), torch.from_numpy(g.copy())
+        opt.step()
+        th_opt.step()
+        np.testing.assert_array_equal(p.grad.data, g)
+    np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=tol, atol=tol)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from distgraph import backend
-from distgraph.optim.optimizer import Optimizer, as_state_tensor, check_option
+from distgraph.optim.optimizer import Optimizer, as_state_tensor, axpy_, check_option
 
 __all__ = ["Adam", "AdamW"]
 
@@ -80,25 +80,23 @@ class Adam(Optimizer):
             if group["decoupled_weight_decay"]:
                 x *= 1 - lr * wd
             else:
-                g = g + wd * x
+                g = axpy_(g.copy(), wd, x)  # never modify the .grad array itself
         m, v = state["exp_avg"].data, state["exp_avg_sq"].data
         m *= beta1
-        m += (1 - beta1) * g
+        axpy_(m, 1 - beta1, g)
         v *= beta2
-        v += (1 - beta2) * (g * g)
+        axpy_(v, 1 - beta2, g * g)
         if group["amsgrad"]:
             v_max = state.get("max_exp_avg_sq")
             if v_max is None:  # amsgrad turned on after loading a state without it
                 v_max = state["max_exp_avg_sq"] = as_state_tensor(xp.zeros_like(x))
             v = xp.maximum(v_max.data, v, out=v_max.data)
-        step_size = lr / (1 - beta1 ** t)
+        # lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps), with sqrt(bc2) moved to the numerator: one pass fewer
+        bc2_sqrt = math.sqrt(1 - beta2 ** t)
         denom = xp.sqrt(v)
-        denom /= math.sqrt(1 - beta2 ** t)
-        denom += eps
+        denom += eps * bc2_sqrt
         update = m / denom  # (0-d parameters give NumPy scalars here: no `out=` on temporaries)
-        update *= step_size
-        x -= update
-
+        axpy_(x, -lr / (1 - beta1 ** t) * bc2_sqrt, update)
 
 class AdamW(Adam):
     r"""Adam with decoupled weight decay (Loshchilov & Hutter).

@@ -46,6 +46,35 @@ def as_state_tensor(array) -> Tensor:
     return from_numpy(array) if isinstance(array, np.ndarray) else from_dlpack(array)
 
 
+_blas = None  # SciPy's BLAS module once looked up, False when SciPy is missing
+_AXPY_MIN_SIZE = 1 << 14  # below this, NumPy's two passes cost less than the call
+
+
+def axpy_(y, alpha, x):
+    """``y += alpha * x`` in place; returns ``y``.
+
+    For large C-contiguous NumPy float arrays it calls BLAS ``axpy`` (through
+    SciPy, when installed): one pass over memory and no temporary, like
+    PyTorch's ``add_(x, alpha=...)``. Everything else (CuPy, small or strided
+    arrays) takes the plain ``xp`` path.
+    """
+    global _blas
+    if (type(y) is np.ndarray and y.size >= _AXPY_MIN_SIZE and type(x) is np.ndarray and x.shape == y.shape
+            and x.dtype == y.dtype and y.dtype.char in "fd" and y.flags.c_contiguous and x.flags.c_contiguous):
+        if _blas is None:
+            try:
+                from scipy.linalg import blas as _scipy_blas
+                _blas = _scipy_blas
+            except ImportError:
+                _blas = False
+        if _blas:
+            axpy = _blas.saxpy if y.dtype.char == "f" else _blas.daxpy
+            axpy(x.reshape(-1), y.reshape(-1), a=alpha)
+            return y
+    y += x if alpha == 1 else alpha * x
+    return y
+
+
 def check_option(opt_name, name, value, low=0.0, high=None, high_open=False):
     """Raise ``ValueError("SGD: invalid lr -1 (expected >= 0)")`` unless ``low <= value`` (``< / <= high``)."""
     try:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from distgraph import backend
-from distgraph.optim.optimizer import Optimizer, as_state_tensor, check_option
+from distgraph.optim.optimizer import Optimizer, as_state_tensor, axpy_, check_option
 
 __all__ = ["RMSprop"]
 
@@ -71,14 +71,14 @@ class RMSprop(Optimizer):
         if group["maximize"]:
             g = -g
         if wd != 0:
-            g = g + wd * x
+            g = axpy_(g.copy(), wd, x)  # never modify the .grad array itself
         v = state["square_avg"].data
         v *= alpha
-        v += (1 - alpha) * (g * g)
+        axpy_(v, 1 - alpha, g * g)
         if group["centered"]:
             a = state["grad_avg"].data
             a *= alpha
-            a += (1 - alpha) * g
+            axpy_(a, 1 - alpha, g)
             d = xp.sqrt(v - a * a)
         else:
             d = xp.sqrt(v)
@@ -89,4 +89,4 @@ class RMSprop(Optimizer):
             b *= momentum
             b += ratio
             ratio = b
-        x -= lr * ratio
+        axpy_(x, -lr, ratio)

@@ -1,8 +1,7 @@
 """Stochastic gradient descent with momentum (PyTorch's ``torch.optim.SGD``)."""
 from __future__ import annotations
 
-from distgraph import backend
-from distgraph.optim.optimizer import Optimizer, as_state_tensor, check_option
+from distgraph.optim.optimizer import Optimizer, as_state_tensor, axpy_, check_option
 
 __all__ = ["SGD"]
 
@@ -56,20 +55,15 @@ class SGD(Optimizer):
         if group["maximize"]:
             g = -g
         if wd != 0:
-            g = g + wd * x
+            g = axpy_(g.copy(), wd, x)  # never modify the .grad array itself
         if momentum != 0:
             buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = as_state_tensor(g.copy())
-                b = buf.data
+            if buf is None:  # the first step starts the buffer at g itself (no dampening), as PyTorch
+                b = state["momentum_buffer"] = as_state_tensor(g.copy())
+                b = b.data
             else:
                 b = buf.data
                 b *= momentum
-                dampening = group["dampening"]
-                if dampening == 0:
-                    b += g
-                else:
-                    xp = backend.get_array_module(b)
-                    b += xp.multiply(g, 1 - dampening)
+                axpy_(b, 1 - group["dampening"], g)
             g = g + momentum * b if group["nesterov"] else b
-        x -= lr * g
+        axpy_(x, -lr, g)
