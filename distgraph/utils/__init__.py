@@ -1,1 +1,2 @@
 """Utilities (``dg.utils``)."""
+from distgraph.utils import data  # noqa: F401
