@@ -173,8 +173,8 @@ def _finish_leaf(t, g, captured, handed):
             f"backward: gradient of shape {tuple(g.shape)} does not match its leaf of shape "
             f"{tuple(t.data.shape)}")
     if t.grad is None:
-        if id(g) in handed or g.base is not None or g.dtype != t.data.dtype:
-            g = g.astype(t.data.dtype, copy=True)
+        if id(g) in handed or g.base is not None or g.dtype != t.data.dtype or not g.flags.c_contiguous:
+            g = g.astype(t.data.dtype, order="C", copy=True)
         handed.add(id(g))
         t.grad = _wrap(g)
     else:

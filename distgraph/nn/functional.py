@@ -36,9 +36,15 @@ def _pair(v, name="argument"):
 
 # ------------------------------------------------------------------ linear
 def linear(input, weight, bias=None):
-    """``input @ weight.T + bias``."""
-    y = matmul(input, weight.T)
-    return y if bias is None else y + bias
+    """``input @ weight.T + bias`` over the last dim of ``input``."""
+    from distgraph.autograd.ops._common import promote
+    ops, _ = promote("linear", input, weight, bias)
+    x, w, b = ops
+    if x.ndim < 1 or x.shape[-1] != w.shape[-1]:
+        raise RuntimeError(f"linear: expected input with last dim {w.shape[-1]} (weight {w.shape}), got {x.shape}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise RuntimeError(f"linear: expected bias of shape ({w.shape[0]},), got {b.shape}")
+    return _nn.Linear().apply(x, w) if b is None else _nn.Linear().apply(x, w, b)
 
 
 # ------------------------------------------------------------- convolution

@@ -8,6 +8,29 @@ from distgraph.autograd.ops._common import as_tensor, normalize_dims, xp_of
 __all__ = ["softmax", "log_softmax"]
 
 
+class Linear(Function):
+    """``y = x W^T + b`` over the last dim of ``x``, as one op: the weight gradient
+    ``gy^T x`` comes out C-contiguous and no transposed copy is ever made."""
+    __slots__ = ("x", "w", "has_bias")
+    saves = (0, 1)
+
+    def forward(self, x, w, b=None):
+        self.x, self.w, self.has_bias = x, w, b is not None
+        y = x @ w.T
+        if b is not None:
+            y += b
+        return y
+
+    def backward(self, gy):
+        x, w = self.x, self.w
+        nig = self.needs_input_grad
+        gy2 = gy.reshape(-1, gy.shape[-1])
+        gx = (gy @ w) if nig[0] else None
+        gw = gy2.T @ x.reshape(-1, x.shape[-1]) if nig[1] else None
+        gb = gy2.sum(0) if self.has_bias and nig[2] else None
+        return gx, gw, gb
+
+
 class Softmax(Function):
     __slots__ = ("dim", "out")
     saves_output = True
