@@ -61,11 +61,25 @@ class Node:
 
     def _release(self):
         """Drop saved arrays after backward when the graph is not retained."""
-        for cls in type(self).__mro__:
-            for slot in cls.__dict__.get("__slots__", ()):
-                if slot not in Node.__slots__ and hasattr(self, slot):
-                    delattr(self, slot)
+        for slot in _saved_slots(type(self)):
+            try:
+                delattr(self, slot)
+            except AttributeError:
+                pass
         self._released = True
+
+
+_SAVED_SLOTS: dict = {}
+
+
+def _saved_slots(cls):
+    """The slots an op class adds to ``Node`` (what it saved), computed once per class."""
+    slots = _SAVED_SLOTS.get(cls)
+    if slots is None:
+        slots = tuple(s for k in cls.__mro__ for s in k.__dict__.get("__slots__", ())
+                      if s not in Node.__slots__ and s != "__weakref__")
+        _SAVED_SLOTS[cls] = slots
+    return slots
 
 
 class Function(Node):

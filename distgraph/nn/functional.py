@@ -95,11 +95,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     ho, wo = cols.shape[4], cols.shape[5]
     if ho <= 0 or wo <= 0:
         raise RuntimeError(f"conv2d: input {input.shape} (padded {x.shape}) is smaller than the kernel {(kh, kw)}")
-    # (N, g, C/g, kh, kw, Ho, Wo) -> (g, N*Ho*Wo, C/g*kh*kw) @ (g, C/g*kh*kw, O/g)
-    cols = cols.reshape(n, groups, cg * kh * kw, ho * wo).permute(1, 0, 3, 2).reshape(groups, n * ho * wo, -1)
-    wm = w.reshape(groups, o // groups, cg * kh * kw).transpose(1, 2)
-    y = matmul(cols, wm)                                     # (g, N*Ho*Wo, O/g)
-    y = y.reshape(groups, n, ho, wo, o // groups).permute(1, 0, 4, 2, 3).reshape(n, o, ho, wo)
+    # (g, O/g, C/g*kh*kw) @ (N, g, C/g*kh*kw, Ho*Wo) -> (N, g, O/g, Ho*Wo): one batched
+    # product whose output is already in (N, O, Ho, Wo) order (no transposed copies).
+    cols = cols.reshape(n, groups, cg * kh * kw, ho * wo)
+    y = matmul(w.reshape(groups, o // groups, cg * kh * kw), cols).reshape(n, o, ho, wo)
     return y if bias is None else y + bias.reshape(1, -1, 1, 1)
 
 
@@ -164,9 +163,14 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
         raise NotImplementedError("max_pool2d: ceil_mode and return_indices are not supported")
 
     def run(x):
-        cols, k = _windows("max_pool2d", x, kernel_size, stride, padding, dilation, -math.inf)
-        n, c, kh, kw, ho, wo = cols.shape
-        return cols.reshape(n, c, kh * kw, ho, wo).max(dim=2).values
+        k = _pair(kernel_size, "kernel_size")
+        s = k if stride is None or stride == () else _pair(stride, "stride")
+        ph, pw = _pair(padding, "padding")
+        if ph > k[0] // 2 or pw > k[1] // 2:
+            raise RuntimeError(f"max_pool2d: padding should be at most half of the kernel size, got {padding} for {k}")
+        if ph or pw:
+            x = pad(x, (pw, pw, ph, ph), value=-math.inf)
+        return _nn.MaxPool2d(k, s, _pair(dilation)).apply(x)
     return _batched(run, input)
 
 

@@ -170,6 +170,34 @@ class Col2Im(Function):
         return (xp_of(gy).ascontiguousarray(im2col_array(gy, self.kernel, self.stride, self.dilation)),)
 
 
+class MaxPool2d(Function):
+    """Max over (kh, kw) windows; the gradient goes to the first maximum of each window.
+
+    The windows are laid out (N, C, Ho, Wo, kh*kw) so the arg-max runs over the
+    last, contiguous axis."""
+    __slots__ = ("kernel", "stride", "dilation", "size", "idx")
+
+    def __init__(self, kernel, stride, dilation):
+        self.kernel, self.stride, self.dilation = kernel, stride, dilation
+
+    def forward(self, x):
+        xp = xp_of(x)
+        self.size = x.shape[2:]
+        cols = im2col_array(x, self.kernel, self.stride, self.dilation)       # (N, C, kh, kw, Ho, Wo) view
+        n, c, kh, kw, ho, wo = cols.shape
+        win = xp.ascontiguousarray(cols.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c, ho, wo, kh * kw)
+        self.idx = idx = win.argmax(-1)[..., None]
+        return xp.take_along_axis(win, idx, -1)[..., 0]
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        kh, kw = self.kernel
+        g = xp.where(xp.arange(kh * kw) == self.idx, gy[..., None], gy.dtype.type(0))   # (N, C, Ho, Wo, k)
+        n, c, ho, wo, _ = g.shape
+        g = g.reshape(n, c, ho, wo, kh, kw).transpose(0, 1, 4, 5, 2, 3)
+        return (col2im_array(g, self.size, self.stride, self.dilation),)
+
+
 class EmbeddingLookup(Function):
     """``weight[idx]``; rows at ``padding_idx`` get no gradient."""
     __slots__ = ("idx", "padding_idx", "shape")
