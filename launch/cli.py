@@ -253,7 +253,6 @@ def main(argv=None):
         if a.dry_run:
             return 0
     env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
     w = Watcher(cmd, env, a.timeout, plan.flavour, prefix=not a.no_prefix, quiet_others=a.quiet_others)
     rc = w.run()
     if rc != 0 or w.failures:

@@ -42,6 +42,10 @@ def main(argv=None):
             return 2
         env["CUDA_VISIBLE_DEVICES"] = str(info.local_rank % a.gpus)
     env["DISTGRAPH_FAIL_MARK"] = FAIL_MARK
+    # Unbuffered Python writes a line's text and its newline separately, and the
+    # MPI's rank tagging is per write: keep Python's whole-line writes (stderr is
+    # line-buffered; use print(..., flush=True) for live stdout, as under mpirun).
+    env.pop("PYTHONUNBUFFERED", None)
     # close_fds=False: the MPI launcher hands each rank inherited descriptors (e.g. PMI_FD).
     child = subprocess.Popen(prog, env=env, close_fds=False)
 

@@ -1,6 +1,5 @@
 """Shared fixtures: the ``device`` fixture runs a test on ``cpu`` and on ``cuda``
 (reported as skipped, never passed, where CuPy or a GPU is missing)."""
-import numpy as np
 import pytest
 
 import distgraph as dg
@@ -12,9 +11,3 @@ def device(request):
         pytest.skip("needs CuPy and a CUDA GPU")
     return request.param
 
-
-def to_numpy(x):
-    """Host copy of a Tensor or array, for comparisons."""
-    if isinstance(x, dg.Tensor):
-        x = x.data
-    return x if isinstance(x, np.ndarray) else x.get()

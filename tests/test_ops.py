@@ -9,7 +9,7 @@ import distgraph as dg
 import distgraph.nn.functional as F
 from distgraph.autograd import gradcheck
 
-from conftest import to_numpy
+from dg_testing import to_numpy
 
 _erf = np.vectorize(math.erf, otypes=[float])
 

@@ -4,7 +4,7 @@ import pytest
 
 import distgraph as dg
 
-from conftest import to_numpy
+from dg_testing import to_numpy
 
 
 # ------------------------------------------------------------------ promotion
