@@ -181,9 +181,24 @@ def timeout_abort(work, elapsed, limit):
         "Aborting the whole job so that no rank hangs. If the wait is legitimate, raise "
         "init_process_group(timeout=...) or DISTGRAPH_TIMEOUT; otherwise look for a rank "
         "that skipped this collective or died.\n")
-    sys.stderr.flush()
+    _report_to_launcher(f"TIMEOUT: {work.desc} did not complete within {limit:g} s; ranks that never called it: "
+                        f"{missing}")
     pg.abort()
     os._exit(1)  # pg.abort() does not return; this is the belt to its braces
+
+
+def _report_to_launcher(text):
+    """Under distgraph-run, one machine-readable line naming this rank, then a moment for the
+    MPI's output forwarding to deliver it before MPI_Abort tears the job down."""
+    mark = os.environ.get("DISTGRAPH_FAIL_MARK")
+    if mark:
+        from distgraph.comm.env import discover
+        report = {"rank": discover().rank, "host": socket.gethostname(), "time": time.time(),
+                  "code": 1, "tail": text.splitlines()[-40:]}
+        sys.stderr.write(mark + json.dumps(report) + "\n")
+    sys.stderr.flush()
+    if mark:
+        time.sleep(0.5)
 
 
 # ------------------------------------------------------------ state server
@@ -363,13 +378,7 @@ def install_excepthook(tag: str, abort):
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         sys.stderr.write(f"{tag} uncaught exception; aborting the job so the other ranks do "
                          "not hang:\n" + "".join(f"{tag} {ln}\n" for ln in text.splitlines()))
-        mark = os.environ.get("DISTGRAPH_FAIL_MARK")
-        if mark:  # under distgraph-run: one line the launcher reads before MPI_Abort tears the job down
-            from distgraph.comm.env import discover
-            report = {"rank": discover().rank, "host": socket.gethostname(), "time": time.time(),
-                      "code": 1, "tail": text.splitlines()[-40:]}
-            sys.stderr.write(mark + json.dumps(report) + "\n")
-        sys.stderr.flush()
+        _report_to_launcher(text)
         abort()
 
     sys.excepthook = hook
