@@ -188,8 +188,9 @@ def timeout_abort(work, elapsed, limit):
 
 
 def _report_to_launcher(text):
-    """Under distgraph-run, one machine-readable line naming this rank, then a moment for the
-    MPI's output forwarding to deliver it before MPI_Abort tears the job down."""
+    """Under distgraph-run, one machine-readable line naming this rank; then, always, a moment
+    for the MPI's output forwarding to deliver what this rank wrote before MPI_Abort tears the
+    job down (Hydra drops output still in flight when it kills the ranks)."""
     mark = os.environ.get("DISTGRAPH_FAIL_MARK")
     if mark:
         from distgraph.comm.env import discover
@@ -197,8 +198,8 @@ def _report_to_launcher(text):
                   "code": 1, "tail": text.splitlines()[-40:]}
         sys.stderr.write(mark + json.dumps(report) + "\n")
     sys.stderr.flush()
-    if mark:
-        time.sleep(0.5)
+    sys.stdout.flush()
+    time.sleep(0.5)
 
 
 # ------------------------------------------------------------ state server
