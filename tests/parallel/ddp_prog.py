@@ -41,8 +41,9 @@ def shard(a):
     return a[RANK * B:(RANK + 1) * B]
 
 
-def train(model, x, y, steps, wrap=None, micro=1, dtype=dg.float64):
+def train(model, x, y, steps, wrap=None, micro=1, dtype=dg.float64, make_opt=None):
     net = wrap(model) if wrap else model
+    opt = make_opt(model.parameters()) if make_opt else None
     for step in range(steps):
         xs, ys = (shard(x), shard(y)) if wrap else (x, y)
         parts = np.array_split(np.arange(len(xs)), micro)
@@ -52,7 +53,11 @@ def train(model, x, y, steps, wrap=None, micro=1, dtype=dg.float64):
                 out = net(dg.tensor(xs[idx], dtype=dtype))
                 loss = F.cross_entropy(out, dg.tensor(ys[idx])) * (len(idx) / len(xs))
                 loss.backward()
-        sgd(model.parameters())
+        if opt is None:
+            sgd(model.parameters())
+        else:
+            opt.step()
+            opt.zero_grad()
     return [p.detach().numpy().copy() for p in model.parameters()], net
 
 
@@ -64,7 +69,7 @@ class _null:
         return False
 
 
-def reference(dtype, steps=20, seed=0):
+def reference(dtype, steps=20, seed=0, make_opt=None):
     x, y = data(1, B * WORLD, 6, 3)
     ref = mlp(dtype, seed)
     with dg.no_grad():     # the reference starts from rank 0's initial weights
@@ -72,7 +77,7 @@ def reference(dtype, steps=20, seed=0):
         r0 = mlp(dtype, seed - RANK)
         for p, q in zip(ref.parameters(), r0.parameters()):
             p.data[...] = q.data
-    return train(ref, x, y, steps, dtype=dtype)[0], x, y
+    return train(ref, x, y, steps, dtype=dtype, make_opt=make_opt)[0], x, y
 
 
 def close(a, b, tol, what):
@@ -85,9 +90,33 @@ def close(a, b, tol, what):
 def check_equivalence():
     for dtype, tol in [(dg.float64, 1e-10), (dg.float32, 1e-5)]:
         want, x, y = reference(dtype)
-        got, _ = train(mlp(dtype), x, y, 20, wrap=lambda m: DDP(m))
+        got, _ = train(mlp(dtype), x, y, 20, wrap=lambda m: DDP(m), dtype=dtype)
         close(got, want, tol, f"DDP vs one process ({dg.backend.dtype_name(dtype)})")
     print(f"OK equivalence rank {RANK}", flush=True)
+
+
+def check_adam():
+    def adam(ps):
+        return dg.optim.Adam(ps, lr=0.01)
+    for dtype, tol in [(dg.float64, 1e-10), (dg.float32, 1e-5)]:
+        want, x, y = reference(dtype, make_opt=adam)
+        got, _ = train(mlp(dtype), x, y, 20, wrap=lambda m: DDP(m), dtype=dtype, make_opt=adam)
+        close(got, want, tol, f"DDP + Adam vs one process ({dg.backend.dtype_name(dtype)})")
+    print(f"OK adam rank {RANK}", flush=True)
+
+
+def check_gradient_as_bucket_view():
+    want, x, y = reference(dg.float64)
+    got, net = train(mlp(dg.float64), x, y, 20, wrap=lambda m: DDP(m, gradient_as_bucket_view=True,
+                                                                     bucket_cap_mb=1e-6))
+    close(got, want, 1e-10, "gradient_as_bucket_view")
+    m = net.module
+    net(dg.tensor(shard(x))).sum().backward()
+    views = {id(v.base if v.base is not None else v) for b in net.reducer.buckets for v in [b.buffer]}
+    for p in m.parameters():
+        assert p.grad is not None and p.grad.data.base is not None and id(p.grad.data.base) in views, \
+            "a .grad that is not a view into its bucket"
+    print(f"OK grad_view rank {RANK}", flush=True)
 
 
 def check_bucket_sizes_and_overlap():
