@@ -122,6 +122,48 @@ def resolve_plan(a, environ=os.environ) -> Plan:
                 as_root=hasattr(os, "geteuid") and os.geteuid() == 0, wrapper=wrapper)
 
 
+_PROBE = ("import os, socket, sys\n"
+          "try:\n    import distgraph; v = distgraph.__version__\nexcept Exception as e:\n    v = 'missing'\n"
+          "print('@@probe', socket.gethostname(), sys.version.split()[0], v, os.path.exists(sys.argv[1]))")
+
+
+def check_probe_output(text, python_version, dg_version):
+    """Compare what each host reported with this host; raise naming every host that differs."""
+    rows = [line.split()[1:] for line in text.splitlines() if "@@probe" in line]
+    rows = [r for r in rows if len(r) == 4]
+    if not rows:
+        raise LaunchError("preflight: no host answered the version probe; check the host list and that "
+                          "Python and distgraph are installed on every host (or pass --skip-preflight)")
+    problems = []
+    for host, py, dgv, script_ok in rows:
+        if py != python_version or dgv != dg_version:
+            problems.append(f"{host} has Python {py} and distgraph {dgv} (here: Python {python_version}, "
+                            f"distgraph {dg_version})")
+        if script_ok != "True":
+            problems.append(f"{host} does not have the script at the same path")
+    if problems:
+        raise LaunchError("preflight: hosts differ: " + "; ".join(problems) +
+                          ". Install the same environment on every host (or pass --skip-preflight)")
+    return rows
+
+
+def preflight_hosts(plan: Plan, timeout=60):
+    """Run one probe per host through the same launcher: same Python, same distgraph, script present."""
+    import distgraph
+    hosts = plan.hosts or (read_hostfile(plan.hostfile) if plan.hostfile else [])
+    script = next((c for c in plan.command if c.endswith(".py")), "")
+    probe = Plan(len(hosts), [sys.executable, "-c", _PROBE, os.path.abspath(script) if script else ""],
+                 plan.flavour, plan.launcher, [(h, 1) for h, _ in hosts], None, {}, False, plan.as_root,
+                 [], tag_output=False)
+    try:
+        out = subprocess.run(build_command(probe), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LaunchError(f"preflight: the version probe on {[h for h, _ in hosts]} did not finish in {timeout} s; "
+                          "are the hosts reachable? (or pass --skip-preflight)") from None
+    out_text = out.stdout if script else out.stdout.replace(" False", " True")  # not a script: nothing to find
+    return check_probe_output(out_text, sys.version.split()[0], distgraph.__version__)
+
+
 class Watcher:
     """Runs the job, streams its output (``[rank R]`` prefixes from the MPI's own tags),
     and stops everything at the first failure."""
@@ -244,6 +286,12 @@ def main(argv=None):
     except LaunchError as e:
         print(f"distgraph-run: {e}", file=sys.stderr)
         return 2
+    if (plan.hosts or plan.hostfile) and not a.skip_preflight and not a.dry_run:
+        try:
+            preflight_hosts(plan)
+        except LaunchError as e:
+            print(f"distgraph-run: {e}", file=sys.stderr)
+            return 2
     if a.dry_run or a.verbose:
         print(quote(cmd))
         for k, v in sorted(plan.env.items()):

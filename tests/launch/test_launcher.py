@@ -177,3 +177,33 @@ def test_sigint_to_the_launcher_stops_every_rank():
     assert "job stopped: SIGINT" in err, err[-2000:]
     time.sleep(0.5)
     assert not leftovers("sleep")
+
+
+def test_multi_host_preflight_names_hosts_that_differ():
+    from distgraph.launch.cli import check_probe_output
+    ok = "@@probe n1 3.11.7 0.1.0 True\n@@probe n2 3.11.7 0.1.0 True\n"
+    assert [r[0] for r in check_probe_output(ok, "3.11.7", "0.1.0")] == ["n1", "n2"]
+    bad = "@@probe n1 3.11.7 0.1.0 True\n@@probe n2 3.10.1 missing False\n"
+    with pytest.raises(LaunchError, match=r"n2 has Python 3.10.1 and distgraph missing.*n2 does not have the script"):
+        check_probe_output(bad, "3.11.7", "0.1.0")
+    with pytest.raises(LaunchError, match="no host answered"):
+        check_probe_output("", "3.11.7", "0.1.0")
+
+
+def test_multi_host_preflight_runs_one_probe_per_host_through_the_launcher(tmp_path, capsys):
+    # A stand-in mpiexec that runs the probe locally once per host and records its arguments.
+    log = tmp_path / "args"
+    fake = tmp_path / "mpiexec"
+    fake.write_text("#!/bin/sh\n"
+                    "if [ \"$1\" = --version ]; then echo 'HYDRA build details: Version: 4.2'; exit 0; fi\n"
+                    f"printf '%s ' \"$@\" | tr '\\n' ' ' >> {log}; echo >> {log}\n"
+                    "if [ \"$3\" = -hosts ] && [ \"$6\" = -c ]; then\n"
+                    "  for h in 1 2; do \"$5\" -c \"$7\" \"$8\" | sed \"s/probe [^ ]*/probe host$h/\"; done; exit 0; fi\n"
+                    "exit 0\n")
+    fake.chmod(0o755)
+    script = tmp_path / "train.py"
+    script.write_text("")
+    rc = main(["-n", "2", "-H", "h1:1,h2:1", "--launcher", str(fake), str(script)])
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("-n 2 -hosts h1:1,h2:1 ") and "@@probe" in calls[0], calls
+    assert rc == 0 and len(calls) == 2, (rc, calls, capsys.readouterr().err)
