@@ -12,7 +12,7 @@ from distgraph.autograd.ops import abs, all, any, max, min, pow, sum  # noqa: F4
 from distgraph.backend import (Device, bool_, double, float16, float32, float64, half, int32, int64,
                                long)
 from distgraph.backend import Device as device
-from distgraph import autograd, comm, cuda, nn, optim, profiler, utils  # noqa: E402
+from distgraph import amp, autograd, comm, cuda, nn, optim, profiler, utils  # noqa: E402
 from distgraph.serialization import load, save  # noqa: E402
 
 bool = bool_  # noqa: A001 - PyTorch's name: dg.bool

@@ -11,7 +11,7 @@ import math
 from distgraph import backend
 from distgraph.autograd import grad_mode
 from distgraph.autograd.ops import nn as _nn
-from distgraph.autograd.ops._common import as_tensor, xp_of
+from distgraph.autograd.ops._common import as_tensor, autocast_float32, autocast_low, xp_of
 from distgraph.autograd.ops.elementwise import (clamp, elu, gelu, leaky_relu, relu, sigmoid, silu, softplus,
                                                 tanh, where)
 from distgraph.autograd.ops.linalg import matmul
@@ -39,7 +39,7 @@ def linear(input, weight, bias=None):
     """``input @ weight.T + bias`` over the last dim of ``input``."""
     from distgraph.autograd.ops._common import promote
     ops, _ = promote("linear", input, weight, bias)
-    x, w, b = ops
+    x, w, b = autocast_low(*ops)
     if x.ndim < 1 or x.shape[-1] != w.shape[-1]:
         raise RuntimeError(f"linear: expected input with last dim {w.shape[-1]} (weight {w.shape}), got {x.shape}")
     if b is not None and b.shape != (w.shape[0],):
@@ -99,7 +99,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     # product whose output is already in (N, O, Ho, Wo) order (no transposed copies).
     cols = cols.reshape(n, groups, cg * kh * kw, ho * wo)
     y = matmul(w.reshape(groups, o // groups, cg * kh * kw), cols).reshape(n, o, ho, wo)
-    return y if bias is None else y + bias.reshape(1, -1, 1, 1)
+    return y if bias is None else y + autocast_low(bias)[0].reshape(1, -1, 1, 1)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -133,7 +133,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     y = _nn.Col2Im(full, (sh, sw), (dh, dw)).apply(cols)
     if ph or pw:
         y = y[:, :, ph:full[0] - ph, pw:full[1] - pw]
-    return y if bias is None else y + bias.reshape(1, -1, 1, 1)
+    return y if bias is None else y + autocast_low(bias)[0].reshape(1, -1, 1, 1)
 
 
 # ----------------------------------------------------------------- pooling
@@ -225,7 +225,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     place (``running = (1 - momentum) * running + momentum * batch``, with the
     unbiased batch variance); in eval the running ones are used.
     """
-    x = as_tensor(input)
+    (x,) = autocast_float32(as_tensor(input))
     axes = (0,) + tuple(range(2, x.ndim))
     shape = (1, -1) + (1,) * (x.ndim - 2)
     if training:
@@ -253,7 +253,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Normalise over the last ``len(normalized_shape)`` dims."""
-    x = as_tensor(input)
+    (x,) = autocast_float32(as_tensor(input))
     normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
         raise RuntimeError(f"layer_norm: expected input with trailing shape {normalized_shape}, got {x.shape}")
@@ -269,7 +269,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     """Normalise (N, C, ...) over groups of ``C / num_groups`` channels."""
-    x = as_tensor(input)
+    (x,) = autocast_float32(as_tensor(input))
     n, c = x.shape[:2]
     if c % num_groups:
         raise RuntimeError(f"group_norm: channels ({c}) must be divisible by num_groups ({num_groups})")
@@ -350,7 +350,7 @@ def _check_same_shape(op, a, b):
 
 def mse_loss(input, target, reduction="mean"):
     """Mean squared error ``(x - y)^2``."""
-    target = as_tensor(target, input)
+    input, target = autocast_float32(as_tensor(input), as_tensor(target, input))
     _check_same_shape("mse_loss", input, target)
     d = input - target
     return _reduce(d * d, reduction, "mse_loss")
@@ -358,14 +358,14 @@ def mse_loss(input, target, reduction="mean"):
 
 def l1_loss(input, target, reduction="mean"):
     """Mean absolute error ``|x - y|``."""
-    target = as_tensor(target, input)
+    input, target = autocast_float32(as_tensor(input), as_tensor(target, input))
     _check_same_shape("l1_loss", input, target)
     return _reduce((input - target).abs(), reduction, "l1_loss")
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
     """``-w [p y log s(x) + (1 - y) log(1 - s(x))]``, computed stably from logits."""
-    target = as_tensor(target, input)
+    input, target = autocast_float32(as_tensor(input), as_tensor(target, input))
     _check_same_shape("binary_cross_entropy_with_logits", input, target)
     log_sig = -softplus(-input)          # log s(x)
     log_one_minus = -softplus(input)     # log(1 - s(x))
@@ -380,7 +380,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     """``-input[n, target[n]]`` (weighted); ``mean`` divides by the total weight of non-ignored targets."""
-    x = as_tensor(input)
+    (x,) = autocast_float32(as_tensor(input))
     t = as_tensor(target, x)
     if t.dtype.kind not in "iu":
         raise TypeError(f"nll_loss: expected int64 class indices as target, got {backend.dtype_name(t.dtype)}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+import threading
 
 import numpy as np
 
@@ -119,3 +120,36 @@ def normalize_dims(dim, ndim: int, op: str):
 
 def xp_of(x):
     return backend.get_array_module(x)
+
+
+# ------------------------------------------------------------------ autocast
+# The state of ``dg.amp.autocast`` lives here, low in the stack, so the ops
+# that autocast (matrix products to low precision, softmax/norms/losses to
+# float32) can read it without importing the amp module.
+_autocast = threading.local()
+
+
+def autocast_dtype():
+    """The low-precision dtype of the enclosing ``autocast`` region, or None."""
+    return getattr(_autocast, "dtype", None)
+
+
+def set_autocast_dtype(dtype):
+    _autocast.dtype = dtype
+
+
+def autocast_low(*tensors):
+    """Inside autocast: floating tensors cast to the region's low-precision dtype."""
+    d = autocast_dtype()
+    if d is None:
+        return tensors
+    return tuple(cast(t, d) if isinstance(t, Tensor) and backend.is_floating(t.data.dtype) and t.data.dtype != d
+                 else t for t in tensors)
+
+
+def autocast_float32(*tensors):
+    """Inside autocast: low-precision floating tensors cast up to float32."""
+    if autocast_dtype() is None:
+        return tensors
+    return tuple(cast(t, backend.float32) if isinstance(t, Tensor) and t.data.dtype == backend.float16
+                 else t for t in tensors)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import string
 
 from distgraph.autograd.function import Function, unbroadcast
-from distgraph.autograd.ops._common import promote, xp_of
+from distgraph.autograd.ops._common import autocast_low, promote, xp_of
 
 __all__ = ["matmul", "mm", "bmm", "einsum"]
 
@@ -43,8 +43,9 @@ def _reshape(g, shape):
 
 
 def matmul(input, other):
-    """Matrix product with PyTorch's rules for 1-D and batched operands."""
+    """Matrix product with PyTorch's rules for 1-D and batched operands (low precision under autocast)."""
     (a, b), _ = promote("matmul", input, other)
+    a, b = autocast_low(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got {a.shape} @ {b.shape}")
     ka = a.shape[-1]
@@ -138,5 +139,6 @@ def einsum(equation, *operands):
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     ops, _ = promote("einsum", *operands)
+    ops = autocast_low(*ops)
     ins, out = _parse(equation, [o.shape for o in ops])
     return Einsum(ins, out).apply(*ops)

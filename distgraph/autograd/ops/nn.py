@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from distgraph import backend
 from distgraph.autograd.function import Function
-from distgraph.autograd.ops._common import as_tensor, normalize_dims, xp_of
+from distgraph.autograd.ops._common import as_tensor, autocast_float32, normalize_dims, xp_of
 
 __all__ = ["softmax", "log_softmax"]
 
@@ -68,7 +68,7 @@ class LogSoftmax(Function):
 
 
 def _float_dim(op, input, dim, dtype):
-    x = as_tensor(input)
+    (x,) = autocast_float32(as_tensor(input))
     if dtype is not None:
         x = x.to(dtype=dtype)
     elif not backend.is_floating(x.dtype):

@@ -6,7 +6,7 @@ from collections import namedtuple
 
 from distgraph import backend
 from distgraph.autograd.function import Function
-from distgraph.autograd.ops._common import as_tensor, cast, normalize_dims, xp_of
+from distgraph.autograd.ops._common import as_tensor, autocast_float32, cast, normalize_dims, xp_of
 from distgraph.autograd.tensor import Tensor, _make
 
 __all__ = ["sum", "mean", "amax", "amin", "max", "min", "var", "std", "logsumexp", "prod", "norm",
@@ -291,7 +291,7 @@ def std(input, dim=None, keepdim=False, *, correction=1, unbiased=None):
 
 def logsumexp(input, dim, keepdim=False):
     """``log(sum(exp(x)))`` over ``dim``, computed stably (max subtracted first)."""
-    x = as_tensor(input)
+    (x,) = autocast_float32(as_tensor(input))
     _float_for("logsumexp", x)
     return LogSumExp(normalize_dims(dim, x.ndim, "logsumexp"), keepdim).apply(x)
 
@@ -309,7 +309,7 @@ def prod(input, dim=None, keepdim=False):
 def norm(input, p="fro", dim=None, keepdim=False):
     """Vector p-norm over ``dim`` (``p`` = 2/'fro', 1, inf, -inf, or any other number)."""
     from distgraph.autograd.ops.elementwise import abs, pow
-    x = as_tensor(input)
+    (x,) = autocast_float32(as_tensor(input))
     _float_for("norm", x)
     axes = normalize_dims(dim, x.ndim, "norm")
     if p in ("fro", 2, 2.0):

@@ -1,0 +1,168 @@
+"""Mixed precision: ``autocast`` regions and dynamic loss scaling (``GradScaler``).
+
+Inside ``with dg.amp.autocast(dtype=dg.float16):`` matrix products (``matmul``,
+``linear``, convolutions, ``einsum``, attention's products) run in the low
+precision dtype, while ``softmax``/``log_softmax``, the norms, ``logsumexp``
+and the losses run in float32, as PyTorch's autocast op lists do.  Casts are
+recorded in the graph, so parameters keep float32 gradients.
+
+bfloat16: NumPy has no bfloat16 type, so on the CPU ``autocast(dtype=bfloat16)``
+raises; distgraph's dtypes are those NumPy and CuPy share.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+from distgraph import backend
+from distgraph.autograd.ops._common import autocast_dtype, set_autocast_dtype
+
+__all__ = ["autocast", "GradScaler"]
+
+
+class autocast:  # noqa: N801 - PyTorch's name
+    """Context manager and decorator: run eligible ops in ``dtype`` (float16)."""
+
+    def __init__(self, device_type="cpu", dtype=None, enabled=True):
+        if dtype is None:
+            dtype = backend.float16
+        if str(dtype) in ("bfloat16",) or getattr(dtype, "__name__", "") == "bfloat16":
+            raise TypeError("autocast: bfloat16 is not available (NumPy has no bfloat16); use dtype=dg.float16")
+        self.dtype = backend.as_dtype(dtype)
+        if self.dtype != backend.float16:
+            raise TypeError(f"autocast: expected a low-precision float dtype (float16), got "
+                            f"{backend.dtype_name(self.dtype)}")
+        self.enabled = enabled
+
+    def __enter__(self):
+        self._prev = autocast_dtype()
+        set_autocast_dtype(self.dtype if self.enabled else None)
+        return self
+
+    def __exit__(self, *exc):
+        set_autocast_dtype(self._prev)
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with autocast(dtype=self.dtype, enabled=self.enabled):
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+def is_autocast_enabled() -> bool:
+    return autocast_dtype() is not None
+
+
+class GradScaler:
+    """Dynamic loss scaling, PyTorch's ``GradScaler``.
+
+    ``scaler.scale(loss).backward()``; ``scaler.step(opt)`` unscales the
+    gradients (unless ``unscale_`` already did, e.g. before clipping) and skips
+    the step when any is inf/NaN; ``scaler.update()`` halves the scale after a
+    skipped step (``backoff_factor``) and doubles it after ``growth_interval``
+    clean steps (``growth_factor``).  Under a process group the inf/NaN check
+    is all-reduced, so every rank skips or steps together (``unscale_`` is then
+    a collective: every rank must call it, in the same order).
+    """
+
+    def __init__(self, device="cpu", init_scale=2.0 ** 16, growth_factor=2.0, backoff_factor=0.5,
+                 growth_interval=2000, enabled=True):
+        if growth_factor <= 1 or not 0 < backoff_factor < 1:
+            raise ValueError(f"GradScaler: expected growth_factor > 1 and 0 < backoff_factor < 1, got "
+                             f"{growth_factor} and {backoff_factor}")
+        self._scale, self._growth_factor, self._backoff_factor = float(init_scale), growth_factor, backoff_factor
+        self._growth_interval, self._growth_tracker = growth_interval, 0
+        self._enabled = enabled
+        self._per_optimizer = {}
+
+    def is_enabled(self):
+        return self._enabled
+
+    def get_scale(self):
+        return self._scale if self._enabled else 1.0
+
+    def scale(self, outputs):
+        """Multiply a tensor (or a list/tuple of them) by the current scale."""
+        if not self._enabled:
+            return outputs
+        if isinstance(outputs, (list, tuple)):
+            return type(outputs)(self.scale(o) for o in outputs)
+        return outputs * self._scale
+
+    def unscale_(self, optimizer):
+        """Divide this optimizer's gradients by the scale, in place, and record inf/NaN."""
+        if not self._enabled:
+            return
+        state = self._per_optimizer.setdefault(id(optimizer), {})
+        if state.get("unscaled"):
+            raise RuntimeError("unscale_() has already been called on this optimizer since the last update()")
+        inv = 1.0 / self._scale
+        found = 0.0
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.data
+                xp = backend.get_array_module(g)
+                g *= inv
+                if not bool(xp.isfinite(g).all()):
+                    found = 1.0
+        state["found_inf"] = _agree(found)
+        state["unscaled"] = True
+
+    def step(self, optimizer, *args, **kwargs):
+        """``optimizer.step()`` unless the gradients held inf/NaN; returns its result or None."""
+        if not self._enabled:
+            return optimizer.step(*args, **kwargs)
+        state = self._per_optimizer.setdefault(id(optimizer), {})
+        if not state.get("unscaled"):
+            self.unscale_(optimizer)
+        state["stepped"] = True
+        if state["found_inf"]:
+            return None
+        return optimizer.step(*args, **kwargs)
+
+    def update(self, new_scale=None):
+        """Adjust the scale for the next iteration (after every optimizer's ``step``)."""
+        if not self._enabled:
+            return
+        if new_scale is not None:
+            self._scale = float(new_scale.item() if hasattr(new_scale, "item") else new_scale)
+        else:
+            found = any(s.get("found_inf") for s in self._per_optimizer.values())
+            if found:
+                self._scale *= self._backoff_factor
+                self._growth_tracker = 0
+            else:
+                self._growth_tracker += 1
+                if self._growth_tracker == self._growth_interval:
+                    self._scale *= self._growth_factor
+                    self._growth_tracker = 0
+        self._per_optimizer = {}
+
+    def state_dict(self):
+        if not self._enabled:
+            return {}
+        return {"scale": self._scale, "growth_factor": self._growth_factor, "backoff_factor": self._backoff_factor,
+                "growth_interval": self._growth_interval, "_growth_tracker": self._growth_tracker}
+
+    def load_state_dict(self, state):
+        self._scale = float(state["scale"])
+        self._growth_factor, self._backoff_factor = state["growth_factor"], state["backoff_factor"]
+        self._growth_interval, self._growth_tracker = state["growth_interval"], state["_growth_tracker"]
+
+
+def _agree(found: float) -> float:
+    """Every rank's inf/NaN flag, max-reduced, so that no rank steps alone."""
+    try:
+        from distgraph import comm
+        if comm.is_initialized() and comm.get_world_size() > 1:
+            from distgraph.autograd.creation import tensor
+            t = tensor([found], dtype=backend.float32)
+            comm.all_reduce(t, op=comm.ReduceOp.MAX)
+            found = float(t.data[0])
+    except ImportError:
+        pass
+    return found if math.isfinite(found) else 1.0

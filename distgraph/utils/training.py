@@ -1,0 +1,253 @@
+"""Resumable training: checkpoints of everything a run needs to continue exactly where it stopped.
+
+    from distgraph.utils.training import CheckpointManager
+    ckpt = CheckpointManager("ckpt/", keep=2)
+    start = 0
+    if args.resume and (state := ckpt.restore(model=model, optimizer=opt, scheduler=sched)):
+        start = state["step"]                      # RNG states are restored too
+    for step in range(start, total):
+        ...
+        if (step + 1) % every == 0:
+            ckpt.save(step + 1, model=model, optimizer=opt, scheduler=sched, epoch=epoch)
+
+A checkpoint is one ``dg.save`` file, ``<dir>/checkpoint-<step>.safetensors``,
+written atomically by rank 0. It holds the ``state_dict()`` of every object
+passed that has one (model, optimizer, scheduler, ...), the other values as
+given (epoch, step, ...), every rank's random generator states (distgraph's
+CPU generator and Python's ``random``), and a SHA-256 digest of its tensors.
+The ``keep`` newest files are kept.
+
+:meth:`CheckpointManager.restore` takes the newest checkpoint that loads and
+whose digest matches; a truncated or corrupt one is renamed ``*.corrupt`` and
+the previous one is used, with a warning. Every rank then loads the file that
+rank 0 chose, so the directory must be visible to every rank (a shared file
+system, or one host).
+
+Not restored: CUDA generators (CuPy's generators expose no state; draw GPU
+randomness from seeded per-step generators if a GPU run must resume bitwise)
+and NumPy's legacy global ``np.random`` state.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+
+import numpy as np
+
+from distgraph import backend
+from distgraph.autograd import Tensor
+from distgraph.serialization import CheckpointError, load, save
+from distgraph.utils.logging import get_logger, rank_tag
+
+__all__ = ["CheckpointManager", "rng_state", "set_rng_state", "state_digest"]
+
+_log = get_logger(__name__)
+_FORMAT = "distgraph-training-checkpoint-1"
+_NAME = re.compile(r"^checkpoint-(\d+)\.safetensors$")
+
+
+# --------------------------------------------------------------- RNG states
+def rng_state() -> str:
+    """This process's random state (distgraph's CPU generator, Python's ``random``) as a JSON string."""
+    cpu = backend.generator(backend.CPU).bit_generator.state
+    py_version, py_internal, py_gauss = random.getstate()
+    return json.dumps({"cpu": cpu, "python": [py_version, list(py_internal), py_gauss]})
+
+
+def set_rng_state(state: str):
+    """Restore a state from :func:`rng_state` (distgraph's CPU generator and Python's ``random``)."""
+    data = json.loads(state)
+    backend.generator(backend.CPU).bit_generator.state = data["cpu"]
+    version, internal, gauss = data["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# ------------------------------------------------------------------ digests
+def _host(arr):
+    return arr if isinstance(arr, np.ndarray) else arr.get()
+
+
+def _arrays(obj, path=""):
+    """(path, array) for every tensor and array in ``obj``, in a fixed order."""
+    if isinstance(obj, Tensor):
+        yield path, _host(obj.data)
+    elif isinstance(obj, np.ndarray):
+        yield path, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _arrays(v, f"{path}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _arrays(v, f"{path}/{i}")
+
+
+def state_digest(obj) -> str:
+    """SHA-256 over every tensor of ``obj`` (path, dtype, shape and bytes): detects flipped bits in a file."""
+    h = hashlib.sha256()
+    for path, arr in _arrays(obj):
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{path}|{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(arr.data if arr.size else b"")
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------- collectives
+def _group():
+    """(rank, world size, comm module or None when there is no group of several ranks)."""
+    from distgraph import comm
+    if not comm.is_initialized() or comm.get_world_size() == 1:
+        return 0, 1, None
+    return comm.get_rank(), comm.get_world_size(), comm
+
+
+class CheckpointManager:
+    """Write and find the checkpoints of one run in ``directory``.
+
+    Args:
+        directory: where the checkpoints live (created by rank 0 when missing).
+        keep: how many of the newest checkpoints to keep (at least 1; 2 leaves
+            one to fall back to when the newest is damaged).
+    """
+
+    def __init__(self, directory, keep: int = 2):
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"CheckpointManager: keep should be an integer >= 1, got {keep!r}")
+        self.directory, self.keep = os.fspath(directory), keep
+
+    def path(self, step: int) -> str:
+        return os.path.join(self.directory, f"checkpoint-{int(step):08d}.safetensors")
+
+    def checkpoints(self) -> list:
+        """``[(step, path)]`` of the checkpoints in the directory, oldest first."""
+        if not os.path.isdir(self.directory):
+            return []
+        found = []
+        for name in os.listdir(self.directory):
+            m = _NAME.match(name)
+            if m:
+                found.append((int(m.group(1)), os.path.join(self.directory, name)))
+        return sorted(found)
+
+    # ------------------------------------------------------------------ save
+    def save(self, step: int, **objects) -> str:
+        """Write checkpoint ``step`` holding ``objects`` (every rank must call this, at the same step).
+
+        Objects with a ``state_dict()`` are saved as their state dict, anything
+        else as it is (numbers, strings, tensors, containers of those). Rank 0
+        gathers every rank's RNG state and writes the file; the call returns on
+        every rank once the file is complete on disk, and the oldest checkpoints
+        beyond ``keep`` are then deleted.
+
+        Returns:
+            The checkpoint's path.
+        """
+        for reserved in ("step", "rng", "format", "world_size", "digest"):
+            if reserved in objects:
+                raise ValueError(f"CheckpointManager.save: {reserved!r} is a reserved name; pick another")
+        rank, world, comm = _group()
+        # A collective: every rank contributes its generator state, in rank order.
+        states = [rng_state()]
+        if comm is not None:
+            states = [None] * world
+            comm.all_gather_object(states, rng_state())
+        path = self.path(step)
+        if rank == 0:
+            body = {name: (obj.state_dict() if hasattr(obj, "state_dict") else obj) for name, obj in objects.items()}
+            ckpt = {"format": _FORMAT, "step": int(step), "world_size": world, "rng": states, **body}
+            ckpt["digest"] = state_digest(body)
+            os.makedirs(self.directory, exist_ok=True)
+            save(ckpt, path)
+            for _, old in self.checkpoints()[:-self.keep]:
+                try:
+                    os.remove(old)
+                except OSError:
+                    pass
+            _log.info("saved checkpoint %s", path)
+        if comm is not None:
+            comm.barrier()  # the file exists for every rank once save returns
+        return path
+
+    # --------------------------------------------------------------- restore
+    def _load_verified(self, path, map_location):
+        """The checkpoint at ``path``; CheckpointError when it is unreadable or its digest differs."""
+        ckpt = load(path, map_location=map_location)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
+            raise CheckpointError(f"{path}: not a CheckpointManager checkpoint (format "
+                                  f"{ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r})")
+        reserved = ("format", "step", "world_size", "rng", "digest")
+        body = {k: v for k, v in ckpt.items() if k not in reserved}
+        if state_digest(body) != ckpt["digest"]:
+            raise CheckpointError(f"{path}: the tensors do not match the digest stored with them "
+                                  "(the file is corrupt)")
+        return ckpt
+
+    def load_latest(self, map_location=None):
+        """The newest intact checkpoint as a dict, or ``None`` when there is none (every rank must call this).
+
+        Rank 0 tries the checkpoints newest first; a damaged one is renamed
+        ``<name>.corrupt`` with a warning and the previous one is tried. The
+        path rank 0 settles on is broadcast, and every other rank loads it.
+
+        Raises:
+            CheckpointError: on a rank other than 0, the file rank 0 chose can't be
+                read (the directory is not shared between the ranks' hosts?).
+        """
+        rank, world, comm = _group()
+        chosen, ckpt = None, None
+        if rank == 0:
+            for step, path in reversed(self.checkpoints()):
+                try:
+                    ckpt = self._load_verified(path, map_location)
+                    chosen = path
+                    break
+                except (CheckpointError, OSError, ValueError, KeyError) as e:
+                    _log.warning("checkpoint %s is damaged (%s); falling back to the previous one", path, e)
+                    try:
+                        os.replace(path, path + ".corrupt")
+                    except OSError:
+                        pass
+        if comm is not None:
+            box = [chosen]
+            comm.broadcast_object_list(box, src=0)
+            chosen = box[0]
+            if rank != 0 and chosen is not None:
+                try:
+                    ckpt = self._load_verified(chosen, map_location)
+                except (CheckpointError, OSError) as e:
+                    raise CheckpointError(f"{rank_tag()} CheckpointManager: rank 0 resumes from {chosen} but "
+                                          f"this rank can't read it ({e}); the checkpoint directory must be "
+                                          "visible to every rank") from e
+        return ckpt
+
+    def restore(self, map_location=None, **objects):
+        """Load the newest intact checkpoint into ``objects`` and restore this rank's RNG state.
+
+        Every rank must call this. Each object is given its saved entry through
+        ``load_state_dict``; the RNG state is this rank's (rank ``r`` of the run
+        that wrote it; with another world size, a warning, and rank ``r mod n``'s).
+
+        Returns:
+            The other saved entries (``"step"``, and whatever else was passed to
+            :meth:`save`), or ``None`` when there is no checkpoint (nothing is changed).
+
+        Raises:
+            KeyError: an object's name is not in the checkpoint.
+        """
+        ckpt = self.load_latest(map_location)
+        if ckpt is None:
+            return None
+        rank, world, _ = _group()
+        for name, obj in objects.items():
+            if name not in ckpt:
+                raise KeyError(f"CheckpointManager.restore: the checkpoint of step {ckpt['step']} has no "
+                               f"{name!r} (it has {sorted(k for k in ckpt if k != 'digest')})")
+            obj.load_state_dict(ckpt[name])
+        states = ckpt["rng"]
+        if len(states) != world:
+            _log.warning("checkpoint of step %d was written by %d rank(s), resuming on %d: random streams "
+                         "will differ from an uninterrupted run", ckpt["step"], len(states), world)
+        set_rng_state(states[rank % len(states)])
+        return {k: v for k, v in ckpt.items() if k not in objects and k not in ("format", "rng", "digest")}
