@@ -277,6 +277,23 @@ def check_timeline():
     print(f"OK timeline rank {RANK}", flush=True)
 
 
+def check_grad_scaler_agreement():
+    model = mlp(dg.float32)
+    net = DDP(model)
+    opt = dg.optim.SGD(model.parameters(), lr=0.1)
+    scaler = dg.amp.GradScaler(init_scale=64.0)
+    x, y = data(2, B * WORLD, 6, 3)
+    before = [p.detach().numpy().copy() for p in model.parameters()]
+    scaler.scale(F.cross_entropy(net(dg.tensor(shard(x), dtype=dg.float32)), dg.tensor(shard(y)))).backward()
+    if RANK == 1:          # only one rank overflows: every rank must skip the step
+        next(model.parameters()).grad.data[0, 0] = np.inf
+    scaler.step(opt)
+    scaler.update()
+    close([p.detach().numpy() for p in model.parameters()], before, 0, "parameters after a skipped step")
+    assert scaler.get_scale() == 32.0
+    print(f"OK scaler rank {RANK}", flush=True)
+
+
 CHECKS = {n[6:]: f for n, f in globals().items() if n.startswith("check_")}
 
 if __name__ == "__main__":
