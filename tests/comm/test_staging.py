@@ -136,15 +136,20 @@ def program():
     for mode in ("staged", "direct"):
         pg._cuda_aware = mode == "direct"  # what cuda_aware() decided, cached per group
         report["modes"][mode] = _checks(pg, fake, mode)
-    pg.barrier().wait()
-    print("RESULT " + json.dumps(report), flush=True)
+    # Rank 0 writes every rank's report to a file (ranks' stdout lines can interleave).
+    reports = pg.all_gather_bytes(json.dumps(report).encode())
+    target = os.environ.get("DG_STAGING_REPORT")
+    if pg.rank == 0:
+        text = "\n".join(b.decode() for b in reports)
+        if target:
+            Path(target).write_text(text)
+        else:
+            print(text, flush=True)
     pg.shutdown()
     print(f"OK rank={pg.rank}", flush=True)
 
 
 # -------------------------------------------------------------------- tests
-def _results(out):
-    return {d["rank"]: d for d in (json.loads(m) for m in re.findall(r"^RESULT (.*)$", out, re.M))}
 
 
 def _check_counts(res):
@@ -161,17 +166,19 @@ def _check_counts(res):
                 assert (c["pinned"], c["downloads"], c["uploads"]) == (0, 0, 0), (mode, name, c)
 
 
-def _run(n, env=None):
+def _run(n, tmp_path, env=None):
     from _mpirun import run_mpi
-    proc, _ = run_mpi(n, Path(__file__), env=env, timeout=90)
+    report = tmp_path / f"staging-{n}.jsonl"
+    proc, _ = run_mpi(n, Path(__file__), env={**(env or {}), "DG_STAGING_REPORT": str(report)},
+                      timeout=90)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert sorted(re.findall(r"OK rank=(\d)", out)) == [str(r) for r in range(n)], out
-    return _results(out)
+    return {d["rank"]: d for d in map(json.loads, report.read_text().splitlines())}
 
 
-def test_staged_and_direct_paths_on_two_ranks():
-    results = _run(2)
+def test_staged_and_direct_paths_on_two_ranks(tmp_path):
+    results = _run(2, tmp_path)
     assert sorted(results) == [0, 1]
     for res in results.values():
         assert set(res["modes"]) == {"staged", "direct"}
@@ -179,18 +186,18 @@ def test_staged_and_direct_paths_on_two_ranks():
         _check_counts(res)
 
 
-def test_staged_and_direct_paths_in_a_world_of_one():
-    res = _run(1)[0]
+def test_staged_and_direct_paths_in_a_world_of_one(tmp_path):
+    res = _run(1, tmp_path)[0]
     assert res["size"] == 1
     _check_counts(res)
 
 
-def test_cuda_awareness_override_and_detection():
-    res = _run(1, env={"DISTGRAPH_MPI_CUDA_AWARE": "1"})[0]
+def test_cuda_awareness_override_and_detection(tmp_path):
+    res = _run(1, tmp_path, env={"DISTGRAPH_MPI_CUDA_AWARE": "1"})[0]
     assert res["detected_cuda_aware"] is True and res["env"] == "1"
-    res = _run(1, env={"DISTGRAPH_MPI_CUDA_AWARE": "0"})[0]
+    res = _run(1, tmp_path, env={"DISTGRAPH_MPI_CUDA_AWARE": "0"})[0]
     assert res["detected_cuda_aware"] is False
-    res = _run(1, env={"DISTGRAPH_MPI_CUDA_AWARE": ""})[0]
+    res = _run(1, tmp_path, env={"DISTGRAPH_MPI_CUDA_AWARE": ""})[0]
     assert isinstance(res["detected_cuda_aware"], bool)  # MPIX_Query_cuda_support, or False
 
 
