@@ -44,6 +44,8 @@ def parser():
                    help="launcher flavour (default: the MPI mpi4py uses, srun inside a Slurm allocation)")
     p.add_argument("--launcher", help="path of mpiexec/mpirun/srun to use")
     p.add_argument("-x", "--env", action="append", default=[], metavar="ENV=VAL", help="set for every rank")
+    p.add_argument("--mpi-arg", action="append", default=[], metavar="ARG",
+                   help="pass ARG to mpiexec/srun as is (repeat for several), e.g. --mpi-arg=-iface --mpi-arg=eth1")
     p.add_argument("--timeout", type=float, default=None, help="stop the job after this many seconds")
     p.add_argument("--no-prefix", action="store_true", help="do not prefix output lines with [rank R]")
     p.add_argument("--quiet-others", action="store_true", help="show only rank 0's stdout (failures always show)")
@@ -119,7 +121,7 @@ def resolve_plan(a, environ=os.environ) -> Plan:
     total_slots = sum(s for _, s in hosts) if hosts else (os.cpu_count() or 1)
     return Plan(nprocs=a.nprocs, command=command, flavour=flavour, launcher=launcher, hosts=hosts if a.hosts else [],
                 hostfile=a.hostfile, env=env, oversubscribe=a.nprocs > total_slots,
-                as_root=hasattr(os, "geteuid") and os.geteuid() == 0, wrapper=wrapper)
+                as_root=hasattr(os, "geteuid") and os.geteuid() == 0, wrapper=wrapper, extra=list(a.mpi_arg))
 
 
 _PROBE = ("import os, socket, sys\n"
@@ -153,8 +155,8 @@ def preflight_hosts(plan: Plan, timeout=60):
     hosts = plan.hosts or (read_hostfile(plan.hostfile) if plan.hostfile else [])
     script = next((c for c in plan.command if c.endswith(".py")), "")
     probe = Plan(len(hosts), [sys.executable, "-c", _PROBE, os.path.abspath(script) if script else ""],
-                 plan.flavour, plan.launcher, [(h, 1) for h, _ in hosts], None, {}, False, plan.as_root,
-                 [], tag_output=False)
+                 plan.flavour, plan.launcher, [(h, 1) for h, _ in hosts], None, dict(plan.env), False, plan.as_root,
+                 [], tag_output=False, extra=list(plan.extra))
     try:
         out = subprocess.run(build_command(probe), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -32,6 +32,7 @@ class Plan:
     as_root: bool = False
     wrapper: list = field(default_factory=list)  # the per-rank wrapper argv, prepended to command
     tag_output: bool = True             # ask the MPI to tag each output line with its rank
+    extra: list = field(default_factory=list)    # passed to the launcher as given (--mpi-arg)
 
 
 def parse_hosts(spec: str):
@@ -106,7 +107,7 @@ def build_command(plan: Plan) -> list:
         if plan.hosts:
             cmd += ["--nodelist", ",".join(h for h, _ in plan.hosts)]
         cmd += ["--export=" + ",".join(["ALL"] + [f"{k}={v}" for k, v in env])]
-        return cmd + prog
+        return cmd + plan.extra + prog
     if plan.flavour == "openmpi":
         cmd = [plan.launcher, "-n", n] + (["--tag-output"] if plan.tag_output else [])
         if plan.hosts:
@@ -119,7 +120,7 @@ def build_command(plan: Plan) -> list:
             cmd += ["--allow-run-as-root"]
         for k, v in env:
             cmd += ["-x", f"{k}={v}"]
-        return cmd + prog
+        return cmd + plan.extra + prog
     # MPICH's Hydra and Intel MPI (also Hydra) share the flags below; both
     # oversubscribe and run as root without being asked.
     cmd = [plan.launcher, "-n", n] + (["-prepend-rank"] if plan.tag_output else [])
@@ -129,7 +130,7 @@ def build_command(plan: Plan) -> list:
         cmd += ["-f", plan.hostfile]
     for k, v in env:
         cmd += ["-genv", k, v]
-    return cmd + prog
+    return cmd + plan.extra + prog
 
 
 # How each flavour tags a line with its rank: "[3] ", "[1,3]<stdout>: ", "3: ".
