@@ -56,6 +56,21 @@ class _RankFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at each line (so redirections made later are followed)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns it; the property always answers sys.stderr
+        pass
+
+
 def _parse_level(raw):
     if raw is None or raw.strip() == "":
         return logging.WARNING
@@ -74,7 +89,7 @@ def _configure():
     if _configured:
         return
     root = logging.getLogger(_ROOT)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(_RankFilter())
     root.addHandler(handler)

@@ -132,7 +132,7 @@ class CheckpointManager:
         return sorted(found)
 
     # ------------------------------------------------------------------ save
-    def save(self, step: int, **objects) -> str:
+    def save(self, step: int, /, **objects) -> str:
         """Write checkpoint ``step`` holding ``objects`` (every rank must call this, at the same step).
 
         Objects with a ``state_dict()`` are saved as their state dict, anything
@@ -222,7 +222,7 @@ class CheckpointManager:
                                           "visible to every rank") from e
         return ckpt
 
-    def restore(self, map_location=None, **objects):
+    def restore(self, *, map_location=None, **objects):
         """Load the newest intact checkpoint into ``objects`` and restore this rank's RNG state.
 
         Every rank must call this. Each object is given its saved entry through
