@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# distgraph's GPU validation suite: one command, one report (markdown + JSON) under $OUT.
+#
+#   bash benchmarks/gpu_suite.sh              # on a GPU machine (no network needed)
+#   bash benchmarks/gpu_suite.sh --dry-run    # CPU dry run: every stage's code, tiny sizes
+#   DG_GPU_SUITE_DRY=1 bash benchmarks/gpu_suite.sh      # the same
+#   bash benchmarks/gpu_suite.sh --fetch-wheels          # here, with network: MPI wheels
+#                                                        # into build/gpu_wheels (ignored by git)
+#
+# Stages (each under its own time limit; a failing stage is recorded and the suite
+# goes on; about 7.5 minutes at most): env, tests_gpu (pytest -m gpu), nccl_1rank,
+# nccl_2rank_1gpu (NCCL_MULTI_RANK_GPU_ENABLE=1), mpi_staged_2rank
+# (DISTGRAPH_MPI_CUDA_AWARE=0), bench_overhead, bench_mlp, bench_resnet18,
+# bench_gpt_float32, bench_gpt_float16, bench_allreduce.  See docs/gpu.md.
+#
+# Environment: OUT (report folder; default ./gpu_report), PYTHON (interpreter;
+# default python3), DG_GPU_SUITE_BUDGET (seconds; default 450), DG_GPU_SUITE_ONLY
+# (comma-separated stage names).
+#
+# MPI: the multi-rank stages need mpi4py and an mpiexec of the same MPI.  If the
+# interpreter's mpi4py does not import, or no mpiexec is found, and
+# build/gpu_wheels holds the mpich and mpi4py wheels (--fetch-wheels), they are
+# installed without network into a throw-away venv that sees the system packages
+# (CuPy, torch) and the suite runs with that venv's Python.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DRY=${DG_GPU_SUITE_DRY:-0}
+FETCH=0
+for arg in "$@"; do
+    case "$arg" in
+        --dry-run|--dry) DRY=1 ;;
+        --fetch-wheels) FETCH=1 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        *) echo "gpu_suite.sh: unknown argument '$arg' (expected --dry-run, --fetch-wheels)" >&2; exit 2 ;;
+    esac
+done
+PY=${PYTHON:-python3}
+WHEELS="$ROOT/build/gpu_wheels"
+
+if [ "$FETCH" = 1 ]; then
+    # The GPU machine runs Python 3.12 (docs/gpu.md); the wheels must match it.
+    PYVER=${DG_GPU_PYVER:-3.12}
+    mkdir -p "$WHEELS"
+    "$PY" -m pip download --no-deps --only-binary=:all: --python-version "$PYVER" \
+        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 \
+        -d "$WHEELS" "mpi4py==${DG_MPI4PY_VERSION:-4.1.2}" "mpich==${DG_MPICH_VERSION:-5.0.2}" || exit 1
+    ls -la "$WHEELS"
+    echo "carry build/gpu_wheels with the device call (it is ignored by git through build/)"
+    exit 0
+fi
+
+OUT=${OUT:-$ROOT/gpu_report}
+mkdir -p "$OUT"
+echo "distgraph GPU suite: out=$OUT dry=$DRY python=$PY ($(command -v "$PY" || echo missing))"
+
+have_mpi() {  # mpi4py imports, and an mpiexec sits next to the interpreter or on PATH
+    "$1" -c "from mpi4py import MPI" >/dev/null 2>&1 || return 1
+    [ -x "$(dirname "$("$1" -c 'import sys; print(sys.executable)')")/mpiexec" ] && return 0
+    command -v mpiexec >/dev/null 2>&1
+}
+
+if have_mpi "$PY"; then
+    echo "MPI: mpi4py imports with $PY; mpiexec: $(dirname "$("$PY" -c 'import sys; print(sys.executable)')")/mpiexec or $(command -v mpiexec)"
+elif ls "$WHEELS"/mpich-*.whl "$WHEELS"/mpi4py-*.whl >/dev/null 2>&1; then
+    VENV=${TMPDIR:-/tmp}/dg_gpu_suite_venv
+    echo "MPI: not usable with $PY; installing build/gpu_wheels into $VENV (no network)"
+    rm -rf "$VENV"
+    if "$PY" -m venv --system-site-packages --without-pip "$VENV" &&
+       "$VENV/bin/python" -m pip install -q --no-index --no-deps --no-cache-dir \
+            "$WHEELS"/mpich-*.whl "$WHEELS"/mpi4py-*.whl; then
+        PY="$VENV/bin/python"
+        have_mpi "$PY" && echo "MPI: ready ($PY, $VENV/bin/mpiexec)" ||
+            echo "MPI: STILL NOT USABLE after installing the wheels; multi-rank stages will fail"
+    else
+        echo "MPI: installing the wheels FAILED; multi-rank stages will be skipped or fail"
+    fi
+else
+    echo "MPI: mpi4py does not import with $PY or no mpiexec found, and build/gpu_wheels has no"
+    echo "     wheels: multi-rank stages will be skipped (run --fetch-wheels with network first)"
+fi
+
+ARGS=(--out "$OUT" --budget "${DG_GPU_SUITE_BUDGET:-450}")
+[ "$DRY" = 1 ] && ARGS+=(--dry)
+[ -n "${DG_GPU_SUITE_ONLY:-}" ] && ARGS+=(--only "$DG_GPU_SUITE_ONLY")
+# Dry runs share small CPUs: one BLAS thread per process.
+[ "$DRY" = 1 ] && export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+"$PY" benchmarks/gpu_suite.py "${ARGS[@]}"
+rc=$?
+echo "distgraph GPU suite: driver exit $rc; report in $OUT/report.md, $OUT/report.json, $OUT/suite.log"
+exit $rc
