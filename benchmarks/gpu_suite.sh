@@ -15,7 +15,8 @@
 #
 # Environment: OUT (report folder; default ./gpu_report), PYTHON (interpreter;
 # default python3), DG_GPU_SUITE_BUDGET (seconds; default 450), DG_GPU_SUITE_ONLY
-# (comma-separated stage names).
+# (comma-separated stage names), DG_GPU_SUITE_USE_WHEELS=1 (use build/gpu_wheels even
+# when the interpreter's own mpi4py imports).
 #
 # MPI: the multi-rank stages need mpi4py and an mpiexec of the same MPI.  If the
 # interpreter's mpi4py does not import, or no mpiexec is found, and
@@ -31,7 +32,7 @@ for arg in "$@"; do
     case "$arg" in
         --dry-run|--dry) DRY=1 ;;
         --fetch-wheels) FETCH=1 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "gpu_suite.sh: unknown argument '$arg' (expected --dry-run, --fetch-wheels)" >&2; exit 2 ;;
     esac
 done
@@ -61,7 +62,7 @@ have_mpi() {  # mpi4py imports, and an mpiexec sits next to the interpreter or o
     command -v mpiexec >/dev/null 2>&1
 }
 
-if have_mpi "$PY"; then
+if [ "${DG_GPU_SUITE_USE_WHEELS:-0}" != 1 ] && have_mpi "$PY"; then
     echo "MPI: mpi4py imports with $PY; mpiexec: $(dirname "$("$PY" -c 'import sys; print(sys.executable)')")/mpiexec or $(command -v mpiexec)"
 elif ls "$WHEELS"/mpich-*.whl "$WHEELS"/mpi4py-*.whl >/dev/null 2>&1; then
     VENV=${TMPDIR:-/tmp}/dg_gpu_suite_venv
@@ -69,7 +70,7 @@ elif ls "$WHEELS"/mpich-*.whl "$WHEELS"/mpi4py-*.whl >/dev/null 2>&1; then
     rm -rf "$VENV"
     if "$PY" -m venv --system-site-packages --without-pip "$VENV" &&
        "$VENV/bin/python" -m pip install -q --no-index --no-deps --no-cache-dir \
-            "$WHEELS"/mpich-*.whl "$WHEELS"/mpi4py-*.whl; then
+            --find-links "$WHEELS" mpich mpi4py; then  # pip picks the wheel for this Python
         PY="$VENV/bin/python"
         have_mpi "$PY" && echo "MPI: ready ($PY, $VENV/bin/mpiexec)" ||
             echo "MPI: STILL NOT USABLE after installing the wheels; multi-rank stages will fail"
