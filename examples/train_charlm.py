@@ -119,19 +119,22 @@ def batch(data, block, size, rng):
     return win[:, :-1], win[:, 1:]
 
 
-def evaluate(net, val, block, batch_size, batches, device, rank, world):
-    """Mean cross-entropy (nats/char) over ``batches`` fixed windows of the validation text, all ranks together."""
-    net.eval()
+def evaluate(model, val, block, batch_size, batches, device, rank, world):
+    """Mean cross-entropy (nats/char) over ``batches`` fixed windows of the validation text, all ranks together.
+
+    The plain module, not DDP: ranks may score different numbers of batches.
+    """
+    model.eval()
     starts = np.linspace(0, len(val) - block - 1, batches * batch_size).astype(np.int64)
     total = 0.0
     with dg.no_grad():
         for i in range(rank, batches, world):
             s = starts[i * batch_size:(i + 1) * batch_size]
             win = val[s[:, None] + np.arange(block + 1)]
-            logits = net(dg.tensor(win[:, :-1], device=device))
+            logits = model(dg.tensor(win[:, :-1], device=device))
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), dg.tensor(win[:, 1:].reshape(-1), device=device))
             total += loss.item()
-    net.train()
+    model.train()
     acc = dg.tensor([total], dtype=dg.float64)
     if world > 1:
         comm.all_reduce(acc)
@@ -258,7 +261,7 @@ def main(argv=None):
         if metrics and (step % args.log_every == 0 or step == total):
             metrics.log(step, loss=loss_value, lr=opt.param_groups[0]["lr"])
         if step % args.eval_every == 0 or step == total:
-            val_loss = evaluate(net, val, args.block_size, args.batch_size, args.eval_batches, device, rank, world)
+            val_loss = evaluate(model, val, args.block_size, args.batch_size, args.eval_batches, device, rank, world)
             if metrics:
                 metrics.log(step, prefix="val/", loss=val_loss)
             if rank == 0:
@@ -270,7 +273,7 @@ def main(argv=None):
     bar.close()
     seconds = time.perf_counter() - start
     if val_loss is None:  # resumed at the end: nothing ran
-        val_loss = evaluate(net, val, args.block_size, args.batch_size, args.eval_batches, device, rank, world)
+        val_loss = evaluate(model, val, args.block_size, args.batch_size, args.eval_batches, device, rank, world)
     if metrics:
         metrics.close()
     comm.destroy_process_group()

@@ -140,17 +140,25 @@ def augment(x, rng):
 
 
 # ------------------------------------------------------------------- training
-def evaluate(net, x, y, batch_size, device, dtype, rank, world):
-    """Accuracy on (x, y): each rank scores its share, the counts are summed over ranks."""
-    net.eval()
+def evaluate(model, x, y, batch_size, device, dtype, rank, world):
+    """Accuracy on (x, y): each rank scores its share, the counts are summed over ranks.
+
+    Every rank first takes rank 0's BatchNorm running statistics (DDP broadcasts them
+    at each forward, but each rank's last training step updated its own), and the
+    plain module is used, not DDP: ranks may score different numbers of batches.
+    """
+    if world > 1:
+        for buf in model.buffers():
+            comm.broadcast(buf, src=0)
+    model.eval()
     correct = 0
     mine = np.arange(rank, len(x), world)
     with dg.no_grad():
         for i in range(0, len(mine), batch_size):
             idx = mine[i:i + batch_size]
-            logits = net(dg.tensor(x[idx], dtype=dtype, device=device))
+            logits = model(dg.tensor(x[idx], dtype=dtype, device=device))
             correct += int((logits.argmax(1).cpu().numpy() == y[idx]).sum())
-    net.train()
+    model.train()
     counts = dg.tensor([float(correct)], dtype=dg.float64)
     if world > 1:
         comm.all_reduce(counts)
@@ -269,14 +277,14 @@ def main(argv=None):
             if step == total:
                 break
         if step % steps_per_epoch == 0 or step == total:
-            acc = evaluate(net, x_test, y_test, 256, device, dtype, rank, world)
+            acc = evaluate(model, x_test, y_test, 256, device, dtype, rank, world)
             if metrics:
                 metrics.log(step, prefix="test/", accuracy=acc)
             if rank == 0:
                 bar.write(f"epoch {epoch}: step {step}, loss {loss_value:.4f}, test accuracy {acc:.4f}")
     bar.close()
     seconds = time.perf_counter() - start
-    acc = evaluate(net, x_test, y_test, 256, device, dtype, rank, world)
+    acc = evaluate(model, x_test, y_test, 256, device, dtype, rank, world)
     if metrics:
         metrics.close()
     overlap = None

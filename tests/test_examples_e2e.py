@@ -29,6 +29,10 @@ CHARLM_TINY = ["--corpus-chars", "30000", "--dim", "32", "--layers", "1", "--hea
                "--margin", "-1"]
 
 
+# One BLAS thread per rank: 2 ranks x N OpenBLAS threads on 2 cores thrash (tens of times slower).
+MPI_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
 def run_python(*args, timeout=300):
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
     env["PYTHONPATH"] = str(ROOT)
@@ -108,7 +112,7 @@ def test_resume_without_checkpoint_dir_is_refused():
 @pytest.mark.mpiexec
 def test_resnet_two_ranks_sync_bn_runs_and_reports(tmp_path):
     proc, _ = run_mpi(2, RESNET, *RESNET_TINY, "--steps", "2", "--sync-bn", "--timeline", tmp_path / "t.json",
-                      timeout=180)
+                      timeout=180, env=MPI_ENV)
     out = ok(proc)
     assert "summary: ResNet-18 w4, 2 rank(s), 2 steps" in out and "all-reduce overlap" in out
     assert out.count("summary:") == 1  # rank 0 only
@@ -120,7 +124,7 @@ def test_resnet_two_ranks_sync_bn_runs_and_reports(tmp_path):
 def crash_and_resume(script, args, steps, crash_at, ckpt, damage_latest=False):
     """Run to ``crash_at`` (rank 0 SIGKILLs itself there), optionally damage the newest checkpoint, then resume."""
     proc, _ = run_mpi(2, script, *args, "--steps", steps, "--checkpoint-dir", ckpt, "--crash-at-step", crash_at,
-                      timeout=180)
+                      timeout=180, env=MPI_ENV)
     assert proc.returncode != 0, "the run should have been killed"
     assert "summary:" not in proc.stdout
     if damage_latest:
@@ -128,14 +132,14 @@ def crash_and_resume(script, args, steps, crash_at, ckpt, damage_latest=False):
         latest = CheckpointManager(ckpt).checkpoints()[-1][1]
         data = Path(latest).read_bytes()
         Path(latest).write_bytes(data[:len(data) // 2])
-    proc, _ = run_mpi(2, script, *args, "--steps", steps, "--checkpoint-dir", ckpt, "--resume", timeout=180)
+    proc, _ = run_mpi(2, script, *args, "--steps", steps, "--checkpoint-dir", ckpt, "--resume", timeout=180, env=MPI_ENV)
     return proc
 
 
 @pytest.mark.mpiexec
 def test_resnet_killed_on_two_ranks_resumes_to_the_same_parameters_bitwise(tmp_path):
     args = [*RESNET_TINY, "--dtype", "float64", "--checkpoint-every", "2"]
-    proc, _ = run_mpi(2, RESNET, *args, "--steps", "6", "--checkpoint-dir", tmp_path / "full", timeout=180)
+    proc, _ = run_mpi(2, RESNET, *args, "--steps", "6", "--checkpoint-dir", tmp_path / "full", timeout=180, env=MPI_ENV)
     ok(proc)
     # killed after step 5 (checkpoints at 2 and 4); resumed from 4, across an epoch boundary (4 steps/epoch)
     proc = crash_and_resume(RESNET, args, "6", "5", tmp_path / "crash")
@@ -153,7 +157,7 @@ def test_charlm_killed_with_damaged_latest_checkpoint_resumes_from_the_previous_
     args = [*CHARLM_TINY, "--dtype", "float64", "--dropout", "0.1", "--checkpoint-every", "2",
             "--sample-chars", "0", "--log-every", "1"]
     proc, _ = run_mpi(2, CHARLM, *args, "--log-dir", tmp_path / "full_logs", "--steps", "6", "--checkpoint-dir",
-                      tmp_path / "full", timeout=180)
+                      tmp_path / "full", timeout=180, env=MPI_ENV)
     ok(proc)
     # killed after step 5 (checkpoints 2, 4); checkpoint 4 truncated: resumes from 2 with a warning
     proc = crash_and_resume(CHARLM, [*args, "--log-dir", tmp_path / "logs"], "6", "5", tmp_path / "crash", damage_latest=True)
@@ -168,3 +172,18 @@ def test_charlm_killed_with_damaged_latest_checkpoint_resumes_from_the_previous_
     resumed = [(r["step"], r["loss"]) for r in read_jsonl(tmp_path / "logs") if "loss" in r]
     assert [s for s, _ in full] == list(range(1, 7))
     assert resumed == full
+
+
+def test_resnet_reads_cifar10_python_batches(tmp_path):
+    import pickle
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (16, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, 16))}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    out = ok(run_python(RESNET, "--data", tmp_path, "--width", "4", "--batch-size", "16", "--steps", "2"))
+    assert "80 CIFAR-10 images" in out and "summary: ResNet-18 w4, 1 rank(s), 2 steps" in out
+    (folder / "test_batch").unlink()
+    proc = run_python(RESNET, "--data", folder, "--width", "4", "--steps", "1")
+    assert proc.returncode != 0 and "test_batch is missing" in proc.stderr
