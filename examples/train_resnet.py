@@ -246,7 +246,7 @@ def main(argv=None):
               f"{'CIFAR-10' if args.data else 'synthetic'} images, {world} rank(s), batch {args.batch_size}/rank, "
               f"{total} steps, {args.dtype} on {device}", flush=True)
     bar = tqdm(total=total, initial=step, disable=rank != 0, unit="step", dynamic_ncols=True)
-    start, start_step, loss_value = time.perf_counter(), step, float("nan")
+    start, start_step, loss_value, acc, acc_step = time.perf_counter(), step, float("nan"), None, None
     while step < total:
         epoch, first = divmod(step, steps_per_epoch)
         sampler.set_epoch(epoch)
@@ -277,14 +277,15 @@ def main(argv=None):
             if step == total:
                 break
         if step % steps_per_epoch == 0 or step == total:
-            acc = evaluate(model, x_test, y_test, 256, device, dtype, rank, world)
+            acc, acc_step = evaluate(model, x_test, y_test, 256, device, dtype, rank, world), step
             if metrics:
                 metrics.log(step, prefix="test/", accuracy=acc)
             if rank == 0:
                 bar.write(f"epoch {epoch}: step {step}, loss {loss_value:.4f}, test accuracy {acc:.4f}")
     bar.close()
     seconds = time.perf_counter() - start
-    acc = evaluate(model, x_test, y_test, 256, device, dtype, rank, world)
+    if acc_step != step:  # resumed at the end: nothing ran
+        acc = evaluate(model, x_test, y_test, 256, device, dtype, rank, world)
     if metrics:
         metrics.close()
     overlap = None

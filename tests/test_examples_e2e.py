@@ -83,6 +83,10 @@ def test_resnet_one_process_logs_metrics_checkpoints_and_is_deterministic(tmp_pa
     assert lrs[0] > lrs[1] > lrs[2] == pytest.approx(0.0, abs=1e-12)  # cosine to zero at the last step
     assert any("test/accuracy" in r for r in recs)
     assert set(read_csv(tmp_path / "a" / "logs")) == {"loss", "lr", "test/accuracy"}
+    # resuming a finished run does nothing more, and says so
+    again = ok(run_python(RESNET, *RESNET_TINY, "--steps", "3", "--checkpoint-dir", tmp_path / "a" / "ckpt",
+                          "--resume"))
+    assert "resuming from step 3" in again and "summary: ResNet-18 w4, 1 rank(s), 3 steps" in again
     # and the plot of those metrics
     pytest.importorskip("matplotlib")
     png = tmp_path / "curves.png"

@@ -86,6 +86,9 @@ def test_keeps_only_the_newest_checkpoints(tmp_path):
     model, opt, sched = setup()
     ckpt = CheckpointManager(tmp_path / "sub", keep=2)
     assert ckpt.checkpoints() == [] and ckpt.restore(model=model) is None
+    (tmp_path / "sub").mkdir()
+    stale = tmp_path / "sub" / ".checkpoint-00000005.safetensors.0123456789ab.tmp"  # a write cut by a kill
+    stale.write_bytes(b"partial")
     for s in (10, 20, 30):
         ckpt.save(s, model=model, optimizer=opt)
     assert [s for s, _ in ckpt.checkpoints()] == [20, 30]

@@ -47,6 +47,7 @@ __all__ = ["CheckpointManager", "rng_state", "set_rng_state", "state_digest"]
 _log = get_logger(__name__)
 _FORMAT = "distgraph-training-checkpoint-1"
 _NAME = re.compile(r"^checkpoint-(\d+)\.safetensors$")
+_TEMP = re.compile(r"^\.checkpoint-\d+\.safetensors\.[0-9a-f]+\.tmp$")  # dg.save's temporary name
 
 
 # --------------------------------------------------------------- RNG states
@@ -160,7 +161,10 @@ class CheckpointManager:
             ckpt["digest"] = state_digest(body)
             os.makedirs(self.directory, exist_ok=True)
             save(ckpt, path)
-            for _, old in self.checkpoints()[:-self.keep]:
+            # Only rank 0 writes, one file at a time: any temporary file left now is
+            # from a run killed mid-write.
+            stale = [os.path.join(self.directory, n) for n in os.listdir(self.directory) if _TEMP.match(n)]
+            for old in stale + [p for _, p in self.checkpoints()[:-self.keep]]:
                 try:
                     os.remove(old)
                 except OSError:
