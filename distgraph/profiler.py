@@ -63,6 +63,9 @@ def span(name: str, cat: str = "user", **args):
         record(name, cat, start, now_us(), **args)
 
 
+_written = 0  # how many of _events the last write() covered
+
+
 def events() -> list:
     """This rank's events so far (a copy)."""
     with _lock:
@@ -84,10 +87,12 @@ def overlap_fraction(evts=None) -> float:
 def write(path: str | None = None):
     """Gather every rank's events and write the merged trace on rank 0 (every rank must call
     this when a process group is up; ``atexit`` does it for you)."""
+    global _written
     path = path or _path
     if path is None:
         return None
     mine = events()
+    _written = len(mine)
     rank, merged = 0, [mine]
     try:
         from distgraph import comm
@@ -112,7 +117,9 @@ def write(path: str | None = None):
 
 
 def _at_exit():
-    if _path is not None and events():
+    # Only if something was recorded after the last explicit write(): at exit the process group
+    # may be gone, and a per-rank rewrite would replace the merged trace.
+    if _path is not None and len(events()) > _written:
         try:
             write()
         except Exception:  # noqa: BLE001 - never turn a finished run into a failure at exit

@@ -23,6 +23,7 @@ import sys
 import time
 
 FAIL_MARK = "@@distgraph-rank-failed "
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def main(argv=None):
@@ -42,6 +43,11 @@ def main(argv=None):
             return 2
         env["CUDA_VISIBLE_DEVICES"] = str(info.local_rank % a.gpus)
     env["DISTGRAPH_FAIL_MARK"] = FAIL_MARK
+    # One BLAS/OpenMP thread pool per core, shared by the ranks on this host, unless the user chose:
+    # N ranks each starting as many threads as there are cores run dozens of times slower.
+    if not any(v in env for v in _THREAD_VARS):
+        per_rank = str(max(1, (os.cpu_count() or 1) // max(1, info.local_world_size)))
+        env.update({v: per_rank for v in _THREAD_VARS})
     # Unbuffered Python writes a line's text and its newline separately, and the
     # MPI's rank tagging is per write: keep Python's whole-line writes (stderr is
     # line-buffered; use print(..., flush=True) for live stdout, as under mpirun).

@@ -1,2 +1,2 @@
-"""Utilities (``dg.utils``)."""
-from distgraph.utils import data  # noqa: F401
+"""Utilities (``dg.utils``): data loading, checkpointed training, metrics, rank-aware logging."""
+from distgraph.utils import data, logging, metrics, training  # noqa: F401

@@ -28,4 +28,6 @@ elif mode in ("raise", "kill", "hang", "sleep"):
                 os.kill(os.getpid(), signal.SIGKILL)
         if mode == "sleep":
             time.sleep(0.05)
+elif mode == "threads":
+    print(f"threads={os.environ.get('OMP_NUM_THREADS')},{os.environ.get('OPENBLAS_NUM_THREADS')}", flush=True)
 comm.destroy_process_group()

@@ -207,3 +207,17 @@ def test_multi_host_preflight_runs_one_probe_per_host_through_the_launcher(tmp_p
     calls = log.read_text().splitlines()
     assert calls[0].startswith("-n 2 -hosts h1:1,h2:1 ") and "@@probe" in calls[0], calls
     assert rc == 0 and len(calls) == 2, (rc, calls, capsys.readouterr().err)
+
+
+@pytest.mark.mpiexec
+def test_ranks_share_the_cores_for_blas_threads_unless_the_user_chose():
+    env_free = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                                  "MKL_NUM_THREADS")}
+    per_rank = max(1, (os.cpu_count() or 1) // 2)
+    p = subprocess.run([sys.executable, "-m", "distgraph.launch", "-n", "2", PROG, "threads"], capture_output=True,
+                       text=True, timeout=120, env={**env_free, "PYTHONPATH": str(ROOT)}, cwd=str(ROOT))
+    assert p.stdout.count(f"threads={per_rank},{per_rank}") == 2, p.stdout + p.stderr
+    p = subprocess.run([sys.executable, "-m", "distgraph.launch", "-n", "2", PROG, "threads"], capture_output=True,
+                       text=True, timeout=120, env={**env_free, "OMP_NUM_THREADS": "3", "PYTHONPATH": str(ROOT)},
+                       cwd=str(ROOT))
+    assert p.stdout.count("threads=3,None") == 2, p.stdout + p.stderr
