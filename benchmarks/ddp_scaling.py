@@ -33,6 +33,7 @@ parser.add_argument("--warmup", type=int, default=5)
 parser.add_argument("--batch", type=int, default=64)
 parser.add_argument("--driver", action="store_true", help="run 1 and 2 ranks and print the comparison")
 parser.add_argument("--json", default=None, help="write this rank-0 result as JSON here")
+parser.add_argument("--bucket-cap-mb", type=float, default=25.0, help="DDP bucket cap (PyTorch's default 25)")
 args = parser.parse_args()
 
 
@@ -42,11 +43,12 @@ def driver():
     results = {}
     for n in (1, 2):
         out = f"/tmp/ddp_scaling_{n}.json"
-        subprocess.run([mpiexec, "-n", str(n), sys.executable, here, "--json", out, "--steps", str(args.steps)],
+        subprocess.run([mpiexec, "-n", str(n), sys.executable, here, "--json", out, "--steps", str(args.steps),
+                        "--bucket-cap-mb", str(args.bucket_cap_mb)],
                        check=True, timeout=900, env={**os.environ, "MPIEXEC_TIMEOUT": "900"})
         results[n] = json.load(open(out))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, 1 thread per rank, python "
-          f"{platform.python_version()}, numpy {np.__version__}")
+          f"{platform.python_version()}, numpy {np.__version__}, distgraph bucket_cap_mb {args.bucket_cap_mb:g}")
     print(f"{'model':8s} {'impl':10s} {'1 rank ms':>10s} {'2 ranks ms':>11s} {'efficiency':>11s} {'hidden':>7s}")
     for model in results[1]:
         for impl in results[1][model]:
@@ -73,7 +75,7 @@ def bench_dg(rng):
     comm.init_process_group()
     out = {}
     for name, (model, shape) in dg_models().items():
-        net = DDP(model)
+        net = DDP(model, bucket_cap_mb=args.bucket_cap_mb)
         x = dg.tensor(rng.standard_normal((args.batch,) + shape), dtype=dg.float32)
         y = dg.tensor(rng.integers(0, 10, args.batch))
         params = list(model.parameters())
@@ -110,7 +112,12 @@ def bench_torch(rng):
     from distgraph import comm
     rank, world = comm.get_rank(), comm.get_world_size()
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    port = [29500 + (os.getppid() % 1000)]
+    port = [None]
+    if rank == 0:  # a port that is free now (a fixed one can still be held by the previous run)
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port[0] = s.getsockname()[1]
     comm.broadcast_object_list(port, src=0)
     os.environ["MASTER_PORT"] = str(port[0])
     tdist.init_process_group("gloo", rank=rank, world_size=world)
