@@ -181,9 +181,25 @@ class Watcher:
         self.tails = collections.defaultdict(lambda: collections.deque(maxlen=40))
         self.first_traceback = None
 
+    def _retag(self, text):
+        """Progress bars rewrite their line with '\\r': the MPI tags each of those writes too."""
+        if "\r" not in text:
+            return None
+        parts = []
+        for seg in text.split("\r"):
+            rank, seg = split_tag(self.flavour, seg)
+            parts.append(f"[rank {rank}] {seg}" if rank is not None and self.prefix and seg.strip() else seg)
+        return "\r".join(parts)
+
     def _stream(self, src, dst, is_err=False):
         for raw in iter(src.readline, b""):
-            rank, body = split_tag(self.flavour, raw.decode(errors="replace"))
+            text = raw.decode(errors="replace")
+            retagged = self._retag(text)
+            if retagged is not None:
+                dst.write(retagged)
+                dst.flush()
+                continue
+            rank, body = split_tag(self.flavour, text)
             if body.startswith(FAIL_MARK):
                 try:
                     self.failures.append(json.loads(body[len(FAIL_MARK):]))
