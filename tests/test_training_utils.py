@@ -258,3 +258,21 @@ def test_log_level_follows_distgraph_log_level():
     assert p.returncode == 0 and p.stderr == ""
     p = run_logging({"DISTGRAPH_LOG_LEVEL": "loud"})
     assert p.returncode != 0 and "DISTGRAPH_LOG_LEVEL: expected DEBUG, INFO" in p.stderr
+
+
+def test_metrics_in_real_tensorboard_event_files(tmp_path):
+    tbx = pytest.importorskip("tensorboardX")
+    from tensorboardX.proto import event_pb2
+    with MetricsLogger(tmp_path, tensorboard=True) as m:
+        m.log(1, loss=2.5)
+        m.log(2, loss=1.5, accuracy=0.75)
+    events = []
+    for path in sorted(tmp_path.rglob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        i = 0
+        while i + 12 <= len(data):            # TFRecord: u64 length, u32 crc, payload, u32 crc
+            n = int.from_bytes(data[i:i + 8], "little")
+            events.append(event_pb2.Event.FromString(data[i + 12:i + 12 + n]))
+            i += 12 + n + 4
+    scalars = [(e.step, v.tag, round(v.simple_value, 6)) for e in events for v in e.summary.value]
+    assert scalars == [(1, "loss", 2.5), (2, "loss", 1.5), (2, "accuracy", 0.75)], (tbx.__version__, scalars)
