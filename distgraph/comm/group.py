@@ -91,6 +91,9 @@ def init_process_group(backend="auto", init_method=None, timeout=None, world_siz
         pg.gpu.debug = pg.debug
     _world = pg
     _groups.append(pg)
+    from distgraph.utils.logging import get_logger
+    get_logger(__name__).info("process group up: backend %s, %d rank(s), local rank %d, timeout %g s%s",
+                              get_backend(), pg.size, info.local_rank, seconds, ", debug checks on" if pg.debug else "")
 
 
 def _init_mpi(name, requested, seconds, info, device_id):

@@ -57,3 +57,22 @@ def test_world_of_one_is_a_transparent_wrapper():
     net.eval()
     assert not m.training
     comm.destroy_process_group()
+
+
+def test_framework_log_lines_carry_the_rank_at_the_level_asked(tmp_path):
+    import os
+    import subprocess
+    import sys as _sys
+    prog = tmp_path / "p.py"
+    prog.write_text("import distgraph as dg, distgraph.nn as nn\n"
+                    "from distgraph.nn.parallel import DistributedDataParallel as DDP\n"
+                    "DDP(nn.Linear(2, 2))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "SLURM_"))}
+    env.update(PYTHONPATH=str(HERE.parent.parent), DISTGRAPH_LOG_LEVEL="INFO")
+    p = subprocess.run([_sys.executable, str(prog)], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "INFO [rank 0/1] distgraph.comm.group: process group up: backend single" in p.stderr, p.stderr
+    assert "INFO [rank 0/1] distgraph.nn.parallel.distributed: DistributedDataParallel: 2 parameters" in p.stderr
+    env["DISTGRAPH_LOG_LEVEL"] = "WARNING"
+    p = subprocess.run([_sys.executable, str(prog)], capture_output=True, text=True, timeout=60, env=env)
+    assert "INFO" not in p.stderr, p.stderr

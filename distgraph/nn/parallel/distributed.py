@@ -9,6 +9,9 @@ from distgraph.autograd import engine, grad_mode
 from distgraph.autograd.tensor import Tensor
 from distgraph.nn.module import Module
 from distgraph.nn.parallel.reducer import Reducer
+from distgraph.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def _comm():
@@ -77,6 +80,8 @@ class DistributedDataParallel(Module):
         self._sync_state(parameters=True)
         self.reducer = Reducer(self._params, process_group, self.world_size, int(bucket_cap_mb * 1024 * 1024),
                                gradient_as_bucket_view)
+        log.info("DistributedDataParallel: %d parameters in %d buckets (cap %g MiB), world size %d",
+                 len(self._params), len(self.reducer.buckets), bucket_cap_mb, self.world_size)
         self._warned_unused = False
         self._pending_unused = []
         for i, p in enumerate(self._params):
@@ -180,6 +185,7 @@ class DistributedDataParallel(Module):
         order = box[0]
         if sorted(order) == list(range(len(self._params))):
             self.reducer.build(order)
+            log.info("DistributedDataParallel: buckets rebuilt in gradient-ready order: %s", self.reducer.layout)
 
     # ------------------------------------------------------------- extras
     def register_comm_hook(self, state, hook):
