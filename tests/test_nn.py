@@ -323,3 +323,17 @@ def test_clip_grad_norm_and_vectors_match_torch():
     np.testing.assert_allclose(v.detach().numpy(), tnn.utils.parameters_to_vector(t.parameters()).detach().numpy())
     nn.utils.vector_to_parameters(v * 0, d.parameters())
     assert np.all(d.bias.detach().numpy() == 0)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_pool_ties_send_the_gradient_where_torch_does(kernel, stride, padding):
+    x = np.round(rng.standard_normal((2, 3, 7, 7)))          # many equal values in each window
+    x[0, 0] = 0.0                                            # a whole plane of ties
+    xd, xt = dg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    yd = F.max_pool2d(xd, kernel, stride, padding)
+    yt = TF.max_pool2d(xt, kernel, stride, padding)
+    np.testing.assert_array_equal(yd.detach().numpy(), yt.detach().numpy())
+    w = rng.standard_normal(yt.shape)
+    (yd * dg.tensor(w)).sum().backward()
+    (yt * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(xd.grad.numpy(), xt.grad.numpy(), atol=1e-12)

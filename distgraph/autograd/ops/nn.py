@@ -173,29 +173,44 @@ class Col2Im(Function):
 class MaxPool2d(Function):
     """Max over (kh, kw) windows; the gradient goes to the first maximum of each window.
 
-    The windows are laid out (N, C, Ho, Wo, kh*kw) so the arg-max runs over the
-    last, contiguous axis."""
-    __slots__ = ("kernel", "stride", "dilation", "size", "idx")
+    Works on the kh*kw strided views of the input (one per kernel position, no
+    copies): the max is kh*kw elementwise ``maximum`` passes, the winning
+    position a running "first equal" test, and backward adds ``gy`` back
+    through the same views."""
+    __slots__ = ("kernel", "stride", "dilation", "shape", "idx")
 
     def __init__(self, kernel, stride, dilation):
         self.kernel, self.stride, self.dilation = kernel, stride, dilation
 
+    def _views(self, x, ho, wo):
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        for i in range(kh):
+            for j in range(kw):
+                yield x[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
+
     def forward(self, x):
         xp = xp_of(x)
-        self.size = x.shape[2:]
-        cols = im2col_array(x, self.kernel, self.stride, self.dilation)       # (N, C, kh, kw, Ho, Wo) view
-        n, c, kh, kw, ho, wo = cols.shape
-        win = xp.ascontiguousarray(cols.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c, ho, wo, kh * kw)
-        self.idx = idx = win.argmax(-1)[..., None]
-        return xp.take_along_axis(win, idx, -1)[..., 0]
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        ho = _window_shape(x.shape[2], kh, sh, dh)
+        wo = _window_shape(x.shape[3], kw, sw, dw)
+        self.shape = x.shape
+        views = list(self._views(x, ho, wo))
+        y = views[0].copy()
+        for v in views[1:]:
+            xp.maximum(y, v, out=y)
+        idx = xp.full(y.shape, len(views) - 1, dtype=xp.int8 if len(views) < 128 else xp.int32)
+        for k in range(len(views) - 2, -1, -1):       # the first position that holds the max wins
+            idx[views[k] == y] = k
+        self.idx = idx
+        return y
 
     def backward(self, gy):
         xp = xp_of(gy)
-        kh, kw = self.kernel
-        g = xp.where(xp.arange(kh * kw) == self.idx, gy[..., None], gy.dtype.type(0))   # (N, C, Ho, Wo, k)
-        n, c, ho, wo, _ = g.shape
-        g = g.reshape(n, c, ho, wo, kh, kw).transpose(0, 1, 4, 5, 2, 3)
-        return (col2im_array(g, self.size, self.stride, self.dilation),)
+        gx = xp.zeros(self.shape, gy.dtype)
+        ho, wo = gy.shape[2:]
+        for k, v in enumerate(self._views(gx, ho, wo)):
+            v += xp.where(self.idx == k, gy, gy.dtype.type(0))
+        return (gx,)
 
 
 class EmbeddingLookup(Function):
