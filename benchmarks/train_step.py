@@ -23,8 +23,6 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import distgraph as dg  # noqa: E402
-import distgraph.nn as nn  # noqa: E402
-import distgraph.nn.functional as F  # noqa: E402
 
 try:
     import torch

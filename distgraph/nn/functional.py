@@ -12,8 +12,8 @@ from distgraph import backend
 from distgraph.autograd import grad_mode
 from distgraph.autograd.ops import nn as _nn
 from distgraph.autograd.ops._common import as_tensor, autocast_float32, autocast_low, xp_of
-from distgraph.autograd.ops.elementwise import (clamp, elu, gelu, leaky_relu, relu, sigmoid, silu, softplus,
-                                                tanh, where)
+from distgraph.autograd.ops.activation import elu, gelu, leaky_relu, relu, silu, softplus
+from distgraph.autograd.ops.elementwise import clamp, sigmoid, tanh, where
 from distgraph.autograd.ops.linalg import matmul
 from distgraph.autograd.ops.nn import log_softmax, softmax
 from distgraph.autograd.tensor import _make

@@ -42,7 +42,7 @@ def launch(*args, timeout=120):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "SLURM_"))}
     env["PYTHONPATH"] = str(ROOT)
     cmd = [sys.executable, "-m", "distgraph.launch", "-n", "4", "-H", ",".join(f"{h}:2" for h in HOSTS),
-           "--mpi-arg=-launcher", "--mpi-arg=ssh", f"--mpi-arg=-launcher-exec", f"--mpi-arg={HERE / 'nsexec.sh'}",
+           "--mpi-arg=-launcher", "--mpi-arg=ssh", "--mpi-arg=-launcher-exec", f"--mpi-arg={HERE / 'nsexec.sh'}",
            "--mpi-arg=-iface", "--mpi-arg=dgbr0", "-x", "FI_PROVIDER=tcp", "-x", "FI_TCP_IFACE=eth0",
            "-x", f"PYTHONPATH={ROOT}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=str(ROOT))

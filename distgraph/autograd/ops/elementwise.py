@@ -1,11 +1,9 @@
-"""Elementwise ops: arithmetic, activations, comparisons.
+"""Elementwise ops: arithmetic, unary maths, selection, casts, comparisons (activations: ``activation.py``).
 
 Each op class holds forward and backward side by side; the public function
 below it handles operands (scalars, arrays, dtype promotion, devices).
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -16,8 +14,7 @@ from distgraph.autograd.tensor import Tensor, _make
 
 __all__ = [
     "add", "sub", "mul", "div", "true_divide", "pow", "neg", "abs", "exp", "log", "log1p", "sqrt",
-    "rsqrt", "sin", "cos", "tanh", "sigmoid", "relu", "gelu", "silu", "softplus", "leaky_relu",
-    "elu", "clamp", "clip", "maximum", "minimum", "where", "masked_fill", "clone", "cast",
+    "rsqrt", "sin", "cos", "tanh", "sigmoid", "clamp", "clip", "maximum", "minimum", "where", "masked_fill", "clone", "cast",
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not",
     "isnan", "isfinite", "equal", "allclose", "ToDevice",
 ]
@@ -328,147 +325,6 @@ def sin(input): return Sin().apply(_floating(input))
 def cos(input): return Cos().apply(_floating(input))
 def tanh(input): return Tanh().apply(_floating(input))
 def sigmoid(input): return Sigmoid().apply(_floating(input))
-
-
-# =============================================================== activations
-class Relu(Function):
-    __slots__ = ("out",)
-    saves_output = True
-
-    def forward(self, x):
-        self.out = y = xp_of(x).maximum(x, 0)
-        return y
-
-    def backward(self, gy):
-        return (gy * (self.out > 0),)
-
-
-class Gelu(Function):
-    __slots__ = ("x", "approximate")
-    saves = (0,)
-
-    def __init__(self, approximate):
-        self.approximate = approximate
-
-    def forward(self, x):
-        self.x = x
-        xp = xp_of(x)
-        if self.approximate == "tanh":
-            return 0.5 * x * (1 + xp.tanh(_GELU_C * (x + 0.044715 * x ** 3)))
-        return 0.5 * x * (1 + backend.erf(x / math.sqrt(2)))
-
-    def backward(self, gy):
-        x = self.x
-        xp = xp_of(x)
-        if self.approximate == "tanh":
-            t = xp.tanh(_GELU_C * (x + 0.044715 * x ** 3))
-            dt = (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * x * x)
-            return (gy * (0.5 * (1 + t) + 0.5 * x * dt),)
-        cdf = 0.5 * (1 + backend.erf(x / math.sqrt(2)))
-        pdf = xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        return (gy * (cdf + x * pdf),)
-
-
-_GELU_C = math.sqrt(2 / math.pi)
-
-
-class Silu(Function):
-    __slots__ = ("x", "s")
-    saves = (0,)
-
-    def forward(self, x):
-        self.x = x
-        self.s = s = 0.5 * (xp_of(x).tanh(0.5 * x) + 1)
-        return x * s
-
-    def backward(self, gy):
-        s = self.s
-        return (gy * s * (1 + self.x * (1 - s)),)
-
-
-class Softplus(Function):
-    __slots__ = ("x", "beta", "threshold")
-    saves = (0,)
-
-    def __init__(self, beta, threshold):
-        self.beta, self.threshold = beta, threshold
-
-    def forward(self, x):
-        self.x = x
-        xp = xp_of(x)
-        bx = self.beta * x
-        return xp.where(bx > self.threshold, x, xp.logaddexp(0, bx) / self.beta).astype(x.dtype, copy=False)
-
-    def backward(self, gy):
-        xp = xp_of(gy)
-        bx = self.beta * self.x
-        s = 0.5 * (xp.tanh(0.5 * bx) + 1)
-        return (gy * xp.where(bx > self.threshold, 1, s).astype(gy.dtype, copy=False),)
-
-
-class LeakyRelu(Function):
-    __slots__ = ("x", "slope")
-    saves = (0,)
-
-    def __init__(self, slope):
-        self.slope = slope
-
-    def forward(self, x):
-        self.x = x
-        return xp_of(x).where(x > 0, x, x * self.slope)
-
-    def backward(self, gy):
-        return (xp_of(gy).where(self.x > 0, gy, gy * self.slope),)
-
-
-class Elu(Function):
-    __slots__ = ("x", "alpha")
-    saves = (0,)
-
-    def __init__(self, alpha):
-        self.alpha = alpha
-
-    def forward(self, x):
-        self.x = x
-        xp = xp_of(x)
-        return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0)))
-
-    def backward(self, gy):
-        xp = xp_of(gy)
-        x = self.x
-        return (xp.where(x > 0, gy, gy * self.alpha * xp.exp(xp.minimum(x, 0))),)
-
-
-def relu(input):
-    """``max(x, 0)``; gradient 0 at 0."""
-    return Relu().apply(as_tensor(input))
-
-
-def gelu(input, approximate="none"):
-    """``x * Phi(x)`` (``approximate="none"``, with erf) or the tanh approximation."""
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return Gelu(approximate).apply(_floating(input))
-
-
-def silu(input):
-    """``x * sigmoid(x)``."""
-    return Silu().apply(_floating(input))
-
-
-def softplus(input, beta=1.0, threshold=20.0):
-    """``log(1 + exp(beta x)) / beta``, linear where ``beta x > threshold``."""
-    return Softplus(beta, threshold).apply(_floating(input))
-
-
-def leaky_relu(input, negative_slope=0.01):
-    """``x`` where ``x > 0`` else ``negative_slope * x``."""
-    return LeakyRelu(negative_slope).apply(as_tensor(input))
-
-
-def elu(input, alpha=1.0):
-    """``x`` where ``x > 0`` else ``alpha (exp(x) - 1)``."""
-    return Elu(alpha).apply(_floating(input))
 
 
 # ==================================================== selection and binary max

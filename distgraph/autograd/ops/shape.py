@@ -9,7 +9,7 @@ from distgraph import backend
 from distgraph.autograd import grad_mode
 from distgraph.autograd.function import Function, unbroadcast
 from distgraph.autograd.ops._common import as_tensor, normalize_dims, promote, xp_of
-from distgraph.autograd.tensor import Tensor, _inplace, _make
+from distgraph.autograd.tensor import Tensor, _inplace
 
 __all__ = ["reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "transpose", "permute",
            "expand", "repeat", "flip", "cat", "concat", "stack", "split", "chunk", "getitem", "setitem",
