@@ -45,9 +45,8 @@ def median_time(fn, repeat, inner):
 
 
 # ----------------------------------------------------------- elementwise chain
-def chain_dg(n):
-    x = dg.randn(16, 16, requires_grad=True)
-
+def chain(x, n):
+    """``n`` small elementwise ops on ``x`` (a distgraph or a torch leaf), forward and backward."""
     def run():
         y = x
         for i in range(n // 3):
@@ -57,20 +56,14 @@ def chain_dg(n):
         y.sum().backward()
         x.grad = None
     return run
+
+
+def chain_dg(n):
+    return chain(dg.randn(16, 16, requires_grad=True), n)
 
 
 def chain_torch(n):
-    x = torch.randn(16, 16, requires_grad=True)
-
-    def run():
-        y = x
-        for i in range(n // 3):
-            y = y * 1.001
-            y = y + 0.01
-            y = y.tanh()
-        y.sum().backward()
-        x.grad = None
-    return run
+    return chain(torch.randn(16, 16, requires_grad=True), n)
 
 
 def chain_numpy(n):
@@ -89,14 +82,14 @@ def chain_numpy(n):
 SIZES = (784, 1024, 1024, 10)
 
 
-def mlp_dg(batch):
+def mlp(lib, tensor, batch):
+    """The same MLP step in distgraph (``lib=dg``) or PyTorch (``lib=torch``), from the same numbers."""
     rng = np.random.default_rng(0)
-    ws = [dg.tensor(rng.standard_normal((i, o)) * (1 / np.sqrt(i)), dtype=dg.float32, requires_grad=True)
-          for i, o in zip(SIZES, SIZES[1:])]
-    bs = [dg.zeros(o, requires_grad=True) for o in SIZES[1:]]
-    x = dg.tensor(rng.standard_normal((batch, SIZES[0])), dtype=dg.float32)
-    y = dg.tensor(rng.integers(0, 10, batch))
-    rows = dg.arange(batch)
+    ws = [tensor(rng.standard_normal((i, o)) * (1 / np.sqrt(i)), requires_grad=True) for i, o in zip(SIZES, SIZES[1:])]
+    bs = [lib.zeros(o, requires_grad=True) for o in SIZES[1:]]
+    x = tensor(rng.standard_normal((batch, SIZES[0])))
+    y = lib.tensor(rng.integers(0, 10, batch))
+    rows = lib.arange(batch)
 
     def run():
         h = x
@@ -109,28 +102,14 @@ def mlp_dg(batch):
         for p in ws + bs:
             p.grad = None
     return run
+
+
+def mlp_dg(batch):
+    return mlp(dg, lambda a, **kw: dg.tensor(a, dtype=dg.float32, **kw), batch)
 
 
 def mlp_torch(batch):
-    rng = np.random.default_rng(0)
-    ws = [torch.tensor(rng.standard_normal((i, o)) * (1 / np.sqrt(i)), dtype=torch.float32, requires_grad=True)
-          for i, o in zip(SIZES, SIZES[1:])]
-    bs = [torch.zeros(o, requires_grad=True) for o in SIZES[1:]]
-    x = torch.tensor(rng.standard_normal((batch, SIZES[0])), dtype=torch.float32)
-    y = torch.tensor(rng.integers(0, 10, batch))
-    rows = torch.arange(batch)
-
-    def run():
-        h = x
-        for i, (w, b) in enumerate(zip(ws, bs)):
-            h = h @ w + b
-            if i < len(ws) - 1:
-                h = h.relu()
-        loss = (h.logsumexp(1) - h[rows, y]).mean()
-        loss.backward()
-        for p in ws + bs:
-            p.grad = None
-    return run
+    return mlp(torch, lambda a, **kw: torch.tensor(a, dtype=torch.float32, **kw), batch)
 
 
 def main():

@@ -33,7 +33,7 @@ import distgraph.nn.functional as F
 from distgraph import comm
 from distgraph.nn.parallel import DistributedDataParallel as DDP
 from distgraph.utils.metrics import MetricsLogger
-from distgraph.utils.training import CheckpointManager
+from distgraph.utils.training import CheckpointManager, device_for_rank
 
 
 # ---------------------------------------------------------------------- model
@@ -197,11 +197,7 @@ def main(argv=None):
     args = parse_args(argv)
     comm.init_process_group()  # a world of one under plain python
     rank, world = comm.get_rank(), comm.get_world_size()
-    device = "cpu"
-    if args.device.startswith("cuda"):
-        if not dg.cuda.is_available():
-            raise SystemExit("--device cuda: no CUDA device (or CuPy) here; use --device cpu")
-        device = f"cuda:{comm.get_local_rank()}" if args.device == "cuda" else args.device
+    device = device_for_rank(args.device)
     dtype = dg.float64 if args.dtype == "float64" else dg.float32
 
     text = stdlib_corpus(args.corpus_chars)

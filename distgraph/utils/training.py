@@ -42,7 +42,7 @@ from distgraph.autograd import Tensor
 from distgraph.serialization import CheckpointError, load, save
 from distgraph.utils.logging import get_logger, rank_tag
 
-__all__ = ["CheckpointManager", "rng_state", "set_rng_state", "state_digest"]
+__all__ = ["CheckpointManager", "device_for_rank", "rng_state", "set_rng_state", "state_digest"]
 
 _log = get_logger(__name__)
 _FORMAT = "distgraph-training-checkpoint-1"
@@ -51,6 +51,21 @@ _TEMP = re.compile(r"^\.checkpoint-\d+\.safetensors\.[0-9a-f]+\.tmp$")  # dg.sav
 
 
 # --------------------------------------------------------------- RNG states
+def device_for_rank(spec: str = "cpu") -> str:
+    """The device this rank trains on: ``"cpu"``, the given ``"cuda:N"``, or for plain
+    ``"cuda"`` the GPU of this rank's local rank.
+
+    Raises:
+        SystemExit: a CUDA device was asked for where CuPy or a GPU is missing.
+    """
+    if not spec.startswith("cuda"):
+        return "cpu"
+    from distgraph import comm, cuda
+    if not cuda.is_available():
+        raise SystemExit(f"--device {spec}: no CUDA device (or CuPy) here; use --device cpu")
+    return f"cuda:{comm.get_local_rank() if comm.is_initialized() else 0}" if spec == "cuda" else spec
+
+
 def rng_state() -> str:
     """This process's random state (distgraph's CPU generator, Python's ``random``) as a JSON string."""
     cpu = backend.generator(backend.CPU).bit_generator.state
