@@ -76,3 +76,22 @@ def test_framework_log_lines_carry_the_rank_at_the_level_asked(tmp_path):
     env["DISTGRAPH_LOG_LEVEL"] = "WARNING"
     p = subprocess.run([_sys.executable, str(prog)], capture_output=True, text=True, timeout=60, env=env)
     assert "INFO" not in p.stderr, p.stderr
+
+
+def test_a_dropped_wrapper_stops_reducing_and_releases_its_hooks():
+    import gc
+    import weakref
+    if comm.is_initialized():
+        comm.destroy_process_group()
+    m = nn.Linear(3, 2)
+    first = DDP(m)
+    gone = weakref.ref(first)
+    del first
+    gc.collect()
+    assert gone() is None, "the model's hooks keep a dropped DDP wrapper alive"
+    assert all(len(p._hooks["post"]) == 0 for p in m.parameters())
+    second = DDP(m)
+    second(dg.randn(4, 3)).sum().backward()
+    assert all(len(p._hooks["post"]) == 1 for p in m.parameters())
+    assert second.reducer.timeline[-1] == ("done", len(second.reducer.buckets) - 1)
+    comm.destroy_process_group()

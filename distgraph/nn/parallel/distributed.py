@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
+import weakref
 
 from distgraph import profiler
 from distgraph.autograd import engine, grad_mode
@@ -84,8 +86,20 @@ class DistributedDataParallel(Module):
                  len(self._params), len(self.reducer.buckets), bucket_cap_mb, self.world_size)
         self._warned_unused = False
         self._pending_unused = []
-        for i, p in enumerate(self._params):
-            p.register_post_accumulate_grad_hook(lambda t, i=i: self._grad_ready(i))
+        # The hooks hold the wrapper weakly and are removed with it, so a model wrapped
+        # again (or no longer wrapped) does not keep reducing for a dead wrapper.
+        me = weakref.ref(self)
+
+        def ready(t, i):
+            ddp = me()
+            if ddp is not None:
+                ddp._grad_ready(i)
+        self._hook_handles = [p.register_post_accumulate_grad_hook(functools.partial(ready, i=i))
+                              for i, p in enumerate(self._params)]
+
+    def __del__(self):
+        for h in getattr(self, "_hook_handles", ()):
+            h.remove()
 
     # -------------------------------------------------------------- set-up
     def _rank_tag(self):
