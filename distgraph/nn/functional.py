@@ -89,16 +89,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     ph, pw = _pair(padding, "padding")
     if ph or pw:
         x = pad(x, (pw, pw, ph, ph))
-    n = x.shape[0]
     o, cg, kh, kw = w.shape
-    cols = _nn.Im2Col((kh, kw), _pair(stride, "stride"), _pair(dilation, "dilation")).apply(x)
-    ho, wo = cols.shape[4], cols.shape[5]
-    if ho <= 0 or wo <= 0:
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    if any((size - d * (k - 1) - 1) // s + 1 <= 0 for size, k, s, d in zip(x.shape[2:], (kh, kw), stride, dilation)):
         raise RuntimeError(f"conv2d: input {input.shape} (padded {x.shape}) is smaller than the kernel {(kh, kw)}")
-    # (g, O/g, C/g*kh*kw) @ (N, g, C/g*kh*kw, Ho*Wo) -> (N, g, O/g, Ho*Wo): one batched
-    # product whose output is already in (N, O, Ho, Wo) order (no transposed copies).
-    cols = cols.reshape(n, groups, cg * kh * kw, ho * wo)
-    y = matmul(w.reshape(groups, o // groups, cg * kh * kw), cols).reshape(n, o, ho, wo)
+    x, w = autocast_low(x, w)
+    if x.dtype != w.dtype:
+        raise TypeError(f"conv2d: input and weight dtypes differ ({x.dtype} and {w.dtype}); cast one of them")
+    y = _nn.Conv2d(stride, dilation, groups).apply(x, w)
     return y if bias is None else y + autocast_low(bias)[0].reshape(1, -1, 1, 1)
 
 

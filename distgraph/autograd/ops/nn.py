@@ -155,6 +155,50 @@ class Im2Col(Function):
         return (col2im_array(gy, self.size, self.stride, self.dilation),)
 
 
+class Conv2d(Function):
+    """Cross-correlation of (N, C, H, W) with (O, C/g, kh, kw) (input already padded).
+
+    Forward: im2col windows and one batched product per group.  Backward: the
+    weight gradient is ``gy @ cols^T`` summed over the batch; the input
+    gradient is computed kernel-position-major, ``(kh, kw, N, C, Ho, Wo)``, so
+    that each of the kh*kw adds back into the image reads a contiguous block."""
+    __slots__ = ("stride", "dilation", "groups", "cols", "w", "size")
+    saves = (1,)
+
+    def __init__(self, stride, dilation, groups):
+        self.stride, self.dilation, self.groups = stride, dilation, groups
+
+    def forward(self, x, w):
+        xp = xp_of(x)
+        n = x.shape[0]
+        o, cg, kh, kw = w.shape
+        g = self.groups
+        self.size, self.w = x.shape[2:], w
+        cols = xp.ascontiguousarray(im2col_array(x, (kh, kw), self.stride, self.dilation))
+        ho, wo = cols.shape[4:]
+        self.cols = cols = cols.reshape(n, g, cg * kh * kw, ho * wo)
+        return (w.reshape(g, o // g, cg * kh * kw) @ cols).reshape(n, o, ho, wo)
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        w, g = self.w, self.groups
+        o, cg, kh, kw = w.shape
+        n, _, ho, wo = gy.shape
+        gy = gy.reshape(n, g, o // g, ho * wo)
+        gx = gw = None
+        if self.needs_input_grad[1]:
+            gw = (gy @ self.cols.swapaxes(-1, -2)).sum(0).reshape(w.shape)
+        if self.needs_input_grad[0]:
+            wt = xp.ascontiguousarray(w.reshape(g, o // g, cg, kh, kw).transpose(3, 4, 0, 2, 1))
+            gcols = (wt.reshape(kh * kw, 1, g, cg, o // g) @ gy).reshape(kh, kw, n, g * cg, ho, wo)
+            (sh, sw), (dh, dw) = self.stride, self.dilation
+            gx = xp.zeros((n, g * cg) + tuple(self.size), gy.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    gx[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += gcols[i, j]
+        return gx, gw
+
+
 class Col2Im(Function):
     """Sum (N, C, kh, kw, Ho, Wo) windows into an (N, C, H, W) image (the adjoint of Im2Col)."""
     __slots__ = ("size", "stride", "dilation", "kernel")
