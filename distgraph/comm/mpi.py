@@ -127,8 +127,9 @@ class MPIProcessGroup(ProcessGroup):
             work.then(then)
         return work
 
-    def _buf(self, x, writeback=False, then=None):
-        """A buffer MPI can read: ``x`` itself, or (CuPy without CUDA-aware MPI) a host copy.
+    def _buf(self, x, writeback=False, then=None, read=True):
+        """A buffer MPI can read: ``x`` itself, or (CuPy without CUDA-aware MPI) a host copy
+        (only allocated, not filled, when MPI does not read it: a pure output).
 
         Returns ``(buffer, callbacks)``; the callbacks copy a staged result back.
         """
@@ -143,17 +144,21 @@ class MPIProcessGroup(ProcessGroup):
             return x
         import cupyx  # noqa: PLC0415 - only reached with CuPy arrays
         host = cupyx.empty_pinned(x.shape, x.dtype)
-        x.get(out=host)
+        if read:
+            x.get(out=host)
         if writeback:
             then.append(lambda: x.set(host))
         return host
 
-    def _issue(self, fn, arrays, writeback):
-        """Call ``fn(*buffers)`` -> request(s), staging device arrays that MPI cannot read."""
+    def _issue(self, fn, arrays, writeback, reads=None):
+        """Call ``fn(*buffers)`` -> request(s), staging device arrays that MPI cannot read.
+
+        ``writeback``: indices of the arrays MPI writes; ``reads``: those it reads
+        (default all) -- a pure output is never copied to the host."""
         if all(a is None or type(a) is np.ndarray for a in arrays):  # the fast path
             return MPIWork(self.last, self, [fn(*arrays)])
         then = []
-        bufs = [self._buf(a, i in writeback, then) for i, a in enumerate(arrays)]
+        bufs = [self._buf(a, i in writeback, then, reads is None or i in reads) for i, a in enumerate(arrays)]
         req = fn(*bufs)
         reqs = req if isinstance(req, list) else [req]
 
@@ -186,15 +191,15 @@ class MPIProcessGroup(ProcessGroup):
 
     def broadcast(self, x, root):
         comm = self.comm
-        return self._issue(lambda b: comm.Ibcast(b, root), [x], {0})
+        return self._issue(lambda b: comm.Ibcast(b, root), [x], {0}, {0} if self.rank == root else set())
 
     def all_gather(self, out, x):
         comm = self.comm
-        return self._issue(lambda o, i: comm.Iallgather(i, o), [out, x], {0})
+        return self._issue(lambda o, i: comm.Iallgather(i, o), [out, x], {0}, {1})
 
     def reduce_scatter(self, out, x, op):
         comm, mop = self.comm, _mpi_op(op, x.dtype)
-        work = self._issue(lambda o, i: comm.Ireduce_scatter_block(i, o, mop), [out, x], {0})
+        work = self._issue(lambda o, i: comm.Ireduce_scatter_block(i, o, mop), [out, x], {0}, {1})
         return self._avg(work, out, op)
 
     def reduce(self, x, root, op):
@@ -208,14 +213,14 @@ class MPIProcessGroup(ProcessGroup):
     def gather(self, out, x, root):
         comm = self.comm
         if self.rank == root:
-            return self._issue(lambda o, i: comm.Igather(i, o, root), [out, x], {0})
+            return self._issue(lambda o, i: comm.Igather(i, o, root), [out, x], {0}, {1})
         return self._issue(lambda i: comm.Igather(i, None, root), [x], set())
 
     def scatter(self, out, x, root):
         comm = self.comm
         if self.rank == root:
-            return self._issue(lambda o, i: comm.Iscatter(i, o, root), [out, x], {0})
-        return self._issue(lambda o: comm.Iscatter(None, o, root), [out], {0})
+            return self._issue(lambda o, i: comm.Iscatter(i, o, root), [out, x], {0}, {1})
+        return self._issue(lambda o: comm.Iscatter(None, o, root), [out], {0}, set())
 
     def all_to_all(self, out, x, out_counts, in_counts):
         comm = self.comm
@@ -224,7 +229,7 @@ class MPIProcessGroup(ProcessGroup):
         return self._issue(
             lambda o, i: comm.Ialltoallv([i, (list(in_counts), list(in_displs))],
                                          [o, (list(out_counts), list(out_displs))]),
-            [out, x], {0})
+            [out, x], {0}, {1})
 
     def send(self, x, dst, tag):
         comm = self.comm
@@ -232,7 +237,7 @@ class MPIProcessGroup(ProcessGroup):
 
     def recv(self, x, src, tag):
         comm = self.comm
-        return self._issue(lambda b: comm.Irecv(b, src, tag), [x], {0})
+        return self._issue(lambda b: comm.Irecv(b, src, tag), [x], {0}, set())
 
     def barrier(self):
         return self._work([self.comm.Ibarrier()])
