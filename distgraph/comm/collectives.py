@@ -345,8 +345,12 @@ def _p2p(tensor, peer, group, tag, what, name):
         return None, None, None
     x = _array(tensor, pg, what)
     if peer is None:
-        raise CommError(f"{pg.tag()} {what}: expected {name} to be a rank; receiving from any "
-                        "source is not supported")
+        if name != "src":
+            raise CommError(f"{pg.tag()} {what}: expected {name} to be a rank, got None")
+        if _pick(pg, x) is not pg or pg.size == 1:
+            raise CommError(f"{pg.tag()} {what}: receiving from any source (src=None) needs the MPI backend, "
+                            "CPU tensors and another rank; pass src=")
+        return pg, x, None
     rank = _peer(peer, pg, what, name)
     if rank == pg.rank:
         raise CommError(f"{pg.tag()} {what}: {name}={peer} is this rank; a rank cannot "
@@ -363,8 +367,9 @@ def isend(tensor, dst, group=None, tag=0):
     return None if pg is None else _finish(pg.send(x, rank, tag), True, [])
 
 
-def irecv(tensor, src, group=None, tag=0):
-    """Start receiving into ``tensor`` from rank ``src``; returns a work handle."""
+def irecv(tensor, src=None, group=None, tag=0):
+    """Start receiving into ``tensor`` from rank ``src`` (any rank when None: after ``wait()``,
+    ``work.source_rank()`` names the sender); returns a work handle."""
     pg, x, rank = _p2p(tensor, src, group, tag, "irecv", "src")
     return None if pg is None else _finish(pg.recv(x, rank, tag), True, [tensor])
 
@@ -376,16 +381,15 @@ def send(tensor, dst, group=None, tag=0):
         _finish(pg.send(x, rank, tag), False, [])
 
 
-def recv(tensor, src, group=None, tag=0):
-    """Receive into ``tensor`` from rank ``src``; returns ``src``.
-
-    Unlike PyTorch, ``src`` is required (no receive from any source).
-    """
+def recv(tensor, src=None, group=None, tag=0):
+    """Receive into ``tensor`` from rank ``src``, or from any rank when ``src`` is None
+    (MPI backend); returns the sender's rank, as PyTorch does."""
     pg, x, rank = _p2p(tensor, src, group, tag, "recv", "src")
     if pg is None:
         return -1
-    _finish(pg.recv(x, rank, tag), False, [tensor])
-    return src
+    work = pg.recv(x, rank, tag)
+    _finish(work, False, [tensor])
+    return work.source_rank() if src is None else src
 
 
 # ---------------------------------------------------------------- objects

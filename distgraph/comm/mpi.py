@@ -82,11 +82,12 @@ class MPIWork(Work):
     def __init__(self, desc, pg, requests):
         super().__init__(desc, pg)
         self._reqs = requests
+        self.status = None  # an MPI.Status to fill (a receive from any source reads its sender)
 
     def _test(self):
         reqs = self._reqs
         if len(reqs) == 1:
-            return reqs[0].Test()
+            return reqs[0].Test(self.status)
         return _MPI.Request.Testall(reqs)
 
 
@@ -236,8 +237,15 @@ class MPIProcessGroup(ProcessGroup):
         return self._issue(lambda b: comm.Isend(b, dst, tag), [x], set())
 
     def recv(self, x, src, tag):
+        """Receive from group rank ``src``, or from any rank when ``src`` is None: then
+        ``work.source_rank()`` (after completion) is the sender's world rank."""
         comm = self.comm
-        return self._issue(lambda b: comm.Irecv(b, src, tag), [x], {0}, set())
+        peer = _MPI.ANY_SOURCE if src is None else src
+        work = self._issue(lambda b: comm.Irecv(b, peer, tag), [x], {0}, set())
+        if src is None:
+            work.status = _MPI.Status()
+            work.source_rank = lambda: self.ranks[work.status.Get_source()]
+        return work
 
     def barrier(self):
         return self._work([self.comm.Ibarrier()])

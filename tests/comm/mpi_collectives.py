@@ -159,6 +159,24 @@ def run_checks():
         for w in works:
             w.wait()
         c.eq("isend/irecv ring", got, data(prv, np.float32))
+        # receive from any source: rank 0 hears from every other rank, in whatever order
+        if r == 0:
+            senders = []
+            for _ in range(n - 1):
+                got = dg.zeros(3, 4)
+                s = comm.recv(got, tag=9)
+                senders.append(s)
+                c.eq(f"recv(src=None) data from {s}", got, data(s, np.float32))
+            c.eq("recv(src=None) senders", sorted(senders), list(range(1, n)))
+            got = dg.zeros(3, 4)
+            w = comm.irecv(got, tag=10)
+            w.wait()
+            c.eq("irecv(src=None) source_rank", w.source_rank(), n - 1)
+            c.eq("irecv(src=None) data", got, data(n - 1, np.float32))
+        else:
+            comm.send(dg.tensor(data(r, np.float32)), 0, tag=9)
+            if r == n - 1:
+                comm.send(dg.tensor(data(r, np.float32)), 0, tag=10)
 
     comm.barrier()
     comm.barrier(async_op=True).wait()

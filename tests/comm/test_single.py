@@ -70,6 +70,12 @@ def test_send_to_self_is_an_error(clean_env):
         comm.send(dg.ones(2), dst=0)
 
 
+def test_receive_from_any_source_needs_another_rank(clean_env):
+    comm.init_process_group("single")
+    with pytest.raises(comm.CommError, match=r"src=None\) needs the MPI backend.*pass src="):
+        comm.recv(dg.zeros(2))
+
+
 def test_async_work_in_a_world_of_one(clean_env):
     comm.init_process_group("single")
     t = dg.ones(3)
