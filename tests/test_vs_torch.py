@@ -104,3 +104,30 @@ def test_every_op_is_reachable_where_pytorch_offers_it(name):
     if hasattr(torch.nn.functional, name) and not hasattr(F, name):
         missing.append(f"dg.nn.functional.{name}")
     assert not missing, f"PyTorch offers {name} as {missing}; distgraph does not"
+
+
+def test_inplace_ops_on_basic_index_views_match_torch():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((3, 4)), rng.standard_normal(4)
+    grads = []
+    for lib in (dg, torch):
+        a, b = lib.tensor(x, requires_grad=True), lib.tensor(w, requires_grad=True)
+        y = a * 2
+        y[:, 0] += 1          # Python: y.__getitem__ -> __iadd__ on the view -> __setitem__
+        y[1] *= 3
+        y[2].mul_(b)          # an explicit in-place op on a view
+        y[0, 1:3] -= b[:2]
+        (y * y).sum().backward()
+        grads.append((a.grad.detach().numpy().copy(), b.grad.detach().numpy().copy(),
+                      y.detach().numpy().copy()))
+    for ours, theirs in zip(*grads):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+def test_inplace_on_other_views_of_graph_tensors_is_refused_clearly():
+    y = dg.ones(2, 3, requires_grad=True) * 1
+    with pytest.raises(RuntimeError, match="basic indexing.*not on reshape/permute/expand views"):
+        y.reshape(6).add_(1)
+    leaf = dg.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf tensor that requires grad"):
+        leaf[0] += 1

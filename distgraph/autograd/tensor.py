@@ -23,7 +23,7 @@ class Tensor:
         requires_grad: whether ops on this tensor are recorded.
     """
 
-    __slots__ = ("data", "grad", "grad_fn", "requires_grad", "_version", "_base", "_hooks",
+    __slots__ = ("data", "grad", "grad_fn", "requires_grad", "_version", "_base", "_view_index", "_hooks",
                  "__weakref__")
     __array_ufunc__ = None  # make `np_array + tensor` defer to Tensor.__radd__
 
@@ -31,6 +31,7 @@ class Tensor:
         t = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
         self.data, self.grad, self.grad_fn = t.data, None, None
         self.requires_grad, self._version, self._base, self._hooks = t.requires_grad, [0], None, None
+        self._view_index = None
 
     # ------------------------------------------------------------ properties
     @property
@@ -441,6 +442,7 @@ class Parameter(Tensor):
         arr = data.data if isinstance(data, Tensor) else tensor(data).data
         self.data, self.grad, self.grad_fn = arr, None, None
         self.requires_grad, self._version, self._base, self._hooks = False, [0], None, None
+        self._view_index = None
         if requires_grad:
             self.requires_grad_()
 
@@ -457,6 +459,7 @@ def _make(data, grad_fn, requires_grad):
     t.requires_grad = requires_grad
     t._version = [0]
     t._base = None
+    t._view_index = None
     t._hooks = None
     return t
 
@@ -494,8 +497,7 @@ def _inplace(t, fn, *args, **kwargs):
     recording = grad_mode.is_grad_enabled() and (
         t.requires_grad or builtins_any(isinstance(a, Tensor) and a.requires_grad for a in args))
     if recording and t._base is not None and t._base.requires_grad:
-        raise RuntimeError("in-place ops on a view of a tensor that requires grad are not supported; "
-                           "use the out-of-place op")
+        return _inplace_on_view(t, fn, *args, **kwargs)
     src = t
     if recording:
         src = _make(t.data.copy(), t.grad_fn, t.requires_grad)
@@ -508,6 +510,26 @@ def _inplace(t, fn, *args, **kwargs):
     t._version[0] += 1
     if recording:
         t.grad_fn, t.requires_grad = out.grad_fn, out.requires_grad
+    return t
+
+
+def _inplace_on_view(t, fn, *args, **kwargs):
+    """In-place op on ``t = base[index]`` where the base is in the graph (``y[:, 0] += 1``):
+    the new values are written into the base by a recorded ``setitem``, and ``t`` becomes
+    ``base[index]`` of the updated base (PyTorch's CopySlices, for views made by basic indexing)."""
+    from distgraph.autograd.ops.shape import getitem, setitem
+    base, index = t._base, t._view_index
+    if index is None:
+        raise RuntimeError("in-place ops are supported on views made by basic indexing (x[i], x[a:b], ...) "
+                           "of a tensor that requires grad, not on reshape/permute/expand views; use the "
+                           "out-of-place op")
+    out = fn(_make(t.data.copy(), t.grad_fn, t.requires_grad), *args, **kwargs)
+    if out.data.dtype != t.data.dtype and backend.category(out.data.dtype) > backend.category(t.data.dtype):
+        raise RuntimeError(
+            f"result type {backend.dtype_name(out.data.dtype)} can't be cast to the desired output type "
+            f"{backend.dtype_name(t.data.dtype)}")
+    setitem(base, index, out.to(dtype=t.data.dtype))     # writes through t's memory; bumps the shared version
+    t.grad_fn, t.requires_grad = getitem(base, index).grad_fn, True
     return t
 
 

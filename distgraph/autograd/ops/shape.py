@@ -16,12 +16,15 @@ __all__ = ["reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "t
            "index_select", "gather", "scatter_add", "tril", "triu"]
 
 
-def _as_view(out: Tensor, x: Tensor) -> Tensor:
+def _as_view(out: Tensor, x: Tensor, index=None) -> Tensor:
     """Views share their base's version counter, so in-place writes through
-    either one invalidate what the other saved."""
+    either one invalidate what the other saved.  ``index``: the basic index
+    that made the view, kept (for a view of a non-view) so that in-place ops on
+    the view can be replayed on the base."""
     if out.data.base is not None:
         out._version = x._version
         out._base = x if x._base is None else x._base
+        out._view_index = index if x._base is None else None
     return out
 
 
@@ -329,7 +332,7 @@ def getitem(input, index):
         out = GetItem(idx, basic).apply(x)
     except IndexError as e:
         raise IndexError(f"getitem: index {index!r} is invalid for a tensor of shape {x.shape}: {e}") from None
-    return _as_view(out, x) if basic else out
+    return _as_view(out, x, idx) if basic else out
 
 
 class SetItem(Function):
