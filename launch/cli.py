@@ -129,13 +129,15 @@ _PROBE = ("import os, socket, sys\n"
           "print('@@probe', socket.gethostname(), sys.version.split()[0], v, os.path.exists(sys.argv[1]))")
 
 
-def check_probe_output(text, python_version, dg_version):
+def check_probe_output(text, python_version, dg_version, errors=""):
     """Compare what each host reported with this host; raise naming every host that differs."""
     rows = [line.split()[1:] for line in text.splitlines() if "@@probe" in line]
     rows = [r for r in rows if len(r) == 4]
     if not rows:
+        tail = " | ".join(errors.strip().splitlines()[-3:])
         raise LaunchError("preflight: no host answered the version probe; check the host list and that "
-                          "Python and distgraph are installed on every host (or pass --skip-preflight)")
+                          "Python and distgraph are installed on every host (or pass --skip-preflight)" +
+                          (f"; the probe said: {tail}" if tail else ""))
     problems = []
     for host, py, dgv, script_ok in rows:
         if py != python_version or dgv != dg_version:
@@ -157,13 +159,17 @@ def preflight_hosts(plan: Plan, timeout=60):
     probe = Plan(len(hosts), [sys.executable, "-c", _PROBE, os.path.abspath(script) if script else ""],
                  plan.flavour, plan.launcher, [(h, 1) for h, _ in hosts], None, dict(plan.env), False, plan.as_root,
                  [], tag_output=False, extra=list(plan.extra))
-    try:
-        out = subprocess.run(build_command(probe), capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise LaunchError(f"preflight: the version probe on {[h for h, _ in hosts]} did not finish in {timeout} s; "
-                          "are the hosts reachable? (or pass --skip-preflight)") from None
+    for attempt in range(3):  # a launcher that fails to start once (a busy host, a port in use) gets retried
+        try:
+            out = subprocess.run(build_command(probe), capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise LaunchError(f"preflight: the version probe on {[h for h, _ in hosts]} did not finish in "
+                              f"{timeout} s; are the hosts reachable? (or pass --skip-preflight)") from None
+        if "@@probe" in out.stdout:
+            break
+        time.sleep(0.5 * (attempt + 1))
     out_text = out.stdout if script else out.stdout.replace(" False", " True")  # not a script: nothing to find
-    return check_probe_output(out_text, sys.version.split()[0], distgraph.__version__)
+    return check_probe_output(out_text, sys.version.split()[0], distgraph.__version__, out.stderr)
 
 
 class Watcher:
