@@ -135,7 +135,8 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 # ----------------------------------------------------------------- pooling
-def _windows(op, x, kernel, stride, padding, dilation, fill):
+def _pool_input(op, x, kernel, stride, padding, fill):
+    """Check a pooling call and pad its input: returns (padded x, kernel, stride) as pairs."""
     if x.ndim not in (3, 4):
         raise RuntimeError(f"{op}: expected a 3-D or 4-D input, got shape {x.shape}")
     kernel = _pair(kernel, "kernel_size")
@@ -145,6 +146,11 @@ def _windows(op, x, kernel, stride, padding, dilation, fill):
         raise RuntimeError(f"{op}: padding should be at most half of the kernel size, got {padding} for {kernel}")
     if ph or pw:
         x = pad(x, (pw, pw, ph, ph), value=fill)
+    return x, kernel, stride
+
+
+def _windows(op, x, kernel, stride, padding, dilation, fill):
+    x, kernel, stride = _pool_input(op, x, kernel, stride, padding, fill)
     return _nn.Im2Col(kernel, stride, _pair(dilation)).apply(x), kernel
 
 
@@ -161,13 +167,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
         raise NotImplementedError("max_pool2d: ceil_mode and return_indices are not supported")
 
     def run(x):
-        k = _pair(kernel_size, "kernel_size")
-        s = k if stride is None or stride == () else _pair(stride, "stride")
-        ph, pw = _pair(padding, "padding")
-        if ph > k[0] // 2 or pw > k[1] // 2:
-            raise RuntimeError(f"max_pool2d: padding should be at most half of the kernel size, got {padding} for {k}")
-        if ph or pw:
-            x = pad(x, (pw, pw, ph, ph), value=-math.inf)
+        x, k, s = _pool_input("max_pool2d", x, kernel_size, stride, padding, -math.inf)
         return _nn.MaxPool2d(k, s, _pair(dilation)).apply(x)
     return _batched(run, input)
 
