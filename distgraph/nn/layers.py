@@ -182,6 +182,12 @@ class AdaptiveAvgPool2d(Module):
 
 
 # ------------------------------------------------------------ normalisation
+def _norm_affine(module, shape, fk, weight, bias):
+    """A normalisation layer's scale (ones) and shift (zeros), or ``None`` where switched off."""
+    module.register_parameter("weight", Parameter(ones(shape, **fk)) if weight else None)
+    module.register_parameter("bias", Parameter(zeros(shape, **fk)) if bias else None)
+
+
 class _BatchNorm(Module):
     _dims = ()
 
@@ -191,12 +197,7 @@ class _BatchNorm(Module):
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         fk = _factory(device, dtype)
-        if affine:
-            self.weight = Parameter(ones(num_features, **fk))
-            self.bias = Parameter(zeros(num_features, **fk))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _norm_affine(self, num_features, fk, affine, affine)
         if track_running_stats:
             self.register_buffer("running_mean", zeros(num_features, **fk))
             self.register_buffer("running_var", ones(num_features, **fk))
@@ -241,15 +242,7 @@ class LayerNorm(Module):
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
         fk = _factory(device, dtype)
-        if elementwise_affine:
-            self.weight = Parameter(ones(self.normalized_shape, **fk))
-            if bias:
-                self.bias = Parameter(zeros(self.normalized_shape, **fk))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _norm_affine(self, self.normalized_shape, fk, elementwise_affine, elementwise_affine and bias)
 
     def forward(self, input):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -265,12 +258,7 @@ class GroupNorm(Module):
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         fk = _factory(device, dtype)
-        if affine:
-            self.weight = Parameter(ones(num_channels, **fk))
-            self.bias = Parameter(zeros(num_channels, **fk))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _norm_affine(self, num_channels, fk, affine, affine)
 
     def forward(self, input):
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
