@@ -85,7 +85,7 @@ def bench_dg(rng):
             loss.backward()
             with dg.no_grad():
                 for p in params:
-                    p.data -= 0.01 * p.grad.data
+                    p.array -= 0.01 * p.grad.array
                     p.grad = None
         for _ in range(args.warmup):
             step()

@@ -50,7 +50,7 @@ def main():
     deadline = time.monotonic() + args.time_cap * 3
     for nbytes in sizes:
         t = dg.ones(nbytes // 4, device=dev)
-        x = t.data
+        x = t.array
         if dev == "cpu":
             mpi_comm = pg.comm  # the group's own communicator
             from mpi4py import MPI as _MPI
@@ -77,7 +77,7 @@ def main():
                     dg.cuda.synchronize()
                 times[name].append(slowest((time.perf_counter() - t0) / iters))
         med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-        t.data[...] = 1
+        t.array[...] = 1
         comm.all_reduce(t)
         got = float(t.cpu().numpy()[0])
         if got != n:

@@ -104,7 +104,7 @@ class GradScaler:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad.data
+                g = p.grad.array
                 xp = backend.get_array_module(g)
                 g *= inv
                 if not bool(xp.isfinite(g).all()):
@@ -162,7 +162,7 @@ def _agree(found: float) -> float:
             from distgraph.autograd.creation import tensor
             t = tensor([found], dtype=backend.float32)
             comm.all_reduce(t, op=comm.ReduceOp.MAX)
-            found = float(t.data[0])
+            found = float(t.array[0])
     except ImportError:
         pass
     return found if math.isfinite(found) else 1.0

@@ -96,7 +96,7 @@ def _encode(obj, arrays, memo, path):
         key = memo.get(id(obj))
         if key is None:  # the same Tensor twice (tied weights) is stored once
             key = memo[id(obj)] = _tensor_name(path, arrays)
-            arrays[key] = _host(obj.data)
+            arrays[key] = _host(obj.array)
         return {"__tensor__": key, "device": str(obj.device), "requires_grad": bool(obj.requires_grad),
                 "parameter": isinstance(obj, Parameter)}
     if isinstance(obj, np.ndarray):

@@ -7,5 +7,5 @@ import distgraph as dg
 def to_numpy(x):
     """Host copy of a Tensor or array, for comparisons."""
     if isinstance(x, dg.Tensor):
-        x = x.data
+        x = x.array
     return x if isinstance(x, np.ndarray) else x.get()

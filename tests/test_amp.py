@@ -97,7 +97,7 @@ def test_grad_scaler_skips_the_step_and_backs_off_on_inf():
     m, opt = make()
     scaler = dg.amp.GradScaler(init_scale=8.0)
     scaler.scale((m(dg.randn(2, 3)) ** 2).sum()).backward()
-    m.bias.grad.data[0] = np.inf              # injected overflow
+    m.bias.grad.array[0] = np.inf              # injected overflow
     before = m.weight.detach().numpy().copy()
     assert scaler.step(opt) is None
     scaler.update()
@@ -122,7 +122,7 @@ def test_grad_scaler_matches_torch_scale_trajectory():
         ours.scale((m(dg.ones(1, 3)) ** 2).sum()).backward()
         theirs.scale((tp ** 2).sum()).backward()
         if bad:
-            m.bias.grad.data[0] = np.nan
+            m.bias.grad.array[0] = np.nan
             tp.grad[0] = float("nan")
         ours.step(opt)
         theirs.step(topt)

@@ -48,7 +48,7 @@ def test_tensor_dataset_and_errors():
     ds = TensorDataset(x, y)
     assert len(ds) == 6
     xi, yi = ds[4]
-    np.testing.assert_array_equal(xi.data, x.data[4])
+    np.testing.assert_array_equal(xi.array, x.array[4])
     assert yi.item() == 4
     with pytest.raises(ValueError, match=r"size mismatch.*\(6, 3\), \(5,\)"):
         TensorDataset(x, dg.arange(5))
@@ -181,8 +181,8 @@ def test_loader_order_batches_and_len_match_torch():
         got, want = list(ours), list(theirs)
         assert len(got) == len(want)
         for g, w in zip(got, want):
-            np.testing.assert_array_equal(g["y"].data if hasattr(g["y"], "data") else g["y"], np.asarray(w["y"]))
-            np.testing.assert_array_equal(g["x"].data, w["x"].numpy())
+            np.testing.assert_array_equal(np.asarray(g["y"]), np.asarray(w["y"]))
+            np.testing.assert_array_equal(g["x"].array, w["x"].numpy())
 
 
 def test_loader_tensor_dataset_shuffle_seeded():
@@ -193,7 +193,7 @@ def test_loader_tensor_dataset_shuffle_seeded():
     again = DataLoader(ds, 4, shuffle=True, generator=3)
     assert [yb.tolist() for _, yb in again] == epochs[0]
     xb, yb = next(iter(DataLoader(ds, 4, shuffle=True, generator=np.random.default_rng(1))))
-    np.testing.assert_array_equal(xb.data, x.data[yb.data])  # features stay with their labels
+    np.testing.assert_array_equal(xb.array, x.array[yb.array])  # features stay with their labels
 
 
 def test_loader_sampler_options():
@@ -245,9 +245,9 @@ class WorkerIds(Dataset):
 
 def test_worker_info_and_init_fn():
     rows = [b for b in DataLoader(WorkerIds(), batch_size=None, num_workers=2, worker_init_fn=_record_init)]
-    ids = [int(r.data[0]) for r in rows]
-    assert ids == [0, 1, 0, 1, 0, 1] and all(int(r.data[1]) == 2 for r in rows)
-    assert int(rows[0].data[2]) == np.random.RandomState(100).randint(1000)
+    ids = [int(r.array[0]) for r in rows]
+    assert ids == [0, 1, 0, 1, 0, 1] and all(int(r.array[1]) == 2 for r in rows)
+    assert int(rows[0].array[2]) == np.random.RandomState(100).randint(1000)
 
 
 def test_worker_errors_are_raised_not_hung():

@@ -19,7 +19,7 @@ def test_shared_subexpression_accumulates():
     y = x * x          # used three times below
     z = y + y * 2 + y.exp()
     z.sum().backward()
-    xv = x.data
+    xv = x.array
     np.testing.assert_allclose(x.grad.numpy(), 3 * 2 * xv + np.exp(xv * xv) * 2 * xv)
 
 
@@ -27,7 +27,7 @@ def test_diamond_graph_and_reuse_of_leaf():
     x = leaf(4)
     a, b = x.sin(), x.cos()
     (a * b + x).sum().backward()
-    xv = x.data
+    xv = x.array
     np.testing.assert_allclose(x.grad.numpy(), np.cos(2 * xv) + 1)
 
 
@@ -41,7 +41,7 @@ def test_gradients_accumulate_across_backward_calls():
 def test_same_gradient_array_is_never_shared_between_leaves():
     a, b = leaf(3), leaf(3, seed=1)
     (a + b).sum().backward()
-    assert not np.shares_memory(a.grad.data, b.grad.data)
+    assert not np.shares_memory(a.grad.array, b.grad.array)
     (a + b).sum().backward()
     np.testing.assert_allclose(a.grad.numpy(), [2, 2, 2])
     np.testing.assert_allclose(b.grad.numpy(), [2, 2, 2])
@@ -60,7 +60,7 @@ def test_retain_graph_allows_second_backward():
     y = (x * x).sum()
     y.backward(retain_graph=True)
     y.backward()
-    np.testing.assert_allclose(x.grad.numpy(), 4 * x.data)
+    np.testing.assert_allclose(x.grad.numpy(), 4 * x.array)
 
 
 def test_non_scalar_backward_needs_gradient():
@@ -157,7 +157,7 @@ def test_inplace_on_non_leaf_is_differentiated():
     h = w * 2
     h.mul_(w)         # d/dw (2w * w): the in-place Mul must see h's old values
     h.sum().backward()
-    np.testing.assert_allclose(w.grad.numpy(), 4 * w.data)
+    np.testing.assert_allclose(w.grad.numpy(), 4 * w.array)
     e = w.exp()
     e.mul_(2)         # exp saved its output, which is now changed: PyTorch raises too
     with pytest.raises(RuntimeError, match="ExpBackward.*modified in place"):
@@ -185,7 +185,7 @@ def test_inplace_through_a_view_invalidates_what_the_base_saved():
     z = y * y            # saves y
     with dg.no_grad():
         y[0].fill_(5.0)  # a view of y, written in place
-    assert y.data[0, 0] == 5.0
+    assert y.array[0, 0] == 5.0
     with pytest.raises(RuntimeError, match="modified in place"):
         z.sum().backward()
 
@@ -279,7 +279,7 @@ def test_retain_grad_on_non_leaf():
     y = x * 2
     y.retain_grad()
     (y * y).sum().backward()
-    np.testing.assert_allclose(y.grad.numpy(), 2 * y.data)
+    np.testing.assert_allclose(y.grad.numpy(), 2 * y.array)
 
 
 def test_autograd_grad_returns_gradients_without_touching_grad():
@@ -287,8 +287,8 @@ def test_autograd_grad_returns_gradients_without_touching_grad():
     mid = x * y
     out = (mid * x).sum()
     gx, gm = autograd.grad(out, [x, mid])
-    np.testing.assert_allclose(gx.numpy(), 2 * x.data * y.data)
-    np.testing.assert_allclose(gm.numpy(), x.data)
+    np.testing.assert_allclose(gx.numpy(), 2 * x.array * y.array)
+    np.testing.assert_allclose(gm.numpy(), x.array)
     assert x.grad is None and y.grad is None
     z = leaf(1)
     with pytest.raises(RuntimeError, match="not used"):
@@ -305,7 +305,7 @@ def test_create_graph_is_refused_clearly():
 def test_detach_and_requires_grad_rules():
     x = leaf(3)
     d = x.detach()
-    assert not d.requires_grad and d.grad_fn is None and np.shares_memory(d.data, x.data)
+    assert not d.requires_grad and d.grad_fn is None and np.shares_memory(d.array, x.array)
     with pytest.raises(RuntimeError, match="floating point"):
         dg.ones(3, dtype=dg.int64, requires_grad=True)
     with pytest.raises(RuntimeError, match="floating point"):

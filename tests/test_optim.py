@@ -68,7 +68,7 @@ def test_matches_torch(case, dtype, tol):
     _run(dg_params, th_params, dg_opt, th_opt, 10, dtype)
     for p, q in zip(dg_params, th_params):
         assert p.dtype == dtype
-        np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=tol, atol=tol)
+        np.testing.assert_allclose(p.array, q.detach().numpy(), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
@@ -89,7 +89,7 @@ def test_state_dict_round_trip_and_torch_layout(case):
 
     # a fresh distgraph optimizer fed (a) our state dict and (b) torch's must continue identically
     for source in (sd, _torch_to_dg(th_sd)):
-        params2 = [Parameter(dg.from_numpy(p.data.copy())) for p in dg_params]
+        params2 = [Parameter(dg.from_numpy(p.array.copy())) for p in dg_params]
         opt2 = getattr(optim, name)([{"params": params2[:2]}, {"params": params2[2:]}], **kwargs)
         opt2.load_state_dict(source)
         assert opt2.param_groups[1]["lr"] == 0.003
@@ -98,7 +98,7 @@ def test_state_dict_round_trip_and_torch_layout(case):
         th_opt2.load_state_dict(copy.deepcopy(th_sd))  # torch aliases the loaded buffers
         _run(params2, th_params2, opt2, th_opt2, 5, dtype, seed=7)
         for p, q in zip(params2, th_params2):
-            np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(p.array, q.detach().numpy(), rtol=1e-10, atol=1e-10)
 
 
 def _torch_to_dg(obj):
@@ -118,7 +118,7 @@ def test_load_state_dict_copies_and_casts():
     opt.load_state_dict({"state": {0: {"momentum_buffer": buf}},
                          "param_groups": [{**opt.state_dict()["param_groups"][0], "lr": 0.5}]})
     loaded = opt.state[p]["momentum_buffer"]
-    assert loaded.dtype == dg.float32 and loaded.data is not buf.data
+    assert loaded.dtype == dg.float32 and loaded.array is not buf.array
     assert opt.param_groups[0]["lr"] == 0.5 and opt.param_groups[0]["params"][0] is p
 
 
@@ -189,9 +189,9 @@ def test_zero_grad_and_version_counter():
     v = p._version[0]
     opt.step()
     assert p._version[0] == v + 1
-    np.testing.assert_allclose(p.data, 0.0)  # 1 - 0.5 * 2
+    np.testing.assert_allclose(p.array, 0.0)  # 1 - 0.5 * 2
     opt.zero_grad(set_to_none=False)
-    assert p.grad is not None and not p.grad.data.any()
+    assert p.grad is not None and not p.grad.array.any()
     opt.zero_grad()
     assert p.grad is None
     opt.step()  # nothing to do without gradients
@@ -239,5 +239,5 @@ def test_large_params_match_torch(case, dtype, tol):
         p.grad, q.grad = dg.from_numpy(g.copy()), torch.from_numpy(g.copy())
         opt.step()
         th_opt.step()
-        np.testing.assert_array_equal(p.grad.data, g)
-    np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=tol, atol=tol)
+        np.testing.assert_array_equal(p.grad.array, g)
+    np.testing.assert_allclose(p.array, q.detach().numpy(), rtol=tol, atol=tol)

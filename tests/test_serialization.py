@@ -35,7 +35,7 @@ def _assert_same(a, b):
     assert type(a) is type(b), (type(a), type(b))
     if isinstance(a, dg.Tensor):
         assert a.dtype == b.dtype and a.shape == b.shape and a.requires_grad == b.requires_grad
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.array, b.array)
     elif isinstance(a, np.ndarray):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
@@ -59,7 +59,7 @@ def test_round_trip(tmp_path):
     _assert_same(obj, back)
     assert isinstance(back["model"]["fc.weight"], Parameter)
     assert isinstance(next(iter(back["optimizer"]["state"])), int)  # int keys survive (optimizer state)
-    back["model"]["fc.bias"].data += 1  # loaded arrays are writable and not shared with the file
+    back["model"]["fc.bias"].array += 1  # loaded arrays are writable and not shared with the file
 
 
 def test_file_objects_and_shared_tensors():
@@ -69,7 +69,7 @@ def test_file_objects_and_shared_tensors():
     buf.seek(0)
     back = load(buf)
     assert back["a"] is back["b"]  # one tensor saved once stays one tensor
-    np.testing.assert_array_equal(back["a"].data, t.data)
+    np.testing.assert_array_equal(back["a"].array, t.array)
 
 
 def test_optimizer_resume_through_checkpoint(tmp_path):
@@ -94,11 +94,11 @@ def test_optimizer_resume_through_checkpoint(tmp_path):
     save({"p": p2, "opt": opt2.state_dict(), "sched": sched2.state_dict()}, tmp_path / "c")
     ck = load(tmp_path / "c")
     p3, opt3, sched3 = make()
-    p3.data[...] = ck["p"].data
+    p3.array[...] = ck["p"].array
     opt3.load_state_dict(ck["opt"])
     sched3.load_state_dict(ck["sched"])
     train(p3, opt3, sched3, 3)
-    np.testing.assert_allclose(p3.data, p.data, rtol=1e-6)
+    np.testing.assert_allclose(p3.array, p.array, rtol=1e-6)
     assert sched3.get_last_lr() == sched.get_last_lr()
 
 
@@ -195,7 +195,7 @@ def test_kill_mid_save_leaves_old_checkpoint(tmp_path):
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
     back = load(path)
-    assert back["epoch"] == 1 and float(back["w"].data.sum()) == 1000.0
+    assert back["epoch"] == 1 and float(back["w"].array.sum()) == 1000.0
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "ck.safetensors"]
     assert all(n.startswith(".ck.safetensors.") and n.endswith(".tmp") for n in leftovers)
 
@@ -228,7 +228,7 @@ def test_load_torch_files(tmp_path):
         assert set(back) == set(sd)
         for k, v in sd.items():
             assert isinstance(back[k], dg.Tensor) and back[k].shape == tuple(v.shape)
-            np.testing.assert_array_equal(back[k].data, v.numpy())
+            np.testing.assert_array_equal(back[k].array, v.numpy())
         assert back["1.num_batches_tracked"].dtype == dg.int64
     half = load(tmp_path / "bf16.safetensors")["half"]
     assert half.dtype == dg.float32 and half.tolist() == [1.5, 1.5]

@@ -56,12 +56,12 @@ def test_conversions_and_properties():
     assert t.is_leaf and not t.requires_grad and t.grad is None and t.grad_fn is None
     assert t.tolist() == [[1.0, 2.0], [3.0, 4.0]]
     assert t[1, 0].item() == 3.0 and isinstance(t.sum().item(), float)
-    assert np.asarray(t) is t.data
+    assert np.asarray(t) is t.array
     assert t.to(dg.float64).dtype == dg.float64 and t.double().dtype == dg.float64
     assert t.to("cpu") is t and t.cpu() is t
     c = t.clone()
-    c.data[0, 0] = 9
-    assert t.data[0, 0] == 1.0
+    c.array[0, 0] = 9
+    assert t.array[0, 0] == 1.0
     assert dg.tensor(3).dtype == dg.int64 and dg.tensor(True).dtype == dg.bool
     assert dg.tensor(np.arange(3, dtype=np.float64)).dtype == dg.float64
     assert "grad_fn=<MulBackward>" in repr(dg.ones(2, requires_grad=True) * 2)
@@ -87,11 +87,11 @@ def test_from_numpy_shares_memory_and_dlpack_roundtrip():
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     t = dg.from_numpy(a)
     a[0, 0] = 42
-    assert t.data[0, 0] == 42
+    assert t.array[0, 0] == 42
     back = np.from_dlpack(t)
     assert np.shares_memory(back, a)
     t2 = dg.from_dlpack(a)
-    assert np.shares_memory(t2.data, a) and t2.shape == (2, 3)
+    assert np.shares_memory(t2.array, a) and t2.shape == (2, 3)
     with pytest.raises(TypeError, match="unsupported dtype"):
         dg.from_numpy(np.zeros(2, dtype=np.complex64))
 
@@ -101,7 +101,7 @@ def test_dlpack_with_torch_when_installed():
     tt = torch.arange(4, dtype=torch.float32)
     t = dg.from_dlpack(tt)
     tt[0] = 7
-    assert t.data[0] == 7
+    assert t.array[0] == 7
     back = torch.from_dlpack(t)
     assert back.data_ptr() == tt.data_ptr()
 
@@ -125,7 +125,7 @@ def test_creation_functions(device):
     assert r.dtype == dg.int64 and set(to_numpy(r).tolist()) == {3, 4, 5, 6}
     like = dg.zeros_like(x, dtype=dg.float64)
     assert like.shape == x.shape and like.dtype == dg.float64
-    assert dg.ones_like(x).shape == x.shape and dg.full_like(x, 2.0).data.flat[0] == 2
+    assert dg.ones_like(x).shape == x.shape and dg.full_like(x, 2.0).array.flat[0] == 2
     assert dg.randn_like(x).shape == x.shape and dg.rand_like(x).shape == x.shape
     assert dg.empty_like(x).shape == x.shape and dg.randint_like(x, 5).dtype == x.dtype  # as PyTorch: keeps the dtype
 

@@ -44,7 +44,7 @@ def _leaf_hooks(t, g):
         for fn in hooks.get("pre", ()):
             r = fn(_wrap(g))
             if r is not None:
-                g = r.data
+                g = r.array
     return g
 
 
@@ -125,7 +125,7 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
                     for fn in hooks:
                         r = fn(_wrap(gy))
                         if r is not None:
-                            gy = r.data
+                            gy = r.array
                 if captured is not None and k in capture_nodes:
                     captured[capture_nodes[k]] = gy
                 if node._versions:
@@ -168,17 +168,17 @@ def _finish_leaf(t, g, captured, handed):
     g = _leaf_hooks(t, g)
     if isinstance(g, np.generic):
         g = np.asarray(g)
-    if g.shape != t.data.shape:
+    if g.shape != t.array.shape:
         raise RuntimeError(
             f"backward: gradient of shape {tuple(g.shape)} does not match its leaf of shape "
-            f"{tuple(t.data.shape)}")
+            f"{tuple(t.array.shape)}")
     if t.grad is None:
-        if id(g) in handed or g.base is not None or g.dtype != t.data.dtype or not g.flags.c_contiguous:
-            g = g.astype(t.data.dtype, order="C", copy=True)
+        if id(g) in handed or g.base is not None or g.dtype != t.array.dtype or not g.flags.c_contiguous:
+            g = g.astype(t.array.dtype, order="C", copy=True)
         handed.add(id(g))
         t.grad = _wrap(g)
     else:
-        t.grad.data += g
+        t.grad.array += g
     hooks = t._hooks
     if hooks is not None:
         for fn in hooks.get("post", ()):

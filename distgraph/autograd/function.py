@@ -95,7 +95,7 @@ class Function(Node):
     def apply(self, *inputs):
         """Run the op on ``inputs`` (Tensors, or raw scalars/arrays) and return a Tensor."""
         from distgraph.autograd.tensor import Tensor, _make
-        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        arrays = [x.array if isinstance(x, Tensor) else x for x in inputs]
         y = self.forward(*arrays)
         if isinstance(y, np.generic):  # NumPy turns 0-d results into scalars
             y = np.asarray(y)

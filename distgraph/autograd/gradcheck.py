@@ -33,20 +33,20 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0):
         with grad_mode.no_grad():
             total = 0.0
             for o, v in zip(_outputs(fn, inputs), weights):
-                total += float((_host(o.data).astype(np.float64) * v).sum())
+                total += float((_host(o.array).astype(np.float64) * v).sum())
             return total
 
     live = [(o, v) for o, v in zip(outs, weights) if o.requires_grad]
     if not live:
         raise AssertionError("gradcheck: no output requires grad")
-    grad_outputs = [_make(_to_like(o.data, v).astype(o.data.dtype), None, False) for o, v in live]
+    grad_outputs = [_make(_to_like(o.array, v).astype(o.array.dtype), None, False) for o, v in live]
     analytic = grad([o for o, _ in live], diff, grad_outputs=grad_outputs, allow_unused=True)
     for k, (t, ga) in enumerate(zip(diff, analytic)):
-        ga = np.zeros(t.shape) if ga is None else _host(ga.data)
+        ga = np.zeros(t.shape) if ga is None else _host(ga.array)
         if ga.shape != t.shape:
             raise AssertionError(f"gradcheck: input {k} has shape {t.shape}, its gradient {ga.shape}")
         gn = np.zeros(t.shape)
-        flat = t.data.reshape(-1)
+        flat = t.array.reshape(-1)
         for i in range(flat.size):
             old = flat[i].item()
             flat[i] = old + eps

@@ -1,7 +1,7 @@
 """``Tensor``: one NumPy (``cpu``) or CuPy (``cuda:N``) array plus its place in the graph.
 
-Unlike PyTorch, ``t.data`` is the raw array itself (as in Chainer); use
-``t.detach()`` for a Tensor that shares it without a graph.
+``t.array`` is the raw array (as Chainer's ``Variable.array``); ``t.data`` is
+PyTorch's: a Tensor sharing that array, outside the graph.
 """
 from __future__ import annotations
 
@@ -17,41 +17,57 @@ class Tensor:
     """An n-dimensional array that can record the ops applied to it.
 
     Attributes:
-        data: the NumPy or CuPy array.
+        array: the NumPy or CuPy array.
+        data: PyTorch's ``.data``, a detached Tensor sharing ``array``.
         grad: a Tensor holding the accumulated gradient, or ``None``.
         grad_fn: the node that produced this tensor (``None`` for leaves).
         requires_grad: whether ops on this tensor are recorded.
     """
 
-    __slots__ = ("data", "grad", "grad_fn", "requires_grad", "_version", "_base", "_view_index", "_hooks",
+    __slots__ = ("array", "grad", "grad_fn", "requires_grad", "_version", "_base", "_view_index", "_hooks",
                  "__weakref__")
     __array_ufunc__ = None  # make `np_array + tensor` defer to Tensor.__radd__
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         t = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
-        self.data, self.grad, self.grad_fn = t.data, None, None
+        self.array, self.grad, self.grad_fn = t.array, None, None
         self.requires_grad, self._version, self._base, self._hooks = t.requires_grad, [0], None, None
         self._view_index = None
 
     # ------------------------------------------------------------ properties
     @property
+    def data(self):
+        """PyTorch's ``t.data``: a Tensor sharing this one's array, outside the graph.
+
+        Writes through it (``p.data.add_(u)``, ``p.data.fill_(0)``) change ``t`` without
+        being recorded or version-checked, exactly as in PyTorch; ``t.array`` is the raw array.
+        """
+        return _make(self.array, None, False)
+
+    @data.setter
+    def data(self, value):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"data: expected a Tensor, got {type(value).__name__}; wrap it with dg.tensor(...)")
+        self.array = value.array
+
+    @property
     def shape(self):
-        return tuple(self.data.shape)
+        return tuple(self.array.shape)
 
     def size(self, dim=None):
-        return self.shape if dim is None else self.data.shape[dim]
+        return self.shape if dim is None else self.array.shape[dim]
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def device(self):
-        return backend.device_of(self.data)
+        return backend.device_of(self.array)
 
     @property
     def is_cuda(self):
-        return not isinstance(self.data, np.ndarray)
+        return not isinstance(self.array, np.ndarray)
 
     @property
     def is_leaf(self):
@@ -59,36 +75,36 @@ class Tensor:
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def dim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def numel(self):
-        return int(self.data.size)
+        return int(self.array.size)
 
     def element_size(self):
-        return self.data.itemsize
+        return self.array.itemsize
 
     @property
     def nbytes(self):
-        return int(self.data.nbytes)
+        return int(self.array.nbytes)
 
     @property
     def T(self):
-        return permute(self, tuple(range(self.data.ndim - 1, -1, -1)))
+        return permute(self, tuple(range(self.array.ndim - 1, -1, -1)))
 
     @property
     def mT(self):
         return transpose(self, -2, -1)
 
     def is_floating_point(self):
-        return backend.is_floating(self.data.dtype)
+        return backend.is_floating(self.array.dtype)
 
     def __len__(self):
-        if self.data.ndim == 0:
+        if self.array.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -97,9 +113,9 @@ class Tensor:
         return id(self)
 
     def __bool__(self):
-        if self.data.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {self.data.size} values is ambiguous")
-        return bool(self.data.item())
+        if self.array.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self.array.size} values is ambiguous")
+        return bool(self.array.item())
 
     def __float__(self):
         return float(self.item())
@@ -108,18 +124,18 @@ class Tensor:
         return int(self.item())
 
     def __index__(self):
-        if backend.category(self.data.dtype) != 1 or self.data.size != 1:
+        if backend.category(self.array.dtype) != 1 or self.array.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
     def __repr__(self):
-        xp_arr = self.data if isinstance(self.data, np.ndarray) else self.data.get()
+        xp_arr = self.array if isinstance(self.array, np.ndarray) else self.array.get()
         body = np.array2string(xp_arr, separator=", ", prefix="tensor(", precision=4)
         extra = []
-        if not isinstance(self.data, np.ndarray):
+        if not isinstance(self.array, np.ndarray):
             extra.append(f"device='{self.device}'")
-        if self.data.dtype not in (backend.float32, backend.int64, backend.bool_):
-            extra.append(f"dtype={backend.dtype_name(self.data.dtype)}")
+        if self.array.dtype not in (backend.float32, backend.int64, backend.bool_):
+            extra.append(f"dtype={backend.dtype_name(self.array.dtype)}")
         if self.grad_fn is not None:
             extra.append(f"grad_fn={self.grad_fn!r}")
         elif self.requires_grad:
@@ -131,28 +147,28 @@ class Tensor:
         """The NumPy array (shared, not copied) of a CPU tensor."""
         if self.requires_grad:
             raise RuntimeError("Can't call numpy() on a Tensor that requires grad; use tensor.detach().numpy()")
-        if not isinstance(self.data, np.ndarray):
+        if not isinstance(self.array, np.ndarray):
             raise TypeError(f"can't convert a {self.device} tensor to NumPy; call .cpu() first")
-        return self.data
+        return self.array
 
     def __array__(self, dtype=None, copy=None):
-        if not isinstance(self.data, np.ndarray):
+        if not isinstance(self.array, np.ndarray):
             raise TypeError(f"can't convert a {self.device} tensor to NumPy; call .cpu() first")
-        return self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return self.array if dtype is None else self.array.astype(dtype, copy=False)
 
     def __dlpack__(self, *args, **kwargs):
-        return self.data.__dlpack__(*args, **kwargs)
+        return self.array.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
-        return self.data.__dlpack_device__()
+        return self.array.__dlpack_device__()
 
     def item(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise RuntimeError(f"item(): expected a tensor with one element, got shape {self.shape}")
-        return self.data.item()
+        return self.array.item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self.array.tolist()
 
     def to(self, *args, dtype=None, device=None, copy=False):
         """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``; differentiable."""
@@ -170,7 +186,7 @@ class Tensor:
                 out = ToDevice(device).apply(out)
         if dtype is not None:
             dtype = backend.as_dtype(dtype)
-            if dtype != out.data.dtype:
+            if dtype != out.array.dtype:
                 out = cast(out, dtype)
         if copy and out is self:
             out = clone(self)
@@ -205,7 +221,7 @@ class Tensor:
 
     def detach(self):
         """A tensor sharing this one's array (and version counter), outside the graph."""
-        t = _make(self.data, None, False)
+        t = _make(self.array, None, False)
         t._version = self._version
         t._base = self
         return t
@@ -222,10 +238,10 @@ class Tensor:
 
     # --------------------------------------------------------------- autograd
     def requires_grad_(self, requires_grad=True):
-        if requires_grad and not backend.is_floating(self.data.dtype):
+        if requires_grad and not backend.is_floating(self.array.dtype):
             raise RuntimeError(
                 f"only tensors of floating point dtype can require gradients, got "
-                f"{backend.dtype_name(self.data.dtype)}; convert with .float() first")
+                f"{backend.dtype_name(self.array.dtype)}; convert with .float() first")
         if not requires_grad and self.grad_fn is not None:
             raise RuntimeError("you can only change requires_grad flags of leaf tensors; use .detach()")
         self.requires_grad = bool(requires_grad)
@@ -283,7 +299,7 @@ class Tensor:
         def keep(g):
             t = ref()
             if t is not None:
-                t.grad = _make(g.data.copy(), None, False) if t.grad is None else t.grad + g
+                t.grad = _make(g.array.copy(), None, False) if t.grad is None else t.grad + g
         self.grad_fn.register_hook(keep)
 
     # -------------------------------------------------------------- operators
@@ -358,6 +374,9 @@ class Tensor:
     def isnan(self): return isnan(self)
     def isfinite(self): return isfinite(self)
 
+    # >>> math and bitwise methods (ops/math.py, ops/bitwise.py): add new ones above the closing marker
+    # <<< end of math and bitwise methods
+
     # ------------------------------------------------------------ reductions
     def sum(self, dim=None, keepdim=False, dtype=None): return sum(self, dim, keepdim, dtype=dtype)
     def mean(self, dim=None, keepdim=False): return mean(self, dim, keepdim)
@@ -376,6 +395,9 @@ class Tensor:
     def argmin(self, dim=None, keepdim=False): return argmin(self, dim, keepdim)
     def all(self, dim=None, keepdim=False): return all(self, dim, keepdim)
     def any(self, dim=None, keepdim=False): return any(self, dim, keepdim)
+
+    # >>> reduction, scan, sort and linalg methods (ops/reduce.py, ops/cumulative.py, ops/sort.py, ops/linalg.py): add new ones above the closing marker
+    # <<< end of reduction, scan, sort and linalg methods
 
     # ---------------------------------------------------------------- shape
     def reshape(self, *shape): return reshape(self, *shape)
@@ -402,6 +424,9 @@ class Tensor:
     def triu(self, diagonal=0): return triu(self, diagonal)
     def matmul(self, other): return matmul(self, other)
 
+    # >>> indexing and shape methods (ops/shape.py, ops/index.py): add new ones above the closing marker
+    # <<< end of indexing and shape methods
+
     # ---------------------------------------------------------------- in-place
     def add_(self, other, alpha=1): return _inplace(self, add, other, alpha=alpha)
     def sub_(self, other, alpha=1): return _inplace(self, sub, other, alpha=alpha)
@@ -411,19 +436,22 @@ class Tensor:
     def masked_fill_(self, mask, value): return _inplace(self, masked_fill, mask, value)
     def relu_(self): return _inplace(self, relu)
 
+    # >>> activation methods (ops/activation.py): add new ones above the closing marker
+    # <<< end of activation methods
+
     def zero_(self):
         return self.fill_(0)
 
     def fill_(self, value):
         _check_inplace(self)
-        self.data.fill(value.item() if isinstance(value, Tensor) else value)
+        self.array.fill(value.item() if isinstance(value, Tensor) else value)
         self._version[0] += 1
         return self
 
     def copy_(self, src):
         _check_inplace(self)
-        src = src.data if isinstance(src, Tensor) else src
-        self.data[...] = backend.to_device(backend.get_array_module(src).asarray(src), self.device)
+        src = src.array if isinstance(src, Tensor) else src
+        self.array[...] = backend.to_device(backend.get_array_module(src).asarray(src), self.device)
         self._version[0] += 1
         return self
 
@@ -439,8 +467,8 @@ class Parameter(Tensor):
     def __init__(self, data=None, requires_grad=True):
         if data is None:
             data = np.empty((0,), np.float32)
-        arr = data.data if isinstance(data, Tensor) else tensor(data).data
-        self.data, self.grad, self.grad_fn = arr, None, None
+        arr = data.array if isinstance(data, Tensor) else tensor(data).array
+        self.array, self.grad, self.grad_fn = arr, None, None
         self.requires_grad, self._version, self._base, self._hooks = False, [0], None, None
         self._view_index = None
         if requires_grad:
@@ -453,7 +481,7 @@ class Parameter(Tensor):
 def _make(data, grad_fn, requires_grad):
     """Build a Tensor around ``data`` without checks (the engine's fast path)."""
     t = Tensor.__new__(Tensor)
-    t.data = data
+    t.array = data
     t.grad = None
     t.grad_fn = grad_fn
     t.requires_grad = requires_grad
@@ -466,16 +494,16 @@ def _make(data, grad_fn, requires_grad):
 
 def _grad_array(t, gradient):
     if gradient is None:
-        if t.data.size != 1:
+        if t.array.size != 1:
             raise RuntimeError(
                 f"grad can be implicitly created only for scalar outputs, got shape {t.shape}; "
                 "pass `gradient=` (d loss / d output) to backward")
-        return backend.get_array_module(t.data).ones_like(t.data)
-    g = gradient.data if isinstance(gradient, Tensor) else gradient
+        return backend.get_array_module(t.array).ones_like(t.array)
+    g = gradient.array if isinstance(gradient, Tensor) else gradient
     g = backend.to_device(np.asarray(g) if not hasattr(g, "shape") else g, t.device)
     if tuple(g.shape) != t.shape:
         raise RuntimeError(f"backward: gradient has shape {tuple(g.shape)}, expected the output's shape {t.shape}")
-    return g.astype(t.data.dtype, copy=True)
+    return g.astype(t.array.dtype, copy=True)
 
 
 def _check_inplace(t):
@@ -500,13 +528,13 @@ def _inplace(t, fn, *args, **kwargs):
         return _inplace_on_view(t, fn, *args, **kwargs)
     src = t
     if recording:
-        src = _make(t.data.copy(), t.grad_fn, t.requires_grad)
+        src = _make(t.array.copy(), t.grad_fn, t.requires_grad)
     out = fn(src, *args, **kwargs)
-    if out.data.dtype != t.data.dtype and backend.category(out.data.dtype) > backend.category(t.data.dtype):
+    if out.array.dtype != t.array.dtype and backend.category(out.array.dtype) > backend.category(t.array.dtype):
         raise RuntimeError(
-            f"result type {backend.dtype_name(out.data.dtype)} can't be cast to the desired output type "
-            f"{backend.dtype_name(t.data.dtype)}")
-    t.data[...] = out.data
+            f"result type {backend.dtype_name(out.array.dtype)} can't be cast to the desired output type "
+            f"{backend.dtype_name(t.array.dtype)}")
+    t.array[...] = out.array
     t._version[0] += 1
     if recording:
         t.grad_fn, t.requires_grad = out.grad_fn, out.requires_grad
@@ -523,12 +551,12 @@ def _inplace_on_view(t, fn, *args, **kwargs):
         raise RuntimeError("in-place ops are supported on views made by basic indexing (x[i], x[a:b], ...) "
                            "of a tensor that requires grad, not on reshape/permute/expand views; use the "
                            "out-of-place op")
-    out = fn(_make(t.data.copy(), t.grad_fn, t.requires_grad), *args, **kwargs)
-    if out.data.dtype != t.data.dtype and backend.category(out.data.dtype) > backend.category(t.data.dtype):
+    out = fn(_make(t.array.copy(), t.grad_fn, t.requires_grad), *args, **kwargs)
+    if out.array.dtype != t.array.dtype and backend.category(out.array.dtype) > backend.category(t.array.dtype):
         raise RuntimeError(
-            f"result type {backend.dtype_name(out.data.dtype)} can't be cast to the desired output type "
-            f"{backend.dtype_name(t.data.dtype)}")
-    setitem(base, index, out.to(dtype=t.data.dtype))     # writes through t's memory; bumps the shared version
+            f"result type {backend.dtype_name(out.array.dtype)} can't be cast to the desired output type "
+            f"{backend.dtype_name(t.array.dtype)}")
+    setitem(base, index, out.to(dtype=t.array.dtype))     # writes through t's memory; bumps the shared version
     t.grad_fn, t.requires_grad = getitem(base, index).grad_fn, True
     return t
 
@@ -544,7 +572,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     NumPy array keeps its dtype.
     """
     if isinstance(data, Tensor):
-        arr = data.data.copy()
+        arr = data.array.copy()
     elif isinstance(data, np.ndarray) or hasattr(data, "__cuda_array_interface__"):
         arr = data.copy()
     else:

@@ -3,7 +3,7 @@
 Every function here is collective over its group: every member must call it,
 in the same order, with tensors of matching shape and dtype (run with
 ``DISTGRAPH_DEBUG=1`` to have that checked).  Results are written in place
-into ``tensor.data``, as in PyTorch, and the tensor's version counter is
+into ``tensor.array``, as in PyTorch, and the tensor's version counter is
 bumped so that autograd notices the write.  ``src``/``dst`` are world ranks,
 also on sub-groups.  With ``async_op=True`` a function returns a
 :class:`~distgraph.comm.base.Work`; call ``wait()`` before reading the result.
@@ -30,7 +30,7 @@ def _array(t, pg, what, name="tensor"):
     if not isinstance(t, Tensor):
         raise TypeError(f"{pg.tag()} {what}: expected {name} to be a dg.Tensor, got "
                         f"{type(t).__name__}")
-    x = t.data
+    x = t.array
     if not x.flags.c_contiguous:
         raise CommError(f"{pg.tag()} {what}: expected {name} to be contiguous, got a strided view "
                         f"of shape {t.shape}; pass `{name}.contiguous()` and copy the result back")
@@ -40,9 +40,9 @@ def _array(t, pg, what, name="tensor"):
 def _same(ref, t, pg, what, name):
     """``t`` must be a tensor like ``ref`` (same device and dtype)."""
     x = _array(t, pg, what, name)
-    if t.device != ref.device or x.dtype != ref.data.dtype:
+    if t.device != ref.device or x.dtype != ref.array.dtype:
         raise CommError(f"{pg.tag()} {what}: expected {name} on {ref.device} with dtype "
-                        f"{ref.data.dtype}, got {t.device} {x.dtype}; every tensor of one "
+                        f"{ref.array.dtype}, got {t.device} {x.dtype}; every tensor of one "
                         "collective must share device and dtype")
     return x
 

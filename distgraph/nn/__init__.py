@@ -1,18 +1,19 @@
-"""Neural-network building blocks (``dg.nn``), with PyTorch's names and state-dict keys."""
+"""Neural-network building blocks (``dg.nn``), with PyTorch's names and state-dict keys.
+
+Each family's file lists its public names in ``__all__``; this package re-exports them all.
+"""
 from distgraph.autograd.tensor import Parameter
 from distgraph.nn import functional, init, utils  # noqa: F401
-from distgraph.nn.attention import MultiheadAttention
-from distgraph.nn.container import ModuleDict, ModuleList, Sequential
-from distgraph.nn.layers import (ELU, GELU, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d,
-                                 ConvTranspose2d, Dropout, Embedding, Flatten, GroupNorm, Identity, LayerNorm,
-                                 LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU, Sigmoid, SiLU, Softmax, Softplus,
-                                 Tanh)
-from distgraph.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from distgraph.nn.module import Module
+from distgraph.nn.container import ModuleDict, ModuleList, Sequential
+from distgraph.nn.layers import *  # noqa: F401,F403
+from distgraph.nn.activation import *  # noqa: F401,F403
+from distgraph.nn.loss import *  # noqa: F401,F403
+from distgraph.nn.attention import MultiheadAttention
+from distgraph.nn.rnn import *  # noqa: F401,F403
+from distgraph.nn.transformer import *  # noqa: F401,F403
 from distgraph.nn.parallel.sync_batchnorm import SyncBatchNorm
+from distgraph.nn import activation, layers, loss, rnn, transformer  # noqa: E402
 
-__all__ = ["Parameter", "Module", "Sequential", "ModuleList", "ModuleDict", "Linear", "Identity", "Flatten",
-           "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d",
-           "BatchNorm2d", "SyncBatchNorm", "LayerNorm", "GroupNorm", "Dropout", "Embedding", "MultiheadAttention", "ReLU", "GELU",
-           "SiLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "LeakyReLU", "ELU", "Softplus", "CrossEntropyLoss",
-           "MSELoss", "NLLLoss", "BCEWithLogitsLoss", "L1Loss"]
+__all__ = (["Parameter", "Module", "Sequential", "ModuleList", "ModuleDict", "MultiheadAttention", "SyncBatchNorm"]
+           + layers.__all__ + activation.__all__ + loss.__all__ + rnn.__all__ + transformer.__all__)

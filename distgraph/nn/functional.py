@@ -186,7 +186,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
             return total / divisor_override
         if count_include_pad or padding in (0, (0, 0)):
             return total / (kh * kw)
-        ones = _make(xp_of(x.data).ones((1, 1) + x.shape[2:], x.dtype), None, False)
+        ones = _make(xp_of(x.array).ones((1, 1) + x.shape[2:], x.dtype), None, False)
         counts = _windows("avg_pool2d", ones, kernel_size, stride, padding, 1, 0.0)[0].sum((2, 3))
         return total / counts
     return _batched(run, input)
@@ -235,8 +235,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if running_mean is not None:
             with grad_mode.no_grad():
                 m = momentum
-                running_mean.data[...] = (1 - m) * running_mean.data + m * mean.data
-                running_var.data[...] = (1 - m) * running_var.data + m * var.data * (n / (n - 1))
+                running_mean.array[...] = (1 - m) * running_mean.array + m * mean.array
+                running_var.array[...] = (1 - m) * running_var.array + m * var.array * (n / (n - 1))
                 running_mean._version[0] += 1
                 running_var._version[0] += 1
     else:
@@ -307,7 +307,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None):
     """Rows of ``weight`` picked by the integer tensor ``input``."""
     if max_norm is not None:
         raise NotImplementedError("embedding: max_norm is not supported")
-    idx = as_tensor(input, weight).data
+    idx = as_tensor(input, weight).array
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: expected an integer index tensor, got {backend.dtype_name(idx.dtype)}")
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= weight.shape[0]):
@@ -320,7 +320,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None):
 
 def one_hot(tensor, num_classes=-1):
     """int64 one-hot encoding with a new last dim of size ``num_classes``."""
-    idx = as_tensor(tensor).data
+    idx = as_tensor(tensor).array
     if idx.dtype.kind not in "iu":
         raise TypeError("one_hot: expected an integer (int64) tensor")
     xp = xp_of(idx)
@@ -385,9 +385,9 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     if x.ndim < 1 or t.shape != (x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()):
         raise RuntimeError(f"nll_loss: expected target shape {x.shape[:1] + x.shape[2:]} for input {x.shape}, "
                            f"got {t.shape}")
-    xp = xp_of(x.data)
-    valid = t.data != ignore_index
-    safe = xp.where(valid, t.data, 0)
+    xp = xp_of(x.array)
+    valid = t.array != ignore_index
+    safe = xp.where(valid, t.array, 0)
     c = x.shape[1] if x.ndim > 1 else x.shape[0]
     if safe.size and (int(safe.min()) < 0 or int(safe.max()) >= c):
         raise IndexError(f"nll_loss: target values must lie in [0, {c}) or equal ignore_index, "
@@ -395,7 +395,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     picked = x.gather(1, _make(xp.expand_dims(safe, 1), None, False)).squeeze(1) if x.ndim > 1 else x[safe]
     w = valid.astype(x.dtype)
     if weight is not None:
-        w = w * weight.data[safe]
+        w = w * weight.array[safe]
     wt = _make(w, None, False)
     loss = -picked * wt
     if reduction == "mean":
@@ -419,14 +419,14 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     nll = nll_loss(logp, t, weight, ignore_index, reduction)
     if not label_smoothing:
         return nll
-    valid = _make((t.data != ignore_index).astype(x.dtype), None, False)
+    valid = _make((t.array != ignore_index).astype(x.dtype), None, False)
     w = 1 if weight is None else weight.reshape((1, -1) + (1,) * (x.ndim - 2))
     smooth = -(logp * w).sum(1) * valid / c
     if reduction == "mean":
         if weight is None:
-            denom = float(valid.data.sum())
+            denom = float(valid.array.sum())
         else:
-            denom = float((valid.data * weight.data[xp_of(t.data).where(t.data != ignore_index, t.data, 0)]).sum())
+            denom = float((valid.array * weight.array[xp_of(t.array).where(t.array != ignore_index, t.array, 0)]).sum())
         smooth = smooth.sum() / denom
     else:
         smooth = _reduce(smooth, reduction, "cross_entropy")
@@ -439,7 +439,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     q, k, v = as_tensor(query), as_tensor(key), as_tensor(value)
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     s = matmul(q, k.transpose(-2, -1)) * scale
-    xp = xp_of(q.data)
+    xp = xp_of(q.array)
     if is_causal:
         L, S = q.shape[-2], k.shape[-2]
         allowed = xp.tril(xp.ones((L, S), dtype=bool))
@@ -453,3 +453,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     return matmul(p, v)
 
 
+# Families kept in their own files, re-exported here (a later definition of a name wins).
+from distgraph.nn.activation_functions import *  # noqa: E402,F401,F403
+from distgraph.nn.loss_functions import *  # noqa: E402,F401,F403
+from distgraph.nn.spatial_functions import *  # noqa: E402,F401,F403
+from distgraph.nn import activation_functions as _af, loss_functions as _lf, spatial_functions as _sf  # noqa: E402
+
+__all__ = list(dict.fromkeys(__all__ + _af.__all__ + _lf.__all__ + _sf.__all__))

@@ -31,7 +31,7 @@ def _fill(tensor, draw):
     """Write ``draw(generator, shape)`` (float64 on the tensor's device) into ``tensor``."""
     with grad_mode.no_grad():
         gen = backend.generator(tensor.device)
-        tensor.data[...] = draw(gen, tensor.shape).astype(tensor.dtype, copy=False)
+        tensor.array[...] = draw(gen, tensor.shape).astype(tensor.dtype, copy=False)
         tensor._version[0] += 1
     return tensor
 

@@ -10,6 +10,10 @@ from distgraph.nn import functional as F
 from distgraph.nn import init
 from distgraph.nn.module import Module
 
+__all__ = ["Identity", "Linear", "Flatten", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d",
+           "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Dropout", "Embedding",
+           "ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "LeakyReLU", "ELU", "Softplus"]
+
 
 def _factory(device, dtype):
     return dict(device=device, dtype=backend.as_dtype(dtype) if dtype is not None else backend.float32)
@@ -213,9 +217,9 @@ class _BatchNorm(Module):
                              f"got shape {input.shape}")
         momentum = self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data += 1
+            self.num_batches_tracked.array += 1
             if momentum is None:  # cumulative moving average
-                momentum = 1.0 / int(self.num_batches_tracked.data)
+                momentum = 1.0 / int(self.num_batches_tracked.array)
         # Batch statistics in training, and always when no running ones are kept.
         use_batch = self.training or self.running_mean is None
         return F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias, use_batch,
@@ -295,7 +299,7 @@ class Embedding(Module):
         self.weight = Parameter(empty(num_embeddings, embedding_dim, **_factory(device, dtype)))
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            self.weight.data[self.padding_idx] = 0
+            self.weight.array[self.padding_idx] = 0
 
     def forward(self, input):
         return F.embedding(input, self.weight, self.padding_idx)

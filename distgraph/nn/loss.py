@@ -4,6 +4,8 @@ from __future__ import annotations
 from distgraph.nn import functional as F
 from distgraph.nn.module import Module
 
+__all__ = ["MSELoss", "L1Loss", "NLLLoss", "CrossEntropyLoss", "BCEWithLogitsLoss"]
+
 
 class _Loss(Module):
     def __init__(self, reduction="mean"):

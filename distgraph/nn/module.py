@@ -186,7 +186,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:
-                p.grad.data.fill(0)
+                p.grad.array.fill(0)
 
     def apply(self, fn):
         for m in self.children():
@@ -202,9 +202,9 @@ class Module:
                     for t in store.values():
                         if t is None:
                             continue
-                        t.data = fn(t.data, isinstance(t, Parameter))
+                        t.array = fn(t.array, isinstance(t, Parameter))
                         if t.grad is not None:
-                            t.grad.data = fn(t.grad.data, True)
+                            t.grad.array = fn(t.grad.array, True)
         return self
 
     def to(self, *args, device=None, dtype=None):
@@ -271,7 +271,7 @@ class Module:
             if k not in state_dict:
                 continue
             v = state_dict[k]
-            arr = v.data if isinstance(v, Tensor) else v
+            arr = v.array if isinstance(v, Tensor) else v
             shape = tuple(getattr(arr, "shape", ()))
             if shape != t.shape:
                 errors.append(f"size mismatch for {k}: copying a param with shape {shape} from the checkpoint, "

@@ -21,7 +21,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
 
     Returns the total norm before clipping (a 0-d Tensor).
     """
-    grads = [p.grad.data for p in _params(parameters) if p.grad is not None]
+    grads = [p.grad.array for p in _params(parameters) if p.grad is not None]
     if not grads:
         return _make(np.zeros((), np.float32), None, False)
     xp = backend.get_array_module(grads[0])
@@ -46,8 +46,8 @@ def clip_grad_value_(parameters, clip_value):
     """Clamp every gradient element to ``[-clip_value, clip_value]`` in place."""
     for p in _params(parameters):
         if p.grad is not None:
-            xp = backend.get_array_module(p.grad.data)
-            xp.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
+            xp = backend.get_array_module(p.grad.array)
+            xp.clip(p.grad.array, -clip_value, clip_value, out=p.grad.array)
 
 
 def parameters_to_vector(parameters):
@@ -62,7 +62,7 @@ def vector_to_parameters(vec, parameters):
     with grad_mode.no_grad():
         for p in _params(parameters):
             n = p.numel()
-            p.copy_(vec.data[i:i + n].reshape(p.shape))
+            p.copy_(vec.array[i:i + n].reshape(p.shape))
             i += n
     if i != vec.numel():
         raise RuntimeError(f"vector_to_parameters: vector has {vec.numel()} elements, parameters {i}")

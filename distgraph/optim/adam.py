@@ -63,7 +63,7 @@ class Adam(Optimizer):
             check_option(name, f"beta parameter at index {i}", b, 0.0, 1.0, high_open=True)
 
     def _update(self, p, g, state, group):
-        x = p.data
+        x = p.array
         xp = backend.get_array_module(x)
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
         beta1, beta2 = group["betas"]
@@ -81,7 +81,7 @@ class Adam(Optimizer):
                 x *= 1 - lr * wd
             else:
                 g = axpy_(g.copy(), wd, x)  # never modify the .grad array itself
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        m, v = state["exp_avg"].array, state["exp_avg_sq"].array
         m *= beta1
         axpy_(m, 1 - beta1, g)
         v *= beta2
@@ -90,7 +90,7 @@ class Adam(Optimizer):
             v_max = state.get("max_exp_avg_sq")
             if v_max is None:  # amsgrad turned on after loading a state without it
                 v_max = state["max_exp_avg_sq"] = as_state_tensor(xp.zeros_like(x))
-            v = xp.maximum(v_max.data, v, out=v_max.data)
+            v = xp.maximum(v_max.array, v, out=v_max.array)
         # lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps), with sqrt(bc2) moved to the numerator: one pass fewer
         bc2_sqrt = math.sqrt(1 - beta2 ** t)
         denom = xp.sqrt(v)

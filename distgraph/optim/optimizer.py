@@ -2,7 +2,7 @@
 
 An optimizer holds ``param_groups`` (a list of dicts: ``"params"`` plus that
 group's options) and ``state`` (a per-parameter dict of buffers). Subclasses
-implement ``step()`` as in-place updates of the raw arrays ``p.data`` (NumPy or
+implement ``step()`` as in-place updates of the raw arrays ``p.array`` (NumPy or
 CuPy, chosen from the data), so that no autograd graph is recorded and the
 same code runs on CPU and GPU.
 
@@ -180,7 +180,7 @@ class Optimizer:
                 else:
                     g = p.grad
                     g.grad_fn, g.requires_grad = None, False
-                    g.data.fill(0)
+                    g.array.fill(0)
                     g._version[0] += 1
 
     def step(self, closure=None):
@@ -201,12 +201,12 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    self._update(p, p.grad.data, self.state[p], group)
+                    self._update(p, p.grad.array, self.state[p], group)
                     p._version[0] += 1  # an in-place change of p: keep autograd's version check honest
         return loss
 
     def _update(self, p, g, state, group):
-        """Update the raw array ``p.data`` in place from gradient array ``g`` (subclasses)."""
+        """Update the raw array ``p.array`` in place from gradient array ``g`` (subclasses)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------- state dicts
@@ -286,10 +286,10 @@ def _cast_state(p, key, value):
             return int(value)
         return value.item() if isinstance(value, np.generic) else value
     if isinstance(value, Tensor):
-        value = value.data
+        value = value.array
     if isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__"):
         arr = backend.to_device(value, p.device)
-        if backend.is_floating(p.data.dtype) and backend.is_floating(arr.dtype):
-            arr = arr.astype(p.data.dtype, copy=False)
+        if backend.is_floating(p.array.dtype) and backend.is_floating(arr.dtype):
+            arr = arr.astype(p.array.dtype, copy=False)
         return as_state_tensor(arr.copy())
     return value

@@ -56,7 +56,7 @@ class RMSprop(Optimizer):
             check_option("RMSprop", key, group[key])
 
     def _update(self, p, g, state, group):
-        x = p.data
+        x = p.array
         xp = backend.get_array_module(x)
         lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
         momentum, wd = group["momentum"], group["weight_decay"]
@@ -72,11 +72,11 @@ class RMSprop(Optimizer):
             g = -g
         if wd != 0:
             g = axpy_(g.copy(), wd, x)  # never modify the .grad array itself
-        v = state["square_avg"].data
+        v = state["square_avg"].array
         v *= alpha
         axpy_(v, 1 - alpha, g * g)
         if group["centered"]:
-            a = state["grad_avg"].data
+            a = state["grad_avg"].array
             a *= alpha
             axpy_(a, 1 - alpha, g)
             d = xp.sqrt(v - a * a)
@@ -85,7 +85,7 @@ class RMSprop(Optimizer):
         d += eps
         ratio = g / d
         if momentum > 0:
-            b = state["momentum_buffer"].data
+            b = state["momentum_buffer"].array
             b *= momentum
             b += ratio
             ratio = b

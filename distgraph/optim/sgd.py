@@ -50,7 +50,7 @@ class SGD(Optimizer):
                              f"momentum={group['momentum']}, dampening={group['dampening']}")
 
     def _update(self, p, g, state, group):
-        x = p.data
+        x = p.array
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
         if group["maximize"]:
             g = -g
@@ -60,9 +60,9 @@ class SGD(Optimizer):
             buf = state.get("momentum_buffer")
             if buf is None:  # the first step starts the buffer at g itself (no dampening), as PyTorch
                 b = state["momentum_buffer"] = as_state_tensor(g.copy())
-                b = b.data
+                b = b.array
             else:
-                b = buf.data
+                b = buf.array
                 b *= momentum
                 axpy_(b, 1 - group["dampening"], g)
             g = g + momentum * b if group["nesterov"] else b

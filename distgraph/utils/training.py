@@ -89,7 +89,7 @@ def _host(arr):
 def _arrays(obj, path=""):
     """(path, array) for every tensor and array in ``obj``, in a fixed order."""
     if isinstance(obj, Tensor):
-        yield path, _host(obj.data)
+        yield path, _host(obj.array)
     elif isinstance(obj, np.ndarray):
         yield path, obj
     elif isinstance(obj, dict):

@@ -37,7 +37,7 @@ class Checker:
         self.rank, self.count = rank, 0
 
     def eq(self, name, got, want):
-        got = got.data if isinstance(got, dg.Tensor) else np.asarray(got)
+        got = got.array if isinstance(got, dg.Tensor) else np.asarray(got)
         want = np.asarray(want)
         ok = got.shape == want.shape and got.dtype == want.dtype and (
             np.array_equal(got, want) if want.dtype.kind in "biu"
@@ -243,9 +243,9 @@ def check_async_progress():
     work.wait()
     wait_s = time.perf_counter() - t0
     want = n * (n + 1) / 2 * n  # after the sync all_reduce, then the async one
-    if not done_by_daemon or big.data[0] != want:
+    if not done_by_daemon or big.array[0] != want:
         raise AssertionError(f"[rank {r}] async all_reduce did not progress while the caller slept "
-                             f"(done={done_by_daemon}, value={big.data[0]}, want {want})")
+                             f"(done={done_by_daemon}, value={big.array[0]}, want {want})")
     print(f"PROGRESS rank={r} sync_64MiB_ms={sync_s * 1e3:.1f} wait_after_sleep_ms={wait_s * 1e3:.3f}")
 
 

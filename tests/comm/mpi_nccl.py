@@ -20,7 +20,7 @@ def main():
         return (np.arange(12).reshape(3, 4) % 3 + q + 1).astype(dtype)
 
     def host(t):
-        return t.data.get()
+        return t.array.get()
 
     for op in ReduceOp:
         t = dg.tensor(data(r), device=dev)

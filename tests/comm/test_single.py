@@ -25,7 +25,7 @@ def test_single_backend_does_not_load_mpi(clean_env):
     import subprocess
     code = ("import sys; from distgraph import comm; comm.init_process_group(); "
             "import numpy as np, distgraph as dg; t = dg.ones(3); comm.all_reduce(t); "
-            "print('mpi4py.MPI' in sys.modules, t.data.tolist())")
+            "print('mpi4py.MPI' in sys.modules, t.array.tolist())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=str(Path(__file__).parents[2]))
     assert out.stdout.split() == ["False", "[1.0,", "1.0,", "1.0]"], out.stderr
@@ -82,7 +82,7 @@ def test_async_work_in_a_world_of_one(clean_env):
     work = comm.all_reduce(t, op=comm.ReduceOp.AVG, async_op=True)
     assert work.is_completed() and work.wait() is True
     assert work.result() == [t]
-    np.testing.assert_array_equal(t.data, np.ones(3, np.float32))
+    np.testing.assert_array_equal(t.array, np.ones(3, np.float32))
 
 
 def test_timeout_settings(clean_env):

@@ -33,7 +33,7 @@ def sgd(params, lr=0.1):
     with dg.no_grad():
         for p in params:
             if p.grad is not None:
-                p.data -= lr * p.grad.data
+                p.array -= lr * p.grad.array
                 p.grad = None
 
 
@@ -76,7 +76,7 @@ def reference(dtype, steps=20, seed=0, make_opt=None):
         dg.manual_seed(seed)
         r0 = mlp(dtype, seed - RANK)
         for p, q in zip(ref.parameters(), r0.parameters()):
-            p.data[...] = q.data
+            p.array[...] = q.array
     return train(ref, x, y, steps, dtype=dtype, make_opt=make_opt)[0], x, y
 
 
@@ -114,7 +114,7 @@ def check_gradient_as_bucket_view():
     net(dg.tensor(shard(x))).sum().backward()
     views = {id(v.base if v.base is not None else v) for b in net.reducer.buckets for v in [b.buffer]}
     for p in m.parameters():
-        assert p.grad is not None and p.grad.data.base is not None and id(p.grad.data.base) in views, \
+        assert p.grad is not None and p.grad.array.base is not None and id(p.grad.array.base) in views, \
             "a .grad that is not a view into its bucket"
     print(f"OK grad_view rank {RANK}", flush=True)
 
@@ -286,7 +286,7 @@ def check_grad_scaler_agreement():
     before = [p.detach().numpy().copy() for p in model.parameters()]
     scaler.scale(F.cross_entropy(net(dg.tensor(shard(x), dtype=dg.float32)), dg.tensor(shard(y)))).backward()
     if RANK == 1:          # only one rank overflows: every rank must skip the step
-        next(model.parameters()).grad.data[0, 0] = np.inf
+        next(model.parameters()).grad.array[0, 0] = np.inf
     scaler.step(opt)
     scaler.update()
     close([p.detach().numpy() for p in model.parameters()], before, 0, "parameters after a skipped step")

@@ -52,8 +52,8 @@ def result_type(*operands):
     scalar_cat = -1
     for o in operands:
         if isinstance(o, Tensor):
-            d = o.data.dtype
-            if o.data.ndim:
+            d = o.array.dtype
+            if o.array.ndim:
                 dims = d if dims is None else backend.promote_types(dims, d)
             else:
                 zeros = d if zeros is None else backend.promote_types(zeros, d)
@@ -75,8 +75,8 @@ def check_devices(op: str, *tensors):
             continue
         if first is None:
             first = t
-        elif type(t.data) is not type(first.data) or (
-                not isinstance(t.data, np.ndarray) and t.data.device != first.data.device):
+        elif type(t.array) is not type(first.array) or (
+                not isinstance(t.array, np.ndarray) and t.array.device != first.array.device):
             raise RuntimeError(
                 f"{op}: expected all tensors on the same device, got {first.device} and {t.device}; "
                 "move one with .to(device)")
@@ -93,7 +93,7 @@ def promote(op: str, *operands, dtype=None):
     target = dtype or result_type(*ops)
     out = []
     for o in ops:
-        if isinstance(o, Tensor) and o.data.dtype != target:
+        if isinstance(o, Tensor) and o.array.dtype != target:
             o = cast(o, target)
         out.append(o)
     return out, target
@@ -143,7 +143,7 @@ def autocast_low(*tensors):
     d = autocast_dtype()
     if d is None:
         return tensors
-    return tuple(cast(t, d) if isinstance(t, Tensor) and backend.is_floating(t.data.dtype) and t.data.dtype != d
+    return tuple(cast(t, d) if isinstance(t, Tensor) and backend.is_floating(t.array.dtype) and t.array.dtype != d
                  else t for t in tensors)
 
 
@@ -151,5 +151,5 @@ def autocast_float32(*tensors):
     """Inside autocast: low-precision floating tensors cast up to float32."""
     if autocast_dtype() is None:
         return tensors
-    return tuple(cast(t, backend.float32) if isinstance(t, Tensor) and t.data.dtype == backend.float16
+    return tuple(cast(t, backend.float32) if isinstance(t, Tensor) and t.array.dtype == backend.float16
                  else t for t in tensors)

@@ -130,11 +130,11 @@ def _binary(cls, a, b, name):
     # Python scalar that does not promote it.
     ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
     if ta and tb:
-        fast = a.data.dtype == b.data.dtype and type(a.data) is np.ndarray and type(b.data) is np.ndarray
+        fast = a.array.dtype == b.array.dtype and type(a.array) is np.ndarray and type(b.array) is np.ndarray
     elif ta and type(b) in SCALARS:
-        fast = backend.scalar_category(b) <= backend.category(a.data.dtype)
+        fast = backend.scalar_category(b) <= backend.category(a.array.dtype)
     elif tb and type(a) in SCALARS:
-        fast = backend.scalar_category(a) <= backend.category(b.data.dtype)
+        fast = backend.scalar_category(a) <= backend.category(b.array.dtype)
     else:
         fast = False
     if not fast:
@@ -149,7 +149,7 @@ def _binary(cls, a, b, name):
 
 
 def _arr(x):
-    return x.data if isinstance(x, Tensor) else x
+    return x.array if isinstance(x, Tensor) else x
 
 
 def add(input, other, *, alpha=1):
@@ -201,7 +201,7 @@ def abs(input):
 def _floating(x):
     """Unary float ops promote integer inputs to the default float (as PyTorch)."""
     x = as_tensor(x)
-    if not backend.is_floating(x.data.dtype):
+    if not backend.is_floating(x.array.dtype):
         x = cast(x, backend.float32)
     return x
 
@@ -371,24 +371,24 @@ class Maximum(Function):
 def where(condition, input, other):
     """``input`` where ``condition`` else ``other`` (broadcasting)."""
     cond = as_tensor(condition)
-    if cond.data.dtype != backend.bool_:
-        raise TypeError(f"where: expected a bool condition, got {backend.dtype_name(cond.data.dtype)}")
+    if cond.array.dtype != backend.bool_:
+        raise TypeError(f"where: expected a bool condition, got {backend.dtype_name(cond.array.dtype)}")
     (x, y), _ = promote("where", input, other)
     like = x if isinstance(x, Tensor) else y
     if isinstance(like, Tensor):
-        cond = as_tensor(cond.data, like)
-    return Where(cond.data).apply(x, y)
+        cond = as_tensor(cond.array, like)
+    return Where(cond.array).apply(x, y)
 
 
 def masked_fill(input, mask, value):
     """``value`` where ``mask`` else ``input``; the result keeps ``input``'s dtype."""
     x = as_tensor(input)
-    v = value.item() if isinstance(value, Tensor) and value.data.ndim == 0 and not value.requires_grad else value
+    v = value.item() if isinstance(value, Tensor) and value.array.ndim == 0 and not value.requires_grad else value
     if type(v) in SCALARS:
-        v = x.data.dtype.type(v).item()
-        return where(mask, v, x) if backend.scalar_category(v) <= backend.category(x.data.dtype) \
-            else cast(where(mask, v, x), x.data.dtype)
-    return where(mask, cast(as_tensor(v, x), x.data.dtype), x)
+        v = x.array.dtype.type(v).item()
+        return where(mask, v, x) if backend.scalar_category(v) <= backend.category(x.array.dtype) \
+            else cast(where(mask, v, x), x.array.dtype)
+    return where(mask, cast(as_tensor(v, x), x.array.dtype), x)
 
 
 def maximum(input, other):
@@ -409,9 +409,9 @@ def clamp(input, min=None, max=None):
         raise ValueError("clamp: at least one of min and max must be given")
     x = as_tensor(input)
     if min is not None:
-        x = where(x < min, min, x) if not type(min) in SCALARS else where(x < min, x.data.dtype.type(min).item(), x)
+        x = where(x < min, min, x) if not type(min) in SCALARS else where(x < min, x.array.dtype.type(min).item(), x)
     if max is not None:
-        x = where(x > max, max, x) if not type(max) in SCALARS else where(x > max, x.data.dtype.type(max).item(), x)
+        x = where(x > max, max, x) if not type(max) in SCALARS else where(x > max, x.array.dtype.type(max).item(), x)
     return x
 
 
@@ -465,7 +465,7 @@ def clone(input):
 # ======================================================= comparison and logic
 def _compare(fn, a, b, name):
     (a, b), _ = promote(name, a, b)
-    return _make(fn(a.data if isinstance(a, Tensor) else a, b.data if isinstance(b, Tensor) else b), None, False)
+    return _make(fn(a.array if isinstance(a, Tensor) else a, b.array if isinstance(b, Tensor) else b), None, False)
 
 
 def eq(input, other):
@@ -499,26 +499,26 @@ def logical_xor(input, other):
 
 
 def logical_not(input):
-    x = as_tensor(input).data
+    x = as_tensor(input).array
     return _make(xp_of(x).logical_not(x), None, False)
 
 
 def isnan(input):
-    x = as_tensor(input).data
+    x = as_tensor(input).array
     return _make(xp_of(x).isnan(x), None, False)
 
 
 def isfinite(input):
-    x = as_tensor(input).data
+    x = as_tensor(input).array
     return _make(xp_of(x).isfinite(x), None, False)
 
 
 def equal(input, other) -> bool:
     """True when both have the same shape and elements."""
-    return input.shape == other.shape and bool((as_tensor(input).data == as_tensor(other).data).all())
+    return input.shape == other.shape and bool((as_tensor(input).array == as_tensor(other).array).all())
 
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
-    a, b = as_tensor(input).data, as_tensor(other, input).data
+    a, b = as_tensor(input).array, as_tensor(other, input).array
     return bool(xp_of(a).allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
 

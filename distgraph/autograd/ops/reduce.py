@@ -203,8 +203,8 @@ class Norm2(Function):
 
 # ============================================================= public API
 def _float_for(op, x):
-    if not backend.is_floating(x.data.dtype):
-        raise RuntimeError(f"{op}(): expected a floating point input, got {backend.dtype_name(x.data.dtype)}; "
+    if not backend.is_floating(x.array.dtype):
+        raise RuntimeError(f"{op}(): expected a floating point input, got {backend.dtype_name(x.array.dtype)}; "
                            "convert with .float() or pass dtype=")
 
 
@@ -213,7 +213,7 @@ def sum(input, dim=None, keepdim=False, *, dtype=None):
     x = as_tensor(input)
     if dtype is not None:
         x = cast(x, backend.as_dtype(dtype))
-    elif backend.category(x.data.dtype) < 2 and x.data.dtype != backend.int64:
+    elif backend.category(x.array.dtype) < 2 and x.array.dtype != backend.int64:
         x = cast(x, backend.int64)
     return Sum(normalize_dims(dim, x.ndim, "sum"), keepdim).apply(x)
 
@@ -226,7 +226,7 @@ def mean(input, dim=None, keepdim=False):
 
 
 def _check_nonempty(op, x, axes):
-    if builtins.any(x.data.shape[a] == 0 for a in axes) or (not axes and x.data.size == 0):
+    if builtins.any(x.array.shape[a] == 0 for a in axes) or (not axes and x.array.size == 0):
         raise IndexError(f"{op}(): expected a non-empty reduction, got shape {x.shape}; "
                          "reduce over a non-zero dimension")
 
@@ -301,7 +301,7 @@ def prod(input, dim=None, keepdim=False):
     x = as_tensor(input)
     if dim is not None:
         (dim,) = normalize_dims(dim, x.ndim, "prod")
-    if backend.category(x.data.dtype) < 2 and x.data.dtype != backend.int64:
+    if backend.category(x.array.dtype) < 2 and x.array.dtype != backend.int64:
         x = cast(x, backend.int64)
     return Prod(dim, keepdim).apply(x)
 
@@ -324,7 +324,7 @@ def norm(input, p="fro", dim=None, keepdim=False):
 
 
 def _arg(op, input, dim, keepdim, lesser):
-    x = as_tensor(input).data
+    x = as_tensor(input).array
     xp = xp_of(x)
     fn = xp.argmin if lesser else xp.argmax
     if dim is None:
@@ -348,10 +348,10 @@ def argmin(input, dim=None, keepdim=False):
 
 
 def all(input, dim=None, keepdim=False):
-    x = as_tensor(input).data
+    x = as_tensor(input).array
     return _make(xp_of(x).asarray(x.all(axis=dim, keepdims=keepdim)), None, False)
 
 
 def any(input, dim=None, keepdim=False):
-    x = as_tensor(input).data
+    x = as_tensor(input).array
     return _make(xp_of(x).asarray(x.any(axis=dim, keepdims=keepdim)), None, False)

@@ -21,7 +21,7 @@ def _as_view(out: Tensor, x: Tensor, index=None) -> Tensor:
     either one invalidate what the other saved.  ``index``: the basic index
     that made the view, kept (for a view of a non-view) so that in-place ops on
     the view can be replayed on the base."""
-    if out.data.base is not None:
+    if out.array.base is not None:
         out._version = x._version
         out._base = x if x._base is None else x._base
         out._view_index = index if x._base is None else None
@@ -289,7 +289,7 @@ def _index(index, like: Tensor):
     out, basic = [], True
     for it in items:
         if isinstance(it, Tensor):
-            it = it.data
+            it = it.array
         elif isinstance(it, (list, np.ndarray)):
             it = np.asarray(it)
         if hasattr(it, "dtype") and hasattr(it, "shape") and not isinstance(it, np.generic):
@@ -363,7 +363,7 @@ def setitem(input: Tensor, index, value):
         return _inplace(input, lambda t, val: SetItem(idx, basic).apply(t, val), v)
     if input.requires_grad and grad_mode.is_grad_enabled():
         return _inplace(input, lambda t, val: SetItem(idx, basic).apply(t, val), v)
-    input.data[idx] = v.data if isinstance(v, Tensor) else v
+    input.array[idx] = v.array if isinstance(v, Tensor) else v
     input._version[0] += 1
     return input
 
@@ -431,7 +431,7 @@ class ScatterAdd(Function):
 
 
 def _long_index(op, index, like, dim):
-    idx = as_tensor(index, like).data
+    idx = as_tensor(index, like).array
     if idx.dtype.kind not in "iu":
         raise TypeError(f"{op}: expected an int64 index, got {idx.dtype}")
     return idx

@@ -27,7 +27,7 @@ class _CastBack:
 def fp16_compress_hook(state, bucket):
     """All-reduce in float16 (half the bytes) and cast back; ``state`` is the process group or None."""
     from distgraph import comm
-    buf = bucket.buffer().data
+    buf = bucket.buffer().array
     low = buf.astype(backend.float16)
     work = comm.all_reduce(_make(low, None, False), group=state, async_op=True)
     return _CastBack(work, low, buf)

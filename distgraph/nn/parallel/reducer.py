@@ -33,7 +33,7 @@ class Bucket:
 
     def __init__(self, index, params, indices):
         self.index, self.params, self.indices = index, params, indices
-        first = params[0].data
+        first = params[0].array
         xp = backend.get_array_module(first)
         self.numel = sum(p.numel() for p in params)
         self.buffer = xp.zeros(self.numel + len(params), first.dtype)
@@ -118,10 +118,10 @@ class Reducer:
         view = bucket.views[k]
         if used and p.grad is not None:
             xp = backend.get_array_module(view)
-            if p.grad.data is view:                       # gradient_as_bucket_view: already in place
+            if p.grad.array is view:                       # gradient_as_bucket_view: already in place
                 view *= 1.0 / self.world_size
             else:
-                xp.multiply(p.grad.data, 1.0 / self.world_size, out=view)
+                xp.multiply(p.grad.array, 1.0 / self.world_size, out=view)
             bucket.flags[k] = 1
         else:
             view[...] = 0
@@ -161,12 +161,12 @@ class Reducer:
                     continue
                 view = b.views[k]
                 if self.gradient_as_bucket_view:
-                    if p.grad is None or p.grad.data is not view:
+                    if p.grad is None or p.grad.array is not view:
                         p.grad = _make(view, None, False)
                 elif p.grad is None:
                     p.grad = _make(view.copy(), None, False)
                 else:
-                    p.grad.data[...] = view
+                    p.grad.array[...] = view
         self.active = False
         return unused
 

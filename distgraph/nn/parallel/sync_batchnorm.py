@@ -12,7 +12,7 @@ def _allreduce(arr, group):
     from distgraph import comm
     t = _make(arr, None, False)
     comm.all_reduce(t, group=group)
-    return t.data
+    return t.array
 
 
 class SyncBatchNormFn(Function):
@@ -77,11 +77,11 @@ class SyncBatchNorm(_BatchNorm):
         out = fn.apply(input, self.weight, self.bias)
         if self.track_running_stats:
             mean, var, n = fn.stats
-            self.num_batches_tracked.data += 1
-            m = self.momentum if self.momentum is not None else 1.0 / int(self.num_batches_tracked.data)
+            self.num_batches_tracked.array += 1
+            m = self.momentum if self.momentum is not None else 1.0 / int(self.num_batches_tracked.array)
             with grad_mode.no_grad():
-                self.running_mean.data[...] = (1 - m) * self.running_mean.data + m * mean
-                self.running_var.data[...] = (1 - m) * self.running_var.data + m * var * (n / (n - 1))
+                self.running_mean.array[...] = (1 - m) * self.running_mean.array + m * mean
+                self.running_var.array[...] = (1 - m) * self.running_var.array + m * var * (n / (n - 1))
                 self.running_mean._version[0] += 1
                 self.running_var._version[0] += 1
         return out

@@ -45,7 +45,7 @@ def default_collate(batch):
     """
     elem = batch[0]
     if isinstance(elem, Tensor) or isinstance(elem, np.ndarray) or hasattr(elem, "__cuda_array_interface__"):
-        arrays = [b.data if isinstance(b, Tensor) else b for b in batch]
+        arrays = [b.array if isinstance(b, Tensor) else b for b in batch]
         if isinstance(elem, np.ndarray) and elem.dtype.kind in "SUOV":
             raise TypeError(f"default_collate: batch must contain {_EXPECTED}; found a NumPy array of dtype "
                             f"{elem.dtype}")

@@ -70,8 +70,8 @@ class TensorDataset(Dataset):
         xp_idx = np.asarray(indices, dtype=np.int64)
         out = []
         for t in self.tensors:
-            idx = xp_idx if isinstance(t.data, np.ndarray) else _to_device_index(xp_idx, t)
-            out.append(wrap_array(t.data[idx]))
+            idx = xp_idx if isinstance(t.array, np.ndarray) else _to_device_index(xp_idx, t)
+            out.append(wrap_array(t.array[idx]))
         return out
 
     def __len__(self):

@@ -1,0 +1,4 @@
+"""Bitwise ops on integer and bool tensors (``& | ^ ~ << >>``)."""
+from __future__ import annotations
+
+__all__ = []

@@ -1,0 +1,4 @@
+"""Loss functions of ``nn.functional`` (re-exported there)."""
+from __future__ import annotations
+
+__all__ = []

@@ -1,0 +1,4 @@
+"""Transformer, TransformerEncoder/Decoder and their layers."""
+from __future__ import annotations
+
+__all__ = []
