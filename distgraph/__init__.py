@@ -4,6 +4,8 @@
     x = dg.randn(3, requires_grad=True)
     (x * x).sum().backward()
 """
+import sys as _sys
+
 from distgraph import backend
 from distgraph.autograd import Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from distgraph.autograd.creation import *  # noqa: F401,F403
@@ -13,6 +15,12 @@ from distgraph.backend import (Device, bool_, double, float16, float32, float64,
                                long)
 from distgraph.backend import Device as device
 from distgraph import amp, autograd, comm, cuda, nn, optim, profiler, utils  # noqa: E402
+from distgraph import multiprocessing  # noqa: E402
+
+# ``torch.distributed`` is ``dg.comm``: one module under both names, so that
+# ``import distgraph.distributed as dist`` gives the very module ``dg.comm`` is.
+distributed = comm
+_sys.modules[__name__ + ".distributed"] = comm
 from distgraph.serialization import load, save  # noqa: E402
 
 bool = bool_  # noqa: A001 - PyTorch's name: dg.bool
