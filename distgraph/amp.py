@@ -23,7 +23,11 @@ __all__ = ["autocast", "GradScaler"]
 class autocast:  # noqa: N801 - PyTorch's name
     """Context manager and decorator: run eligible ops in ``dtype`` (float16)."""
 
-    def __init__(self, device_type="cpu", dtype=None, enabled=True):
+    def __init__(self, device_type="cuda", dtype=None, enabled=True, cache_enabled=None):
+        # PyTorch's signature: ``torch.autocast("cuda", dtype=...)``, ``torch.cuda.amp.autocast()``.
+        # Its CPU default is bfloat16, which NumPy lacks: distgraph's default is float16 on every device.
+        if str(device_type).split(":")[0] not in ("cpu", "cuda"):
+            raise ValueError(f"autocast: expected device_type 'cuda' or 'cpu', got {device_type!r}")
         if dtype is None:
             dtype = backend.float16
         if str(dtype) in ("bfloat16",) or getattr(dtype, "__name__", "") == "bfloat16":

@@ -167,7 +167,7 @@ def _write_atomic(path, arrays, metadata):
 
 
 # ------------------------------------------------------------------------ load
-def load(f, map_location=None, **kwargs):
+def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=None, **pickle_load_args):
     """Load what ``dg.save`` saved (or a ``.safetensors`` file, or a ``torch.save`` file).
 
     Args:
@@ -175,14 +175,19 @@ def load(f, map_location=None, **kwargs):
         map_location: where tensors go: ``None`` (the device they were saved from),
             ``"cpu"``, ``"cuda:N"``, a ``Device``, or a dict mapping saved devices
             to new ones (``{"cuda:1": "cuda:0"}``).
-        kwargs: ``weights_only=True`` is accepted (it is always true).
+        weights_only: accepted as PyTorch's. A distgraph checkpoint holds only tensors and plain
+            containers (no pickle), so it loads the same either way; for a ``torch.save`` file it is
+            passed on to ``torch.load`` (``None`` means ``True``, PyTorch's default since 2.6).
+        mmap: accepted; files are read into memory.
 
     Raises:
         CheckpointError: an empty, truncated or corrupt file, or one of another format.
         RuntimeError: a tensor saved on CUDA loaded where there is no GPU (pass ``map_location="cpu"``).
     """
-    if kwargs.get("weights_only", True) is not True or set(kwargs) - {"weights_only"}:
-        raise TypeError(f"dg.load: unsupported arguments {sorted(kwargs)}; distgraph loads weights only")
+    if pickle_module is not None or pickle_load_args:
+        raise TypeError(f"dg.load: pickle_module and pickle arguments ({sorted(pickle_load_args)}) are not "
+                        "supported: distgraph checkpoints are safetensors files, read without pickle")
+    weights_only = True if weights_only is None else bool(weights_only)
     if hasattr(f, "read"):
         name, data = getattr(f, "name", "<file object>"), f.read()
         size, head = len(data), data[:9]
@@ -198,7 +203,7 @@ def load(f, map_location=None, **kwargs):
     # torch.save writes a zip archive (or, before PyTorch 1.6, a pickle with a magic number); a
     # safetensors file has its JSON header ("{") right after the 8-byte length
     if head.startswith((b"PK\x03\x04", _TORCH_LEGACY_MAGIC)) and head[8:9] != b"{":
-        return _load_torch(f if data is None else _BytesSource(data), name, map_location)
+        return _load_torch(f if data is None else _BytesSource(data), name, map_location, weights_only)
     if size < 8:
         raise CheckpointError(f"dg.load: {name} is truncated: {size} bytes, shorter than a safetensors header")
     header_len = struct.unpack("<Q", head[:8])[0]
@@ -295,8 +300,13 @@ def _target_device(saved, map_location):
         target = map_location.get(saved, saved)
     elif isinstance(map_location, (str, backend.Device)):
         target = map_location
+    elif callable(map_location):
+        # PyTorch's ``map_location=lambda storage, loc: storage`` (stay on the CPU) or
+        # ``lambda storage, loc: storage.cuda(rank)``: the device of what it returns is the target
+        moved = map_location(Tensor(np.zeros(0, np.float32)), str(saved))
+        target = moved.device if isinstance(moved, Tensor) else "cpu"
     else:
-        raise TypeError(f"dg.load: map_location must be None, a device string, a Device or a dict, "
+        raise TypeError(f"dg.load: map_location must be None, a device string, a Device, a dict or a function, "
                         f"got {type(map_location).__name__}")
     device = backend.Device(target)
     if device.type == "cuda" and backend.cupy() is None:
@@ -343,7 +353,7 @@ def _decode(node, arrays, memo, map_location, name):
 
 
 # ---------------------------------------------------------- torch.save files
-def _load_torch(f, name, map_location):
+def _load_torch(f, name, map_location, weights_only=True):
     try:
         import torch
     except ImportError:
@@ -352,7 +362,7 @@ def _load_torch(f, name, map_location):
     import io
     source = io.BytesIO(f.data) if isinstance(f, _BytesSource) else f
     try:
-        obj = torch.load(source, map_location="cpu", weights_only=True)
+        obj = torch.load(source, map_location="cpu", weights_only=weights_only)
     except Exception as e:
         raise CheckpointError(f"dg.load: {name} looks like a torch.save file but could not be read "
                               f"(truncated or corrupt?): {e}") from None

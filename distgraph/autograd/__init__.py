@@ -2,13 +2,25 @@
 from __future__ import annotations
 
 from distgraph.autograd.engine import queue_callback, run_backward
-from distgraph.autograd.function import Function, Node, RemovableHandle
-from distgraph.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from distgraph.autograd.function import Node, RemovableHandle
+from distgraph.autograd.grad_mode import (detect_anomaly, enable_grad, inference_mode, is_anomaly_enabled,
+                                          is_grad_enabled, no_grad, set_detect_anomaly, set_grad_enabled)
 from distgraph.autograd.tensor import Parameter, Tensor, _grad_array
+from distgraph.autograd.custom import Function, FunctionCtx
 from distgraph.autograd.gradcheck import gradcheck
 
-__all__ = ["Function", "Node", "RemovableHandle", "Tensor", "backward", "enable_grad", "grad", "gradcheck",
-           "is_grad_enabled", "no_grad", "queue_callback", "set_grad_enabled"]
+__all__ = ["Function", "FunctionCtx", "Node", "RemovableHandle", "Tensor", "Variable", "backward", "detect_anomaly",
+           "enable_grad", "grad", "gradcheck", "inference_mode", "is_anomaly_enabled", "is_grad_enabled", "no_grad",
+           "queue_callback", "set_detect_anomaly", "set_grad_enabled"]
+
+
+def Variable(data, requires_grad=False, volatile=False):  # noqa: N802 - PyTorch's (legacy) name
+    """PyTorch's legacy ``Variable(t)``: Tensors and Variables are one type, so this returns ``t``
+    itself (with ``requires_grad`` set when asked)."""
+    t = data if isinstance(data, Tensor) else Tensor(data)
+    if requires_grad:
+        t.requires_grad_()
+    return t
 
 
 def _as_list(x):

@@ -21,6 +21,7 @@ import threading
 
 import numpy as np
 
+from distgraph import backend
 from distgraph.autograd import grad_mode
 
 _local = threading.local()
@@ -111,8 +112,13 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
             else:
                 heapq.heappush(heap, (-start.seq, id(start), start))
 
+    # A backward run from inside another (gradient checkpointing recomputes and
+    # backpropagates a segment mid-backward) shares the outer pass's callbacks:
+    # they run once, when the outermost pass ends.
     outer = getattr(_local, "callbacks", None)
-    _local.callbacks = callbacks = []
+    callbacks = outer if outer is not None else []
+    _local.callbacks = callbacks
+    check_nan = grad_mode.is_anomaly_check_nan_enabled()
     try:
         with grad_mode.no_grad():
             for leaf in ready_leaves:
@@ -131,6 +137,8 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
                 if node._versions:
                     node._check_versions()
                 gxs = node.backward(gy)
+                if check_nan:
+                    _check_nan(node, gxs)
                 if not retain_graph:
                     node._release()
                 for nxt, gx in zip(node.next, gxs):
@@ -149,7 +157,7 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
         # Callbacks run after every gradient is in place, outside no_grad like
         # PyTorch's engine callbacks; they may queue further callbacks.
         i = 0
-        while i < len(callbacks):
+        while outer is None and i < len(callbacks):
             callbacks[i]()
             i += 1
     finally:
@@ -157,6 +165,20 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
     if captured is not None:
         return [captured[id(t)] for t in inputs]
     return None
+
+
+def _check_nan(node, gxs):
+    """Anomaly mode: a backward rule that produced NaN names itself and where its forward ran."""
+    for i, gx in enumerate(gxs):
+        if gx is None:
+            continue
+        xp = backend.get_array_module(gx)
+        if backend.is_floating(gx.dtype) and bool(xp.isnan(gx).any()):
+            trace = getattr(node, "_trace", None)
+            where = ("\nTraceback of the forward call that made this op:\n" + trace) if trace else \
+                "\n(its forward ran outside detect_anomaly, so no forward traceback was recorded)"
+            raise RuntimeError(f"Function '{node.name()}' returned nan values in its {i}th output; "
+                               f"check its inputs (log of 0, 0/0, sqrt of a negative...).{where}")
 
 
 def _finish_leaf(t, g, captured, handed):

@@ -16,6 +16,7 @@ Class attributes an op may set:
 from __future__ import annotations
 
 import itertools
+import traceback
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class Node:
     so the order of backward is the same on every rank.
     """
 
-    __slots__ = ("next", "seq", "needs_input_grad", "_versions", "_hooks", "_released")
+    __slots__ = ("next", "seq", "needs_input_grad", "_versions", "_hooks", "_released", "_trace")
 
     def backward(self, gy):
         raise NotImplementedError
@@ -124,6 +125,8 @@ class Function(Node):
         if self.saves_output:
             versions.append((out._version, 0))
         self._versions = versions
+        if grad_mode._anomaly:
+            self._trace = "".join(traceback.format_stack()[:-2])
         return out
 
 

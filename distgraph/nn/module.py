@@ -16,6 +16,10 @@ from distgraph.autograd.tensor import Parameter, Tensor
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+def _type_name(value):
+    return type(value).__module__.split(".")[0] + "." + type(value).__name__
+
+
 class Module:
     """Base class of every layer and model."""
 
@@ -45,22 +49,41 @@ class Module:
 
     # ------------------------------------------------------------ registration
     def __setattr__(self, name, value):
-        if "_parameters" not in self.__dict__:
+        # PyTorch's rules: re-assigning a parameter or sub-module keeps its place in the registration
+        # order (and so in state_dict() and DDP's buckets); a registered name only takes a value of its
+        # kind (or None), anything else raises instead of silently unregistering it.
+        d = self.__dict__
+        if "_parameters" not in d:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() has run; "
                                  "call super().__init__() first in your module's __init__")
-        for d in (self._parameters, self._buffers, self._modules):
-            if name in d and not (d is self._buffers and (value is None or isinstance(value, Tensor))):
-                del d[name]
+        params, buffers, modules = self._parameters, self._buffers, self._modules
         if isinstance(value, Parameter):
-            self.__dict__.pop(name, None)
-            self._parameters[name] = value
+            d.pop(name, None)
+            buffers.pop(name, None)
+            modules.pop(name, None)
+            self._non_persistent_buffers.discard(name)
+            params[name] = value
+        elif name in params:
+            if value is not None:
+                raise TypeError(f"cannot assign '{_type_name(value)}' as parameter '{name}' (nn.Parameter or None "
+                                f"expected); wrap it: self.{name} = nn.Parameter(value), or write into it with "
+                                f"self.{name}.data.copy_(value)")
+            params[name] = None
         elif isinstance(value, Module):
-            self.__dict__.pop(name, None)
-            self._modules[name] = value
-        elif name in self._buffers:
-            self._buffers[name] = value
-        elif name in self._parameters and value is None:
-            self._parameters[name] = None
+            d.pop(name, None)
+            params.pop(name, None)
+            buffers.pop(name, None)
+            self._non_persistent_buffers.discard(name)
+            modules[name] = value
+        elif name in modules:
+            if value is not None:
+                raise TypeError(f"cannot assign '{_type_name(value)}' as child module '{name}' (nn.Module or None "
+                                "expected)")
+            modules[name] = None
+        elif name in buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign '{_type_name(value)}' as buffer '{name}' (Tensor or None expected)")
+            buffers[name] = value
         else:
             object.__setattr__(self, name, value)
 

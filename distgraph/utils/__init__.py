@@ -1,2 +1,3 @@
-"""Utilities (``dg.utils``): data loading, checkpointed training, metrics, rank-aware logging."""
-from distgraph.utils import data, logging, metrics, training  # noqa: F401
+"""Utilities (``dg.utils``): data loading, gradient checkpointing, checkpointed training, metrics,
+rank-aware logging."""
+from distgraph.utils import checkpoint, data, logging, metrics, training  # noqa: F401

@@ -1,0 +1,171 @@
+"""Gradient checkpointing, PyTorch's ``torch.utils.checkpoint``: trade compute for memory.
+
+``checkpoint(fn, *args)`` runs ``fn`` without recording its graph, so none of
+its intermediate arrays are kept; when backward reaches it, ``fn`` runs again
+(with the random state it first saw, so dropout draws the same mask) and the
+gradient is propagated through that recomputed segment.  Parameters used inside
+``fn`` get their ``.grad`` during that inner pass, and their
+post-accumulate-grad hooks (DDP's bucket hooks) fire then, in the order the
+engine reaches them.
+
+Differences from PyTorch: there is one implementation, so ``use_reentrant`` is
+accepted and ignored (it behaves like ``use_reentrant=False``: the segment is
+recomputed even when no input requires grad, so parameters inside still get
+gradients); the random state is preserved for CPU generators (NumPy's
+``Generator``), and for CuPy's only when its bit generator exposes ``state``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from distgraph import backend
+from distgraph.autograd import grad_mode
+from distgraph.autograd.engine import run_backward
+from distgraph.autograd.function import Node, _next_seq
+from distgraph.autograd.ops.elementwise import cast
+from distgraph.autograd.ops.shape import getitem, reshape
+from distgraph.autograd.tensor import Tensor, _make
+
+__all__ = ["checkpoint", "checkpoint_sequential"]
+
+
+def _rng_snapshot(devices):
+    states = {}
+    for d in devices:
+        bitgen = getattr(backend.generator(d), "bit_generator", None)
+        state = getattr(bitgen, "state", None) if bitgen is not None else None
+        if state is not None:
+            states[d] = state
+    return states
+
+
+def _rng_restore(states):
+    for d, state in states.items():
+        backend.generator(d).bit_generator.state = state
+
+
+class _Recompute(Node):
+    """The node standing for a whole checkpointed segment (its one, possibly packed, output)."""
+
+    __slots__ = ("fn", "args", "kwargs", "rng", "devices", "layout")
+
+    def name(self):
+        return "CheckpointBackward"
+
+    def backward(self, gy):
+        inputs = [_make(a.array, None, a.requires_grad) if isinstance(a, Tensor) else a for a in self.args]
+        saved_now = _rng_snapshot(self.devices) if self.rng is not None else None
+        try:
+            if self.rng is not None:
+                _rng_restore(self.rng)
+            with grad_mode.enable_grad():
+                out = self.fn(*inputs, **self.kwargs)
+        finally:
+            if saved_now is not None:
+                _rng_restore(saved_now)
+        outs = (out,) if self.layout is None else tuple(out)
+        roots, grads = [], []
+        for i, o in enumerate(outs):
+            if not (isinstance(o, Tensor) and o.requires_grad):
+                continue
+            if self.layout is None:
+                g = gy
+            else:
+                start, stop = self.layout[i]
+                g = gy[start:stop].reshape(o.array.shape).astype(o.array.dtype, copy=False)
+            roots.append(o)
+            grads.append(g)
+        if roots:
+            run_backward(roots, grads)
+        grads_in = []
+        for a, orig in zip(inputs, self.args):
+            if isinstance(orig, Tensor) and orig.requires_grad:
+                grads_in.append(a.grad.array if a.grad is not None else None)
+        return grads_in + [None]
+
+
+def checkpoint(function, *args, use_reentrant=None, preserve_rng_state=True, **kwargs):
+    """Run ``function(*args, **kwargs)`` now without keeping its graph; recompute it in backward.
+
+    Args:
+        function: any callable of tensors (a module, a block of layers).
+        args: its arguments; tensors among them receive gradients.
+        use_reentrant: accepted for PyTorch compatibility; ignored (see the module docstring).
+        preserve_rng_state: replay the random state in the recomputation (same dropout masks).
+
+    Returns:
+        What ``function`` returns: a Tensor or a tuple of them.
+    """
+    kwargs.pop("determinism_check", None)
+    kwargs.pop("debug", None)
+    if not grad_mode.is_grad_enabled():
+        return function(*args, **kwargs)
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    devices = sorted({str(t.device) for t in tensors} | {"cpu"})
+    devices = [backend.Device(d) for d in devices]
+    rng = _rng_snapshot(devices) if preserve_rng_state else None
+    with grad_mode.no_grad():
+        out = function(*args, **kwargs)
+    single = isinstance(out, Tensor)
+    outs = (out,) if single else tuple(out)
+    floats = [o for o in outs if isinstance(o, Tensor) and backend.is_floating(o.dtype)]
+    if not floats:
+        return out
+    node = _Recompute()
+    node.fn, node.args, node.kwargs, node.rng, node.devices = function, args, kwargs, rng, devices
+    # the extra leaf makes the segment part of the graph even when no argument requires grad:
+    # parameters inside the function still need their gradients
+    anchor = _make(np.zeros((), np.float32), None, True)
+    node.next = [a.grad_fn or a for a in args if isinstance(a, Tensor) and a.requires_grad] + [anchor]
+    node.needs_input_grad = [True] * len(node.next)
+    node.seq, node._released, node._versions = _next_seq(), False, []
+    if single:
+        node.layout = None
+        return _make(out.array, node, True)
+    # several outputs: one packed array stands for all of them; each output is a slice of it,
+    # so the engine sums every output's gradient before the segment is recomputed once
+    wide = floats[0].dtype
+    for o in floats[1:]:
+        wide = backend.promote_types(wide, o.dtype)
+    layout, pieces, pos = {}, [], 0
+    for i, o in enumerate(outs):
+        if isinstance(o, Tensor) and backend.is_floating(o.dtype):
+            layout[i] = (pos, pos + o.numel())
+            pos += o.numel()
+            pieces.append(o.array.reshape(-1).astype(wide, copy=False))
+    node.layout = layout
+    xp = backend.get_array_module(pieces[0])
+    packed = _make(xp.concatenate(pieces), node, True)
+    results = []
+    for i, o in enumerate(outs):
+        if i not in layout:
+            results.append(o)
+            continue
+        start, stop = layout[i]
+        piece = reshape(getitem(packed, slice(start, stop)), o.shape)
+        results.append(piece if piece.dtype == o.dtype else cast(piece, o.dtype))
+    return type(out)(results) if isinstance(out, tuple) else results
+
+
+def checkpoint_sequential(functions, segments, input, use_reentrant=None, **kwargs):
+    """Split ``functions`` (a ``Sequential`` or a list of modules) into ``segments`` runs and
+    checkpoint every run but the last, as PyTorch's ``checkpoint_sequential``."""
+    fns = list(functions.children()) if hasattr(functions, "children") else list(functions)
+    if not 0 < segments <= max(len(fns), 1):
+        raise ValueError(f"checkpoint_sequential: expected 1 <= segments <= {len(fns)} (the number of "
+                         f"functions), got {segments}")
+    size = len(fns) // segments
+
+    def run(start, end):
+        def forward(x):
+            for f in fns[start:end + 1]:
+                x = f(x)
+            return x
+        return forward
+
+    end = -1
+    for start in range(0, size * (segments - 1), size):
+        end = start + size - 1
+        input = checkpoint(run(start, end), input, **kwargs)
+    return run(end + 1, len(fns) - 1)(input)
+
