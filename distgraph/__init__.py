@@ -7,7 +7,8 @@
 import sys as _sys
 
 from distgraph import backend
-from distgraph.autograd import Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from distgraph.autograd import (Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad,
+                                set_detect_anomaly, set_grad_enabled)
 from distgraph.autograd.creation import *  # noqa: F401,F403
 from distgraph.autograd.ops import *  # noqa: F401,F403
 from distgraph.autograd.ops import abs, all, any, max, min, pow, sum  # noqa: F401,A004
@@ -15,7 +16,12 @@ from distgraph.backend import (Device, bool_, double, float16, float32, float64,
                                long)
 from distgraph.backend import Device as device
 from distgraph import amp, autograd, comm, cuda, nn, optim, profiler, utils  # noqa: E402
-from distgraph import multiprocessing  # noqa: E402
+from distgraph import accelerator, multiprocessing  # noqa: E402
+from distgraph.amp import autocast  # noqa: E402
+
+# ``torch.cuda.amp`` and ``torch.amp`` are the same mixed-precision module here.
+cuda.amp = amp
+_sys.modules[__name__ + ".cuda.amp"] = amp
 
 # ``torch.distributed`` is ``dg.comm``: one module under both names, so that
 # ``import distgraph.distributed as dist`` gives the very module ``dg.comm`` is.

@@ -28,8 +28,17 @@ class Tensor:
                  "__weakref__")
     __array_ufunc__ = None  # make `np_array + tensor` defer to Tensor.__radd__
 
-    def __init__(self, data, dtype=None, device=None, requires_grad=False):
-        t = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    def __init__(self, *data, dtype=None, device=None, requires_grad=False):
+        # PyTorch's legacy constructor: ``Tensor(2, 3)`` is an uninitialised float32 tensor of that
+        # shape, ``Tensor([1, 2])`` a float32 copy of the data (``dg.tensor`` infers the dtype instead).
+        if len(data) == 1 and not isinstance(data[0], (int, np.integer)):
+            src = data[0]
+            t = tensor(src, dtype=dtype or (None if isinstance(src, (Tensor, np.ndarray)) else backend.float32),
+                       device=device, requires_grad=requires_grad)
+        else:
+            shape = tuple(int(n) for n in data) if data else (0,)
+            t = tensor(np.zeros(shape, backend.as_dtype(dtype) or backend.float32),
+                       device=device, requires_grad=requires_grad)
         self.array, self.grad, self.grad_fn = t.array, None, None
         self.requires_grad, self._version, self._base, self._hooks = t.requires_grad, [0], None, None
         self._view_index = None
@@ -170,9 +179,15 @@ class Tensor:
     def tolist(self):
         return self.array.tolist()
 
-    def to(self, *args, dtype=None, device=None, copy=False):
-        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``; differentiable."""
+    def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False, memory_format=None):
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``; differentiable.
+
+        ``non_blocking`` and ``memory_format`` are accepted as in PyTorch; copies between host and
+        GPU are made by CuPy on its current stream, and every layout here is contiguous.
+        """
         for a in args:
+            if isinstance(a, bool):   # to(device, dtype, non_blocking, copy) positionally
+                continue
             if isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
             elif isinstance(a, (str, backend.Device, int)):
@@ -192,11 +207,17 @@ class Tensor:
             out = clone(self)
         return out
 
-    def cpu(self):
+    def cpu(self, memory_format=None):
         return self.to("cpu")
 
-    def cuda(self, device=None):
+    def cuda(self, device=None, non_blocking=False, memory_format=None):
         return self.to(backend.Device("cuda" if device is None else device))
+
+    def __format__(self, spec):
+        # f"{loss:.4f}" works on one-element tensors, as in PyTorch
+        if self.array.size == 1 and spec:
+            return format(self.item(), spec)
+        return format(repr(self), spec)
 
     def type_as(self, other):
         return self.to(dtype=other.dtype)
