@@ -214,10 +214,13 @@ class Tensor:
         return self.to(backend.Device("cuda" if device is None else device))
 
     def __format__(self, spec):
-        # f"{loss:.4f}" works on one-element tensors, as in PyTorch
-        if self.array.size == 1 and spec:
+        # f"{loss:.4f}" formats a 0-d tensor's value, as in PyTorch; other tensors take no spec
+        if self.array.ndim == 0:
             return format(self.item(), spec)
-        return format(repr(self), spec)
+        if spec:
+            raise TypeError(f"unsupported format string {spec!r} for a tensor of shape {self.shape}; "
+                            "format t.item() (0-d tensors format directly)")
+        return repr(self)
 
     def type_as(self, other):
         return self.to(dtype=other.dtype)

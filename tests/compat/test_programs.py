@@ -1,0 +1,144 @@
+"""PyTorch-style training programs, run once with torch and once with distgraph through the import
+swap a user makes (tests/compat/swap.py): both must learn, to comparable results.
+
+Each program in ``programs/`` is written against torch's API only, uses real data (scikit-learn's
+digits, a standard-library source file as text) and prints one JSON line of metrics.  The torch run is
+the reference, computed in the same test.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swap import swap_imports
+
+torch = pytest.importorskip("torch")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+PROGRAMS = HERE / "programs"
+sys.path.insert(0, str(ROOT / "tests"))
+from mpi_util import LAUNCHER_VARS  # noqa: E402
+
+
+def _env(extra=None):
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
+    env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    env.update(extra or {})
+    return env
+
+
+def _metrics(p, what):
+    assert p.returncode == 0, f"{what} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}"
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"{what} printed no metrics:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    return json.loads(lines[-1])
+
+
+def _program(name, tmp_path, framework):
+    src = (PROGRAMS / name).read_text()
+    if framework == "distgraph":
+        src = swap_imports(src)
+    path = tmp_path / framework / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(src)
+    return path
+
+
+def run_both(name, tmp_path, *args, timeout=240, launch=None):
+    """Run ``programs/name`` with torch and with distgraph; return (torch's metrics, distgraph's)."""
+    results = {}
+    for fw in ("torch", "distgraph"):
+        prog = _program(name, tmp_path, fw)
+        cmd = [sys.executable, str(prog), *[str(a).replace("{tmp}", str(tmp_path / fw)) for a in args]]
+        if launch is not None:
+            cmd = launch(fw) + cmd[1:]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(), cwd=str(tmp_path / fw))
+        results[fw] = _metrics(p, f"{fw} {name}")
+    return results["torch"], results["distgraph"]
+
+
+# ------------------------------------------------------------------ the swap
+def test_swap_changes_only_import_lines():
+    src = ("import torch\nimport torch.nn as nn\nfrom torch.utils.data import DataLoader\n"
+           "import torch.distributed as dist\nfrom torch import nn, optim\n  import torch  # local\n"
+           "x = torch.zeros(2)  # import torch\nimport torch.utils.data\n")
+    got = swap_imports(src).splitlines()
+    assert got == ["import distgraph as torch", "import distgraph.nn as nn",
+                   "from distgraph.utils.data import DataLoader", "import distgraph.distributed as dist",
+                   "from distgraph import nn, optim", "  import distgraph as torch  # local",
+                   "x = torch.zeros(2)  # import torch", "import distgraph.utils.data"]
+
+
+def test_every_program_imports_only_through_swappable_lines():
+    for prog in PROGRAMS.glob("*.py"):
+        swapped = swap_imports(prog.read_text())
+        assert "torch." not in "".join(ln for ln in swapped.splitlines() if ln.startswith(("import", "from"))), prog
+
+
+# ------------------------------------------------------------------ programs
+def test_mnist_cnn_example(tmp_path):
+    t, d = run_both("mnist_cnn.py", tmp_path, "--save", "{tmp}/mnist_cnn.pt")
+    assert t["accuracy"] > 0.85 and d["accuracy"] > 0.85, (t, d)
+    assert abs(t["accuracy"] - d["accuracy"]) < 0.06, (t, d)
+    assert d["lr"] == pytest.approx(t["lr"], rel=1e-12)          # Adadelta + StepLR schedule
+
+
+@pytest.mark.parametrize("model", ["LSTM", "GRU", "Transformer"])
+def test_word_language_model(tmp_path, model):
+    t, d = run_both("word_lm.py", tmp_path, "--model", model, "--epochs", "3")
+    for m in (t, d):
+        assert m["val_loss"] < m["start_val_loss"] - 1.0, (t, d)
+    assert abs(t["val_loss"] - d["val_loss"]) < 0.35, (t, d)
+
+
+def test_vae_example(tmp_path):
+    t, d = run_both("vae.py", tmp_path)
+    for m in (t, d):
+        assert m["last_loss"] < 0.75 * m["first_loss"], (t, d)
+    assert d["last_loss"] == pytest.approx(t["last_loss"], rel=0.1)
+
+
+def test_time_sequence_prediction_with_lbfgs(tmp_path):
+    t, d = run_both("time_series_lbfgs.py", tmp_path)
+    for m in (t, d):
+        assert m["last_loss"] < 0.02 * m["first_loss"] and m["test_loss"] < 0.02, (t, d)
+
+
+def test_siamese_network(tmp_path):
+    t, d = run_both("siamese.py", tmp_path)
+    for m in (t, d):
+        assert m["accuracy"] > 0.7 and m["last_loss"] < 0.8 * m["first_loss"], (t, d)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_rnn_on_digit_rows(tmp_path, kind):
+    t, d = run_both("rnn_digits.py", tmp_path, "--kind", kind)
+    assert t["accuracy"] > 0.7 and d["accuracy"] > 0.7, (t, d)
+    assert abs(t["accuracy"] - d["accuracy"]) < 0.12, (t, d)
+
+
+# ------------------------------------------------------------- distributed
+@pytest.mark.mpiexec
+def test_ddp_tutorial_torchrun_script(tmp_path):
+    def launch(fw):
+        if fw == "torch":
+            return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        return [sys.executable, "-m", "distgraph.launch", "-n", "2", "--timeout", "200"]
+    t, d = run_both("ddp_torchrun.py", tmp_path, "{tmp}/snapshot.pt", launch=launch)
+    for m in (t, d):
+        assert m["world_size"] == 2 and m["ranks_agree"] is True and m["accuracy"] > 0.85, (t, d)
+        assert m["epochs_run"] == 0
+    # a second run resumes from the snapshot rank 0 saved
+    t2, d2 = run_both("ddp_torchrun.py", tmp_path, "{tmp}/snapshot.pt", launch=launch)
+    assert t2["epochs_run"] == 6 and d2["epochs_run"] == 6, (t2, d2)
+
+
+@pytest.mark.mpiexec
+def test_ddp_tutorial_mp_spawn_script(tmp_path):
+    t, d = run_both("ddp_spawn.py", tmp_path, "{tmp}/model.checkpoint")
+    for m in (t, d):
+        assert m["world_size"] == 2 and m["ranks_agree"] is True and m["last_loss"] < m["first_loss"], (t, d)
