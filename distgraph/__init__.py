@@ -18,6 +18,12 @@ from distgraph.backend import Device as device
 from distgraph import amp, autograd, comm, cuda, nn, optim, profiler, utils  # noqa: E402
 from distgraph import accelerator, multiprocessing  # noqa: E402
 from distgraph.amp import autocast  # noqa: E402
+from distgraph import random, testing  # noqa: E402
+from distgraph.random import (Generator, default_generator, fork_rng, get_rng_state, initial_seed,  # noqa: E402
+                              manual_seed, seed, set_rng_state)
+from distgraph.types import *  # noqa: E402,F401,F403
+from distgraph.config import *  # noqa: E402,F401,F403
+from distgraph.config import backends  # noqa: E402
 
 # ``torch.cuda.amp`` and ``torch.amp`` are the same mixed-precision module here.
 cuda.amp = amp

@@ -13,6 +13,22 @@ from distgraph import backend
 from distgraph.autograd import grad_mode
 
 
+class Size(tuple):
+    """PyTorch's ``torch.Size``: the tuple ``t.shape`` and ``t.size()`` return, with ``numel()``.
+
+    It prints as the plain tuple ``(2, 3)`` (PyTorch prints ``torch.Size([2, 3])``), so shapes read
+    the same in every message.
+    """
+
+    __slots__ = ()
+
+    def numel(self) -> int:
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+
 class Tensor:
     """An n-dimensional array that can record the ops applied to it.
 
@@ -61,10 +77,10 @@ class Tensor:
 
     @property
     def shape(self):
-        return tuple(self.array.shape)
+        return Size(self.array.shape)
 
     def size(self, dim=None):
-        return self.shape if dim is None else self.array.shape[dim]
+        return Size(self.array.shape) if dim is None else self.array.shape[dim]
 
     @property
     def dtype(self):

@@ -1,6 +1,6 @@
 """Samplers: which dataset indices a loader visits, and in what order.
 
-Random samplers take ``generator=``: a ``numpy.random.Generator`` (used as is),
+Random samplers take ``generator=``: a ``dg.Generator`` or ``numpy.random.Generator`` (used as is),
 an ``int`` seed (a Generator made from it once, so each epoch differs but the
 whole run repeats), or ``None`` (a fresh seed drawn from distgraph's CPU
 generator at every epoch, so ``dg.manual_seed`` makes runs repeatable).
@@ -23,9 +23,12 @@ def as_generator(generator):
         return np.random.default_rng(seed)
     if isinstance(generator, np.random.Generator):
         return generator
+    from distgraph.random import Generator
+    if isinstance(generator, Generator):       # dg.Generator().manual_seed(42), as torch scripts pass
+        return generator.numpy_generator()
     if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
         return np.random.default_rng(int(generator))
-    raise TypeError(f"generator: expected a numpy.random.Generator, an int seed or None, "
+    raise TypeError(f"generator: expected a dg.Generator, a numpy.random.Generator, an int seed or None, "
                     f"got {type(generator).__name__}")
 
 

@@ -1,0 +1,115 @@
+"""Process-wide switches PyTorch scripts set at the top: threads, determinism, ``torch.backends.*``
+flags, and ``compile``.
+
+Threads: distgraph's CPU work is NumPy's BLAS; ``set_num_threads`` sets its pool size through
+threadpoolctl when that package is installed (it comes with scikit-learn), and otherwise says so
+once in the log (set ``OMP_NUM_THREADS`` before starting Python instead).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import types
+
+from distgraph.utils.logging import get_logger
+
+__all__ = ["set_num_threads", "get_num_threads", "set_num_interop_threads", "get_num_interop_threads",
+           "use_deterministic_algorithms", "are_deterministic_algorithms_enabled", "compile"]
+
+_log = get_logger("distgraph.config")
+_deterministic = False
+_warned = set()
+
+
+def _once(key, msg):
+    if key not in _warned:
+        _warned.add(key)
+        _log.info(msg)
+
+
+def _threadpoolctl():
+    try:
+        import threadpoolctl
+    except ImportError:
+        return None
+    return threadpoolctl
+
+
+def set_num_threads(n: int) -> None:
+    """Size of the BLAS thread pool (PyTorch's intra-op threads)."""
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"set_num_threads: expected a positive number of threads, got {n}")
+    tp = _threadpoolctl()
+    if tp is None:
+        _once("threads", "set_num_threads: threadpoolctl is not installed, so the BLAS pool keeps its size; "
+                         "set OMP_NUM_THREADS before starting Python")
+        return
+    tp.threadpool_limits(n)
+
+
+def get_num_threads() -> int:
+    tp = _threadpoolctl()
+    if tp is not None:
+        sizes = [p["num_threads"] for p in tp.threadpool_info()]
+        if sizes:
+            return max(sizes)
+    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
+
+
+def set_num_interop_threads(n: int) -> None:
+    """Accepted: distgraph runs ops on the calling thread, there is no inter-op pool."""
+
+
+def get_num_interop_threads() -> int:
+    return 1
+
+
+def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
+    """Recorded and reported by ``are_deterministic_algorithms_enabled``: distgraph's ops are
+    deterministic on the CPU already (NumPy), and its backward order is fixed by the graph."""
+    global _deterministic
+    _deterministic = bool(mode)
+
+
+def are_deterministic_algorithms_enabled() -> bool:
+    return _deterministic
+
+
+def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mode=None, options=None,
+            disable=False):
+    """PyTorch's ``torch.compile``, accepted so scripts run: returns ``model`` unchanged (eager).
+
+    distgraph has no graph compiler yet; a script that compiles its model runs eagerly, with
+    the same results, and one log line says so.  Usable as ``@dg.compile`` and ``@dg.compile(...)``.
+    """
+    if model is None:
+        return lambda m: compile(m, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode,
+                                 options=options, disable=disable)
+    _once("compile", "compile: distgraph has no graph compiler; the model runs eagerly (same results)")
+    return model
+
+
+# ------------------------------------------------------------ torch.backends
+def _flags(name, doc, **attrs):
+    mod = types.ModuleType(f"distgraph.backends.{name}", doc)
+    mod.__dict__.update(attrs)
+    sys.modules[mod.__name__] = mod
+    return mod
+
+
+def _false():
+    return False
+
+
+backends = types.ModuleType("distgraph.backends", "PyTorch's ``torch.backends`` switches: accepted and "
+                            "recorded; CuPy chooses its own kernels.")
+backends.cudnn = _flags("cudnn", "cuDNN switches (recorded; CuPy picks its kernels)", benchmark=False,
+                        deterministic=False, enabled=True, allow_tf32=True, is_available=_false,
+                        version=lambda: None)
+backends.mps = _flags("mps", "Apple MPS: never available in distgraph", is_available=_false, is_built=_false)
+backends.cuda = _flags("cuda", "CUDA switches (recorded)", matmul=types.SimpleNamespace(allow_tf32=False,
+                       allow_fp16_reduced_precision_reduction=True), is_built=lambda: True)
+backends.mkldnn = _flags("mkldnn", "oneDNN: not used (NumPy's BLAS is)", enabled=False, is_available=_false)
+backends.openmp = _flags("openmp", "OpenMP", is_available=lambda: True)
+sys.modules["distgraph.backends"] = backends
