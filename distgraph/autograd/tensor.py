@@ -454,17 +454,80 @@ class Tensor:
     def expand(self, *sizes): return expand(self, *sizes)
     def expand_as(self, other): return expand(self, other.shape)
     def repeat(self, *sizes): return repeat(self, *sizes)
-    def flip(self, dims): return flip(self, dims)
+    def flip(self, *dims): return flip(self, dims[0] if len(dims) == 1 else dims)
     def split(self, split_size_or_sections, dim=0): return split(self, split_size_or_sections, dim)
     def chunk(self, chunks, dim=0): return chunk(self, chunks, dim)
     def index_select(self, dim, index): return index_select(self, dim, index)
-    def gather(self, dim, index): return gather(self, dim, index)
+    def gather(self, dim, index, *, sparse_grad=False): return gather(self, dim, index)
     def scatter_add(self, dim, index, src): return scatter_add(self, dim, index, src)
     def tril(self, diagonal=0): return tril(self, diagonal)
     def triu(self, diagonal=0): return triu(self, diagonal)
     def matmul(self, other): return matmul(self, other)
 
     # >>> indexing and shape methods (ops/shape.py, ops/index.py): add new ones above the closing marker
+    def scatter(self, dim, index, src=None, *, value=None, reduce=None):
+        return scatter(self, dim, index, src, value=value, reduce=reduce)
+    def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
+        return _inplace(self, scatter, dim, index, src, value=value, reduce=reduce)
+    def scatter_add_(self, dim, index, src): return _inplace(self, scatter_add, dim, index, src)
+    def scatter_reduce(self, dim, index, src, reduce, *, include_self=True):
+        return scatter_reduce(self, dim, index, src, reduce, include_self=include_self)
+    def scatter_reduce_(self, dim, index, src, reduce, *, include_self=True):
+        return _inplace(self, scatter_reduce, dim, index, src, reduce, include_self=include_self)
+    def index_add(self, dim, index, source, *, alpha=1): return index_add(self, dim, index, source, alpha=alpha)
+    def index_add_(self, dim, index, source, *, alpha=1):
+        return _inplace(self, index_add, dim, index, source, alpha=alpha)
+    def index_copy(self, dim, index, source): return index_copy(self, dim, index, source)
+    def index_copy_(self, dim, index, source): return _inplace(self, index_copy, dim, index, source)
+    def index_fill(self, dim, index, value): return index_fill(self, dim, index, value)
+    def index_fill_(self, dim, index, value): return _inplace(self, index_fill, dim, index, value)
+    def index_put(self, indices, values, accumulate=False): return index_put(self, indices, values, accumulate)
+    def index_put_(self, indices, values, accumulate=False):
+        return _inplace(self, index_put, indices, values, accumulate)
+    def masked_select(self, mask): return masked_select(self, mask)
+    def masked_scatter(self, mask, source): return masked_scatter(self, mask, source)
+    def masked_scatter_(self, mask, source): return _inplace(self, masked_scatter, mask, source)
+    def nonzero(self, *, as_tuple=False): return nonzero(self, as_tuple=as_tuple)
+    def argwhere(self): return argwhere(self)
+    def take(self, index): return take(self, index)
+    def take_along_dim(self, indices, dim=None): return take_along_dim(self, indices, dim)
+    def put(self, index, source, accumulate=False): return put(self, index, source, accumulate)
+    def put_(self, index, source, accumulate=False): return _inplace(self, put, index, source, accumulate)
+    def roll(self, shifts, dims=None): return roll(self, shifts, dims)
+    def diag(self, diagonal=0): return diag(self, diagonal)
+    def diagonal(self, offset=0, dim1=0, dim2=1): return diagonal(self, offset, dim1, dim2)
+    def diag_embed(self, offset=0, dim1=-2, dim2=-1): return diag_embed(self, offset, dim1, dim2)
+    def unfold(self, dimension, size, step): return unfold(self, dimension, size, step)
+    def repeat_interleave(self, repeats=None, dim=None, *, output_size=None):
+        return repeat_interleave(self, repeats, dim, output_size=output_size)
+    def narrow(self, dim, start, length): return narrow(self, dim, start, length)
+    def select(self, dim, index): return select(self, dim, index)
+    def fliplr(self): return fliplr(self)
+    def flipud(self): return flipud(self)
+    def rot90(self, k=1, dims=(0, 1)): return rot90(self, k, dims)
+    def movedim(self, source, destination): return movedim(self, source, destination)
+    def moveaxis(self, source, destination): return movedim(self, source, destination)
+    def swapaxes(self, axis0, axis1): return transpose(self, axis0, axis1)
+    def swapdims(self, dim0, dim1): return transpose(self, dim0, dim1)
+    def tile(self, *dims): return tile(self, dims[0] if len(dims) == 1 and not isinstance(dims[0], int) else dims)
+    def broadcast_to(self, size): return expand(self, size)
+    def unbind(self, dim=0): return unbind(self, dim)
+    def tensor_split(self, indices_or_sections, dim=0): return tensor_split(self, indices_or_sections, dim)
+    def hsplit(self, sections): return hsplit(self, sections)
+    def vsplit(self, sections): return vsplit(self, sections)
+    def dsplit(self, sections): return dsplit(self, sections)
+    def is_contiguous(self, memory_format=None): return bool(self.array.flags.c_contiguous)
+    def stride(self, dim=None):
+        a = self.array
+        if a.flags.c_contiguous:  # PyTorch's strides, whatever NumPy keeps for size-1 dims
+            s, acc = [], 1
+            for n in reversed(a.shape):
+                s.append(acc)
+                acc *= n if n > 1 else 1
+            strides = tuple(reversed(s))
+        else:
+            strides = tuple(st // a.itemsize for st in a.strides)
+        return strides if dim is None else strides[dim]
     # <<< end of indexing and shape methods
 
     # ---------------------------------------------------------------- in-place
@@ -494,6 +557,73 @@ class Tensor:
         self.array[...] = backend.to_device(backend.get_array_module(src).asarray(src), self.device)
         self._version[0] += 1
         return self
+
+    # ---------------------------------------------------- in-place random fills
+    # Each draws from the device's generator (``dg.manual_seed``) or ``generator=`` (a dg.Generator).
+    def _fill_random(self, draw, generator=None):
+        _check_inplace(self)
+        from distgraph.random import numpy_generator
+        gen = numpy_generator(generator, self.device)
+        self.array[...] = draw(gen, self.array.shape)
+        self._version[0] += 1
+        return self
+
+    def uniform_(self, from_=0.0, to=1.0, *, generator=None):
+        return self._fill_random(lambda g, s: g.uniform(from_, to, s), generator)
+
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
+        return self._fill_random(lambda g, s: g.normal(mean, std, s), generator)
+
+    def bernoulli_(self, p=0.5, *, generator=None):
+        p = p.array if isinstance(p, Tensor) else p
+        return self._fill_random(lambda g, s: g.random(s) < p, generator)
+
+    def exponential_(self, lambd=1.0, *, generator=None):
+        return self._fill_random(lambda g, s: g.exponential(1.0 / lambd, s), generator)
+
+    def geometric_(self, p, *, generator=None):
+        return self._fill_random(lambda g, s: g.geometric(p, s), generator)
+
+    def log_normal_(self, mean=1.0, std=2.0, *, generator=None):
+        return self._fill_random(lambda g, s: g.lognormal(mean, std, s), generator)
+
+    def cauchy_(self, median=0.0, sigma=1.0, *, generator=None):
+        return self._fill_random(lambda g, s: median + sigma * g.standard_cauchy(s), generator)
+
+    def random_(self, from_=0, to=None, *, generator=None):
+        """Integers uniform on ``[from_, to)``; ``random_(n)`` is ``[0, n)``; ``random_()`` spans the dtype
+        (up to 2**24 for float32, 2**53 for float64, as PyTorch)."""
+        if to is None and from_ == 0:
+            to = 2 ** {2: 11, 4: 24, 8: 53}[self.array.itemsize] if self.is_floating_point() else \
+                int(np.iinfo(self.array.dtype).max) + 1 if self.array.dtype != backend.bool_ else 2
+        elif to is None:
+            from_, to = 0, from_
+        return self._fill_random(lambda g, s: g.integers(from_, to, s), generator)
+
+    def fill_diagonal_(self, fill_value, wrap=False):
+        """Write ``fill_value`` on the main diagonal (all dims of equal length for >2-d; ``wrap``
+        restarts it below a tall matrix's square, as NumPy/PyTorch)."""
+        _check_inplace(self)
+        if self.ndim < 2 or (self.ndim > 2 and len(set(self.shape)) != 1):
+            raise RuntimeError(f"fill_diagonal_: expected a 2-d tensor or one with all dims equal, got "
+                               f"shape {self.shape}")
+        backend.get_array_module(self.array).fill_diagonal(self.array, fill_value, wrap=wrap)
+        self._version[0] += 1
+        return self
+
+    def pin_memory(self, device=None):
+        """A page-locked copy in PyTorch; here the tensor itself (CuPy pins its staging buffers)."""
+        return self
+
+    def is_pinned(self, device=None):
+        return False
+
+    def share_memory_(self):
+        """Accepted: distgraph's ranks are MPI processes, which share no tensors."""
+        return self
+
+    def is_shared(self):
+        return False
 
 
 class Parameter(Tensor):

@@ -5,15 +5,17 @@ Each family's file lists its public names in ``__all__``; this package re-export
 from distgraph.autograd.tensor import Parameter
 from distgraph.nn import functional, init, utils  # noqa: F401
 from distgraph.nn.module import Module
-from distgraph.nn.container import ModuleDict, ModuleList, Sequential
+from distgraph.nn.container import *  # noqa: F401,F403
 from distgraph.nn.layers import *  # noqa: F401,F403
 from distgraph.nn.activation import *  # noqa: F401,F403
 from distgraph.nn.loss import *  # noqa: F401,F403
 from distgraph.nn.attention import MultiheadAttention
 from distgraph.nn.rnn import *  # noqa: F401,F403
 from distgraph.nn.transformer import *  # noqa: F401,F403
+from distgraph.nn.misc_layers import Bilinear, EmbeddingBag, Unflatten  # noqa: F401
 from distgraph.nn.parallel.sync_batchnorm import SyncBatchNorm
-from distgraph.nn import activation, layers, loss, rnn, transformer  # noqa: E402
+from distgraph.nn import activation, container, layers, loss, rnn, transformer  # noqa: E402
 
-__all__ = (["Parameter", "Module", "Sequential", "ModuleList", "ModuleDict", "MultiheadAttention", "SyncBatchNorm"]
+__all__ = (["Parameter", "Module", "MultiheadAttention", "SyncBatchNorm", "Bilinear", "EmbeddingBag", "Unflatten"]
+           + container.__all__
            + layers.__all__ + activation.__all__ + loss.__all__ + rnn.__all__ + transformer.__all__)

@@ -7,7 +7,8 @@ from distgraph import backend
 from distgraph.autograd import grad_mode
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "zeros_", "ones_", "constant_", "xavier_uniform_",
-           "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_"]
+           "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_", "eye_", "dirac_",
+           "sparse_", "xavier_uniform", "kaiming_normal"]
 
 
 def calculate_gain(nonlinearity, param=None):
@@ -125,3 +126,52 @@ def orthogonal_(tensor, gain=1.0):
             q = q.T
         return (gain * q).reshape(shape)
     return _fill(tensor, draw)
+
+
+def eye_(tensor):
+    """The identity matrix (a 2-d tensor), as PyTorch's ``eye_``."""
+    if tensor.ndim != 2:
+        raise ValueError(f"eye_: expected a 2-d tensor, got shape {tensor.shape}")
+    return _fill(tensor, lambda g, s: backend.xp_for(tensor.device).eye(s[0], s[1]))
+
+
+def dirac_(tensor, groups=1):
+    """Dirac delta kernels for a 3-, 4- or 5-d conv weight: the convolution keeps its input channels."""
+    if tensor.ndim not in (3, 4, 5):
+        raise ValueError(f"dirac_: expected a 3-, 4- or 5-d tensor, got shape {tensor.shape}")
+    out_per = tensor.shape[0] // groups
+    if tensor.shape[0] % groups:
+        raise ValueError(f"dirac_: dim 0 ({tensor.shape[0]}) must be divisible by groups ({groups})")
+
+    def draw(g, shape):
+        xp = backend.xp_for(tensor.device)
+        w = xp.zeros(shape)
+        centre = tuple(k // 2 for k in shape[2:])
+        for grp in range(groups):
+            for d in range(min(out_per, shape[1])):
+                w[(grp * out_per + d, d) + centre] = 1
+        return w
+    return _fill(tensor, draw)
+
+
+def sparse_(tensor, sparsity, std=0.01):
+    """A 2-d tensor drawn from N(0, std^2) with a fraction ``sparsity`` of each column set to zero."""
+    if tensor.ndim != 2:
+        raise ValueError(f"sparse_: expected a 2-d tensor, got shape {tensor.shape}")
+    rows, cols = tensor.shape
+    zeros = int(math.ceil(sparsity * rows))
+
+    def draw(g, shape):
+        w = g.normal(0, std, shape)
+        for c in range(cols):
+            w[g.permutation(rows)[:zeros], c] = 0
+        return w
+    return _fill(tensor, draw)
+
+
+def xavier_uniform(tensor, gain=1.0):  # PyTorch's deprecated spellings, still in old scripts
+    return xavier_uniform_(tensor, gain)
+
+
+def kaiming_normal(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
+    return kaiming_normal_(tensor, a, mode, nonlinearity)

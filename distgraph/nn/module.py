@@ -12,6 +12,7 @@ from distgraph import backend
 from distgraph.autograd import grad_mode
 from distgraph.autograd.function import RemovableHandle
 from distgraph.autograd.tensor import Parameter, Tensor
+from distgraph.nn import hooks
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -31,20 +32,43 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_pre_hooks", OrderedDict())
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} has no forward(); define it in the subclass")
 
     def __call__(self, *args, **kwargs):
-        for hook in list(self._forward_pre_hooks.values()):
-            r = hook(self, args)
+        d = self.__dict__
+        if not (d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_hooks"]
+                or d["_backward_pre_hooks"]):
+            return self.forward(*args, **kwargs)
+        return self._call_with_hooks(args, kwargs)
+
+    def _call_with_hooks(self, args, kwargs):
+        for hook, with_kwargs, _ in list(self._forward_pre_hooks.values()):
+            r = hook(self, args, kwargs) if with_kwargs else hook(self, args)
             if r is not None:
-                args = r if isinstance(r, tuple) else (r,)
-        out = self.forward(*args, **kwargs)
-        for hook in list(self._forward_hooks.values()):
-            r = hook(self, args, out)
+                if with_kwargs:
+                    args, kwargs = r
+                else:
+                    args = r if isinstance(r, tuple) else (r,)
+        backward = (self._backward_hooks or self._backward_pre_hooks) and grad_mode.is_grad_enabled()
+        if backward:
+            call, args = hooks.hooked_inputs(self, args)
+        try:
+            out = self.forward(*args, **kwargs)
+        except Exception:
+            for hook, with_kwargs, always in list(self._forward_hooks.values()):
+                if always:
+                    hook(self, args, kwargs, None) if with_kwargs else hook(self, args, None)
+            raise
+        for hook, with_kwargs, _ in list(self._forward_hooks.values()):
+            r = hook(self, args, kwargs, out) if with_kwargs else hook(self, args, out)
             if r is not None:
                 out = r
+        if backward:
+            out = hooks.hooked_outputs(call, out)
         return out
 
     # ------------------------------------------------------------ registration
@@ -230,7 +254,7 @@ class Module:
                             t.grad.array = fn(t.grad.array, True)
         return self
 
-    def to(self, *args, device=None, dtype=None):
+    def to(self, *args, device=None, dtype=None, non_blocking=False, memory_format=None):
         """Move parameters and buffers to ``device`` and/or cast floating ones to ``dtype`` (in place)."""
         for a in args:
             if isinstance(a, (str, backend.Device)) or isinstance(a, int):
@@ -250,7 +274,7 @@ class Module:
             return arr
         return self._apply_to_tensors(move)
 
-    def cuda(self, device=None):
+    def cuda(self, device=None, non_blocking=False):
         return self.to(backend.Device("cuda" if device is None else device))
 
     def cpu(self):
@@ -280,7 +304,7 @@ class Module:
                 m.state_dict(out, prefix + name + ".", keep_vars)
         return out
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict, strict=True, assign=False):
         """Copy values into parameters and buffers in place.
 
         Raises:
@@ -312,13 +336,49 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------- hooks
-    def register_forward_pre_hook(self, hook):
-        """``hook(module, args)`` before forward; may return replacement args."""
-        return _DictHandle(self._forward_pre_hooks, hook)
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """``hook(module, args)`` (or ``hook(module, args, kwargs)``) before forward; may return
+        replacement args (or ``(args, kwargs)``)."""
+        return _DictHandle(self._forward_pre_hooks, hook, (hook, with_kwargs, False), prepend)
 
-    def register_forward_hook(self, hook):
-        """``hook(module, args, output)`` after forward; may return a replacement output."""
-        return _DictHandle(self._forward_hooks, hook)
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+        """``hook(module, args, output)`` (or ``hook(module, args, kwargs, output)``) after forward;
+        may return a replacement output. ``always_call``: also when forward raises (output None)."""
+        return _DictHandle(self._forward_hooks, hook, (hook, with_kwargs, always_call), prepend)
+
+    def register_full_backward_hook(self, hook, prepend=False):
+        """``hook(module, grad_input, grad_output)`` once the gradients of the module's tensor inputs
+        are computed; may return a replacement ``grad_input`` tuple (see ``nn/hooks.py``)."""
+        return _DictHandle(self._backward_hooks, hook, hook, prepend)
+
+    def register_full_backward_pre_hook(self, hook, prepend=False):
+        """``hook(module, grad_output)`` before the module's gradients are computed; may return a
+        replacement ``grad_output`` tuple."""
+        return _DictHandle(self._backward_pre_hooks, hook, hook, prepend)
+
+    register_backward_hook = register_full_backward_hook
+
+    def get_parameter(self, target):
+        mod, _, name = target.rpartition(".")
+        owner = self.get_submodule(mod)
+        if name not in owner._parameters:
+            raise AttributeError(f"{type(owner).__name__} has no parameter {name!r} (looking up {target!r})")
+        return owner._parameters[name]
+
+    def get_buffer(self, target):
+        mod, _, name = target.rpartition(".")
+        owner = self.get_submodule(mod)
+        if name not in owner._buffers:
+            raise AttributeError(f"{type(owner).__name__} has no buffer {name!r} (looking up {target!r})")
+        return owner._buffers[name]
+
+    def share_memory(self):
+        """Accepted (PyTorch moves tensors to shared memory for its multiprocessing; ranks here are
+        MPI processes that share nothing)."""
+        return self
+
+    def _get_name(self):
+        return type(self).__name__
 
     # -------------------------------------------------------------------- repr
     def extra_repr(self):
@@ -343,10 +403,12 @@ class _DictHandle(RemovableHandle):
     """Hook handle for a dict of hooks keyed by a counter (ordered, removable)."""
     _next = 0
 
-    def __init__(self, hooks: dict, fn):
+    def __init__(self, hooks: dict, fn, entry=None, prepend=False):
         _DictHandle._next += 1
         self._key = _DictHandle._next
-        hooks[self._key] = fn
+        hooks[self._key] = fn if entry is None else entry
+        if prepend:
+            hooks.move_to_end(self._key, last=False)
         super().__init__(hooks, fn)
 
     __slots__ = ("_key",)

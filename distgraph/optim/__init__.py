@@ -5,8 +5,13 @@
 """
 from distgraph.optim import lr_scheduler
 from distgraph.optim.adam import Adam, AdamW
+from distgraph.optim.adam_variants import NAdam, RAdam
+from distgraph.optim.adaptive import Adadelta, Adagrad, Adamax
+from distgraph.optim.asgd_rprop import ASGD, Rprop
+from distgraph.optim.lbfgs import LBFGS
 from distgraph.optim.optimizer import Optimizer
 from distgraph.optim.rmsprop import RMSprop
 from distgraph.optim.sgd import SGD
 
-__all__ = ["Adam", "AdamW", "Optimizer", "RMSprop", "SGD", "lr_scheduler"]
+__all__ = ["ASGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS", "NAdam", "Optimizer", "RAdam",
+           "RMSprop", "Rprop", "SGD", "lr_scheduler"]

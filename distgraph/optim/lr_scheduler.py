@@ -453,3 +453,12 @@ class SequentialLR(LRScheduler):
         self.__dict__.update(state_dict)
         for s, sd in zip(self._schedulers, saved):
             s.load_state_dict(sd)
+
+
+# The remaining schedulers live in their own files (they import LRScheduler from here).
+from distgraph.optim.lr_cyclic import (ChainedScheduler, CosineAnnealingWarmRestarts, CyclicLR,  # noqa: E402
+                                       MultiplicativeLR, PolynomialLR)
+from distgraph.optim.lr_plateau import ReduceLROnPlateau  # noqa: E402
+
+__all__ += ["PolynomialLR", "MultiplicativeLR", "CosineAnnealingWarmRestarts", "CyclicLR", "ChainedScheduler",
+            "ReduceLROnPlateau"]

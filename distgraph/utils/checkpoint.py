@@ -22,8 +22,7 @@ from distgraph import backend
 from distgraph.autograd import grad_mode
 from distgraph.autograd.engine import run_backward
 from distgraph.autograd.function import Node, _next_seq
-from distgraph.autograd.ops.elementwise import cast
-from distgraph.autograd.ops.shape import getitem, reshape
+from distgraph.autograd.packing import pack, unpack
 from distgraph.autograd.tensor import Tensor, _make
 
 __all__ = ["checkpoint", "checkpoint_sequential"]
@@ -71,8 +70,7 @@ class _Recompute(Node):
             if self.layout is None:
                 g = gy
             else:
-                start, stop = self.layout[i]
-                g = gy[start:stop].reshape(o.array.shape).astype(o.array.dtype, copy=False)
+                g = unpack(gy, [self.layout[i]], [o])[0]
             roots.append(o)
             grads.append(g)
         if roots:
@@ -122,29 +120,15 @@ def checkpoint(function, *args, use_reentrant=None, preserve_rng_state=True, **k
     if single:
         node.layout = None
         return _make(out.array, node, True)
-    # several outputs: one packed array stands for all of them; each output is a slice of it,
-    # so the engine sums every output's gradient before the segment is recomputed once
-    wide = floats[0].dtype
-    for o in floats[1:]:
-        wide = backend.promote_types(wide, o.dtype)
-    layout, pieces, pos = {}, [], 0
-    for i, o in enumerate(outs):
-        if isinstance(o, Tensor) and backend.is_floating(o.dtype):
-            layout[i] = (pos, pos + o.numel())
-            pos += o.numel()
-            pieces.append(o.array.reshape(-1).astype(wide, copy=False))
-    node.layout = layout
-    xp = backend.get_array_module(pieces[0])
-    packed = _make(xp.concatenate(pieces), node, True)
-    results = []
-    for i, o in enumerate(outs):
-        if i not in layout:
-            results.append(o)
-            continue
-        start, stop = layout[i]
-        piece = reshape(getitem(packed, slice(start, stop)), o.shape)
-        results.append(piece if piece.dtype == o.dtype else cast(piece, o.dtype))
-    return type(out)(results) if isinstance(out, tuple) else results
+    # several outputs: one packed array stands for all of them (autograd.packing), so the
+    # engine sums every output's gradient before the segment is recomputed once
+    index = [i for i, o in enumerate(outs) if isinstance(o, Tensor) and backend.is_floating(o.dtype)]
+    views, layout = pack(node, [outs[i] for i in index])
+    node.layout = dict(zip(index, layout))
+    results = list(outs)
+    for i, v in zip(index, views):
+        results[i] = v
+    return tuple(results) if isinstance(out, tuple) else results
 
 
 def checkpoint_sequential(functions, segments, input, use_reentrant=None, **kwargs):

@@ -1,19 +1,21 @@
-"""Shape and indexing ops: views, joins, splits, gathers and scatters."""
+"""Shape ops: views, joins, splits, diagonals, rolls and flips (indexing lives in ops/index.py)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from distgraph import backend
-from distgraph.autograd import grad_mode
 from distgraph.autograd.function import Function, unbroadcast
 from distgraph.autograd.ops._common import as_tensor, normalize_dims, promote, xp_of
-from distgraph.autograd.tensor import Tensor, _inplace
+from distgraph.autograd.tensor import Tensor
 
 __all__ = ["reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "transpose", "permute",
-           "expand", "repeat", "flip", "cat", "concat", "stack", "split", "chunk", "getitem", "setitem",
-           "index_select", "gather", "scatter_add", "tril", "triu"]
+           "expand", "repeat", "flip", "cat", "concat", "stack", "split", "chunk", "tril", "triu",
+           "roll", "diagonal", "diag_embed", "diag", "unfold", "repeat_interleave", "meshgrid", "narrow",
+           "select", "fliplr", "flipud", "rot90", "movedim", "moveaxis", "swapaxes", "swapdims", "tile",
+           "broadcast_to", "broadcast_shapes", "broadcast_tensors", "hstack", "vstack", "row_stack",
+           "dstack", "column_stack", "unbind", "tensor_split", "hsplit", "vsplit", "dsplit",
+           "atleast_1d", "atleast_2d", "atleast_3d"]
 
 
 def _as_view(out: Tensor, x: Tensor, index=None) -> Tensor:
@@ -230,7 +232,14 @@ def cat(tensors, dim=0):
         raise ValueError("cat: expected a non-empty list of tensors")
     ts, _ = promote("cat", *tensors)
     ts = [as_tensor(t) for t in ts]
+    # PyTorch's legacy rule: 1-d empty tensors are skipped (so `cat([torch.empty(0), x])` works)
+    kept = [t for t in ts if t.shape != (0,)]
+    if not kept:
+        return Cat(0).apply(*ts)
+    ts = kept
     nd = ts[0].ndim
+    if nd == 0:
+        raise RuntimeError("cat: zero-dimensional tensors cannot be concatenated; unsqueeze them or use stack")
     (d,) = normalize_dims(dim, nd, "cat")
     for i, t in enumerate(ts):
         if t.ndim != nd or t.shape[:d] + t.shape[d + 1:] != ts[0].shape[:d] + ts[0].shape[d + 1:]:
@@ -261,6 +270,8 @@ def split(input, split_size_or_sections, dim=0):
     n = x.shape[d]
     if isinstance(split_size_or_sections, int):
         step = split_size_or_sections
+        if step <= 0 and n:
+            raise RuntimeError(f"split: expected a split size > 0, got {step}")
         sizes = [min(step, n - i) for i in range(0, n, step)] if n else [0]
     else:
         sizes = list(split_size_or_sections)
@@ -277,207 +288,13 @@ def split(input, split_size_or_sections, dim=0):
 def chunk(input, chunks, dim=0):
     """Split into ``chunks`` pieces of ``ceil(n / chunks)`` (the last may be smaller)."""
     x = as_tensor(input)
+    if chunks <= 0:
+        raise RuntimeError(f"chunk: expected chunks > 0, got {chunks}")
     (d,) = normalize_dims(dim, x.ndim, "chunk")
     return split(x, max(1, -(-x.shape[d] // chunks)), d)
 
 
-# ================================================================ indexing
-def _index(index, like: Tensor):
-    """Turn tensors and lists in an index into arrays on ``like``'s device and
-    boolean masks into integer arrays; report whether the index is basic."""
-    items = index if isinstance(index, tuple) else (index,)
-    out, basic = [], True
-    for it in items:
-        if isinstance(it, Tensor):
-            it = it.array
-        elif isinstance(it, (list, np.ndarray)):
-            it = np.asarray(it)
-        if hasattr(it, "dtype") and hasattr(it, "shape") and not isinstance(it, np.generic):
-            it = backend.to_device(it, like.device)
-            basic = False
-            if it.dtype == np.bool_:
-                out.extend(it.nonzero())
-                continue
-            if it.dtype.kind not in "iu":
-                raise IndexError(f"tensors used as indices must be long, int or bool, got {it.dtype}")
-        out.append(it)
-    return tuple(out), basic
-
-
-class GetItem(Function):
-    __slots__ = ("index", "basic", "shape", "dtype")
-
-    def __init__(self, index, basic):
-        self.index, self.basic = index, basic
-
-    def forward(self, x):
-        self.shape, self.dtype = x.shape, x.dtype
-        return x[self.index]
-
-    def backward(self, gy):
-        xp = xp_of(gy)
-        gx = xp.zeros(self.shape, self.dtype)
-        if self.basic:
-            gx[self.index] = gy
-        else:
-            xp.add.at(gx, self.index, gy)  # repeated indices accumulate
-        return (gx,)
-
-
-def getitem(input, index):
-    """``x[index]`` with ints, slices, None, Ellipsis, integer tensors/arrays and boolean masks."""
-    x = as_tensor(input)
-    idx, basic = _index(index, x)
-    try:
-        out = GetItem(idx, basic).apply(x)
-    except IndexError as e:
-        raise IndexError(f"getitem: index {index!r} is invalid for a tensor of shape {x.shape}: {e}") from None
-    return _as_view(out, x, idx) if basic else out
-
-
-class SetItem(Function):
-    __slots__ = ("index", "basic", "vs")
-
-    def __init__(self, index, basic):
-        self.index, self.basic = index, basic
-
-    def forward(self, x, v):
-        self.vs = v.shape if hasattr(v, "shape") else ()
-        y = x.copy()
-        y[self.index] = v
-        return y
-
-    def backward(self, gy):
-        gx = gy.copy()
-        gx[self.index] = 0
-        gv = gy[self.index]
-        return gx, unbroadcast(gv, self.vs) if self.needs_input_grad[1] else None
-
-
-def setitem(input: Tensor, index, value):
-    """``x[index] = value`` in place (recorded in the graph when grad is needed)."""
-    idx, basic = _index(index, input)
-    v = value
-    if isinstance(v, Tensor) and (v.requires_grad or input.requires_grad) and grad_mode.is_grad_enabled():
-        (_, v), _ = promote("setitem", input, v)
-        return _inplace(input, lambda t, val: SetItem(idx, basic).apply(t, val), v)
-    if input.requires_grad and grad_mode.is_grad_enabled():
-        return _inplace(input, lambda t, val: SetItem(idx, basic).apply(t, val), v)
-    input.array[idx] = v.array if isinstance(v, Tensor) else v
-    input._version[0] += 1
-    return input
-
-
-def _gather_index(index, dim):
-    """A full index tuple that reads position ``index[..., i, ...]`` along ``dim``."""
-    xp = xp_of(index)
-    return tuple(index if d == dim else
-                 xp.arange(n).reshape([-1 if k == d else 1 for k in range(index.ndim)])
-                 for d, n in enumerate(index.shape))
-
-
-class IndexSelect(Function):
-    __slots__ = ("dim", "index", "shape", "dtype")
-
-    def __init__(self, dim, index):
-        self.dim, self.index = dim, index
-
-    def forward(self, x):
-        self.shape, self.dtype = x.shape, x.dtype
-        return xp_of(x).take(x, self.index, axis=self.dim)
-
-    def backward(self, gy):
-        xp = xp_of(gy)
-        gx = xp.zeros(self.shape, self.dtype)
-        xp.add.at(xp.moveaxis(gx, self.dim, 0), self.index, xp.moveaxis(gy, self.dim, 0))
-        return (gx,)
-
-
-class Gather(Function):
-    __slots__ = ("idx", "shape", "dtype")
-
-    def __init__(self, idx):
-        self.idx = idx
-
-    def forward(self, x):
-        self.shape, self.dtype = x.shape, x.dtype
-        return x[self.idx]
-
-    def backward(self, gy):
-        xp = xp_of(gy)
-        gx = xp.zeros(self.shape, self.dtype)
-        xp.add.at(gx, self.idx, gy)
-        return (gx,)
-
-
-class ScatterAdd(Function):
-    __slots__ = ("idx", "src_shape", "window")
-
-    def __init__(self, idx, window):
-        self.idx, self.window = idx, window
-
-    def forward(self, x, src):
-        self.src_shape = src.shape
-        y = x.copy()
-        xp_of(x).add.at(y, self.idx, src[self.window])
-        return y
-
-    def backward(self, gy):
-        gsrc = None
-        if self.needs_input_grad[1]:
-            gsrc = xp_of(gy).zeros(self.src_shape, gy.dtype)
-            gsrc[self.window] = gy[self.idx]
-        return gy, gsrc
-
-
-def _long_index(op, index, like, dim):
-    idx = as_tensor(index, like).array
-    if idx.dtype.kind not in "iu":
-        raise TypeError(f"{op}: expected an int64 index, got {idx.dtype}")
-    return idx
-
-
-def index_select(input, dim, index):
-    """Pick entries ``index`` (1-D) along ``dim``."""
-    x = as_tensor(input)
-    (d,) = normalize_dims(dim, x.ndim, "index_select")
-    idx = _long_index("index_select", index, x, d)
-    if idx.ndim > 1:
-        raise IndexError(f"index_select: expected a 1-D index, got shape {tuple(idx.shape)}")
-    return IndexSelect(d, idx.reshape(-1)).apply(x)
-
-
-def _check_gather_shape(op, x, idx, d, src=None):
-    if idx.ndim != x.ndim:
-        raise RuntimeError(f"{op}: index must have as many dims as the input ({x.ndim}), got {idx.ndim}")
-    for k in range(x.ndim):
-        if k != d and idx.shape[k] > x.shape[k]:
-            raise RuntimeError(f"{op}: index {tuple(idx.shape)} is larger than the input {x.shape} "
-                               f"at dimension {k}")
-        if src is not None and idx.shape[k] > src.shape[k]:
-            raise RuntimeError(f"{op}: index {tuple(idx.shape)} is larger than src {src.shape} at dimension {k}")
-
-
-def gather(input, dim, index):
-    """``out[i][j][k] = input[i][index[i][j][k]][k]`` (for ``dim=1``)."""
-    x = as_tensor(input)
-    (d,) = normalize_dims(dim, x.ndim, "gather")
-    idx = _long_index("gather", index, x, d)
-    _check_gather_shape("gather", x, idx, d)
-    return Gather(_gather_index(idx, d)).apply(x)
-
-
-def scatter_add(input, dim, index, src):
-    """Out-of-place ``input.scatter_add_(dim, index, src)``: adds ``src`` at ``index`` along ``dim``."""
-    (x, s), _ = promote("scatter_add", input, src)
-    x, s = as_tensor(x), as_tensor(s, x)
-    (d,) = normalize_dims(dim, x.ndim, "scatter_add")
-    idx = _long_index("scatter_add", index, x, d)
-    _check_gather_shape("scatter_add", x, idx, d, s)
-    window = tuple(slice(0, n) for n in idx.shape)
-    return ScatterAdd(_gather_index(idx, d), window).apply(x, s)
-
-
+# ============================================================ triangles
 class Tri(Function):
     __slots__ = ("k", "upper")
 
@@ -501,3 +318,424 @@ def tril(input, diagonal=0):
 def triu(input, diagonal=0):
     """Upper triangle of the last two dims (the rest zeroed)."""
     return Tri(diagonal, True).apply(as_tensor(input))
+
+
+# ============================================================ diagonals, rolls
+def _diag_view(a, offset, d1, d2):
+    """A writable view of a diagonal (NumPy hands out a read-only one)."""
+    v = xp_of(a).diagonal(a, offset, d1, d2)
+    if not v.flags.writeable:
+        v.flags.writeable = True
+    return v
+
+
+class Diagonal(Function):
+    __slots__ = ("offset", "d1", "d2", "shape", "dtype")
+
+    def __init__(self, offset, d1, d2):
+        self.offset, self.d1, self.d2 = offset, d1, d2
+
+    def forward(self, x):
+        self.shape, self.dtype = x.shape, x.dtype
+        return _diag_view(x, self.offset, self.d1, self.d2)
+
+    def backward(self, gy):
+        gx = xp_of(gy).zeros(self.shape, self.dtype)
+        _diag_view(gx, self.offset, self.d1, self.d2)[...] = gy
+        return (gx,)
+
+
+class DiagEmbed(Function):
+    __slots__ = ("offset", "d1", "d2", "shape")
+
+    def __init__(self, offset, d1, d2, shape):
+        self.offset, self.d1, self.d2, self.shape = offset, d1, d2, shape
+
+    def forward(self, x):
+        y = xp_of(x).zeros(self.shape, x.dtype)
+        _diag_view(y, self.offset, self.d1, self.d2)[...] = x
+        return y
+
+    def backward(self, gy):
+        return (xp_of(gy).diagonal(gy, self.offset, self.d1, self.d2).copy(),)
+
+
+class Roll(Function):
+    __slots__ = ("shifts", "dims")
+
+    def __init__(self, shifts, dims):
+        self.shifts, self.dims = shifts, dims
+
+    def forward(self, x):
+        return xp_of(x).roll(x, self.shifts, self.dims)
+
+    def backward(self, gy):
+        return (xp_of(gy).roll(gy, tuple(-s for s in self.shifts), self.dims),)
+
+
+class Unfold(Function):
+    """Windows of ``size`` every ``step`` along ``dim``, as a new last dim (a strided view)."""
+    __slots__ = ("dim", "size", "step", "shape", "dtype")
+
+    def __init__(self, dim, size, step):
+        self.dim, self.size, self.step = dim, size, step
+
+    def forward(self, x):
+        self.shape, self.dtype = x.shape, x.dtype
+        d, n = self.dim, (x.shape[self.dim] - self.size) // self.step + 1
+        shape = x.shape[:d] + (n,) + x.shape[d + 1:] + (self.size,)
+        strides = x.strides[:d] + (x.strides[d] * self.step,) + x.strides[d + 1:] + (x.strides[d],)
+        return xp_of(x).lib.stride_tricks.as_strided(x, shape, strides)
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        gx = xp.zeros(self.shape, self.dtype)
+        g = xp.moveaxis(gy, (self.dim, -1), (0, 1))
+        where = xp.arange(g.shape[0])[:, None] * self.step + xp.arange(self.size)[None, :]
+        xp.add.at(xp.moveaxis(gx, self.dim, 0), where, g)  # overlapping windows add up
+        return (gx,)
+
+
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    """The diagonal ``offset`` of the (dim1, dim2) planes, as a new last dim (a view)."""
+    x = as_tensor(input)
+    (a,), (b,) = normalize_dims(dim1, x.ndim, "diagonal"), normalize_dims(dim2, x.ndim, "diagonal")
+    if a == b:
+        raise RuntimeError(f"diagonal: dim1 and dim2 must differ, both are {a}")
+    return _as_view(Diagonal(offset, a, b).apply(x), x)
+
+
+def diag_embed(input, offset=0, dim1=-2, dim2=-1):
+    """A tensor whose (dim1, dim2) planes have ``input``'s last dim on diagonal ``offset``, zeros elsewhere."""
+    x = as_tensor(input)
+    (a,), (b,) = normalize_dims(dim1, x.ndim + 1, "diag_embed"), normalize_dims(dim2, x.ndim + 1, "diag_embed")
+    if a == b:
+        raise RuntimeError(f"diag_embed: dim1 and dim2 must differ, both are {a}")
+    m = (x.shape[-1] if x.ndim else 1) + abs(offset)
+    shape = list(x.shape[:-1])
+    for d in sorted((a, b)):
+        shape.insert(d, m)
+    return DiagEmbed(offset, a, b, tuple(shape)).apply(x if x.ndim else reshape(x, 1))
+
+
+def diag(input, diagonal=0):
+    """1-d -> the square matrix with ``input`` on diagonal ``diagonal``; 2-d -> that diagonal (a copy)."""
+    x = as_tensor(input)
+    if x.ndim == 1:
+        return diag_embed(x, diagonal, 0, 1)
+    if x.ndim == 2:
+        return _copy(Diagonal(diagonal, 0, 1).apply(x))
+    raise RuntimeError(f"diag: expected a 1-d or 2-d tensor, got {x.ndim}-d")
+
+
+def _copy(x):
+    from distgraph.autograd.ops.elementwise import clone
+    return clone(x)
+
+
+def roll(input, shifts, dims=None):
+    """Shift elements ``shifts`` places along ``dims`` (wrapping round); ``dims=None``: the flattened tensor."""
+    x = as_tensor(input)
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    if dims is None:
+        if len(shifts) != 1:
+            raise RuntimeError(f"roll: with dims=None expected one shift, got {len(shifts)}")
+        return reshape(Roll(shifts, None).apply(reshape(x, -1)), x.shape)
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    if len(shifts) != len(dims):
+        raise RuntimeError(f"roll: expected as many shifts as dims, got {len(shifts)} and {len(dims)}")
+    dims = tuple(normalize_dims(d, x.ndim, "roll")[0] for d in dims)
+    return Roll(shifts, dims).apply(x)
+
+
+def unfold(input, dimension, size, step):
+    """``Tensor.unfold``: every window of ``size`` elements, ``step`` apart, along ``dimension``."""
+    x = as_tensor(input)
+    if x.ndim == 0:
+        x = reshape(x, 1)
+    (d,) = normalize_dims(dimension, x.ndim, "unfold")
+    if step <= 0:
+        raise RuntimeError(f"unfold: expected step > 0, got {step}")
+    if size > x.shape[d] or size < 0:
+        raise RuntimeError(f"unfold: expected 0 <= size <= {x.shape[d]} (the size of dim {d}), got {size}")
+    return _as_view(Unfold(d, size, step).apply(x), x)
+
+
+def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
+    """Repeat each element ``repeats`` times (an int, or one count per element) along ``dim``
+    (``dim=None``: the flattened tensor); ``repeat_interleave(counts)`` repeats ``arange(len(counts))``."""
+    x = as_tensor(input)
+    xp = xp_of(x.array)
+    if repeats is None:
+        return repeat_interleave(_from_array(xp.arange(x.numel()), x), x)
+    if dim is None:
+        x, d = reshape(x, -1), 0
+    else:
+        (d,) = normalize_dims(dim, x.ndim, "repeat_interleave")
+    n = x.shape[d] if x.ndim else 1
+    reps = as_tensor(repeats, x).array if not isinstance(repeats, int) else repeats
+    if not isinstance(reps, int):
+        if reps.dtype.kind not in "iu":
+            raise RuntimeError(f"repeat_interleave: repeats must be integers, got {reps.dtype}")
+        if reps.ndim > 1 or (reps.size != 1 and reps.size != n):
+            raise RuntimeError(f"repeat_interleave: expected one repeat or {n} (the size of dim {d}), "
+                               f"got shape {tuple(reps.shape)}")
+        reps = reps.reshape(-1)
+        if reps.size == 1:
+            reps = int(reps[0])
+    if (reps < 0) if isinstance(reps, int) else bool((reps < 0).any()):
+        raise RuntimeError("repeat_interleave: repeats must be non-negative")
+    return index_select(x if x.ndim else reshape(x, 1), d, _from_array(xp.repeat(xp.arange(n), reps), x))
+
+
+def _from_array(arr, like):
+    from distgraph.autograd.tensor import _make
+    return _make(arr, None, False)
+
+
+def meshgrid(*tensors, indexing=None):
+    """Coordinate grids: output ``i`` holds ``tensors[i]`` along dim ``i`` ("ij", the default) or with
+    the first two dims swapped ("xy", Cartesian)."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    indexing = indexing or "ij"
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    ts = [as_tensor(t) for t in tensors]
+    for t in ts:
+        if t.ndim > 1:
+            raise RuntimeError(f"meshgrid: expected 0-d or 1-d tensors, got shape {t.shape}")
+    shape = [t.numel() for t in ts]
+    pos = list(range(len(ts)))
+    if indexing == "xy" and len(ts) >= 2:
+        shape[0], shape[1], pos[0], pos[1] = shape[1], shape[0], 1, 0
+    return tuple(expand(reshape(t, [-1 if k == p else 1 for k in range(len(ts))]), shape) for t, p in zip(ts, pos))
+
+
+def narrow(input, dim, start, length):
+    """The view ``input[..., start:start + length, ...]`` along ``dim``."""
+    x = as_tensor(input)
+    (d,) = normalize_dims(dim, x.ndim, "narrow")
+    n, start = x.shape[d], int(start)
+    if not -n <= start <= n:
+        raise IndexError(f"narrow: start must be in [-{n}, {n}] (the size of dim {d}), got {start}")
+    start %= max(n, 1) if start < 0 else n + 1
+    if length < 0 or start + length > n:
+        raise RuntimeError(f"narrow: start ({start}) + length ({length}) must be within dim {d}'s size ({n})")
+    return getitem(x, (slice(None),) * d + (slice(start, start + length),))
+
+
+def select(input, dim, index):
+    """``input[..., index, ...]`` along ``dim`` (the dim is removed; a view)."""
+    x = as_tensor(input)
+    (d,) = normalize_dims(dim, x.ndim, "select")
+    return getitem(x, (slice(None),) * d + (int(index),))
+
+
+# ========================================================== flips and moves
+def fliplr(input):
+    """Reverse dim 1 (left/right); needs at least 2 dims."""
+    x = as_tensor(input)
+    if x.ndim < 2:
+        raise RuntimeError(f"fliplr: expected a tensor of at least 2 dims, got {x.ndim}")
+    return flip(x, 1)
+
+
+def flipud(input):
+    """Reverse dim 0 (up/down); needs at least 1 dim."""
+    x = as_tensor(input)
+    if x.ndim < 1:
+        raise RuntimeError("fliplr: expected a tensor of at least 1 dim, got a 0-d tensor")
+    return flip(x, 0)
+
+
+def rot90(input, k=1, dims=(0, 1)):
+    """Rotate by 90 degrees ``k`` times in the plane ``dims``, from the first towards the second."""
+    x = as_tensor(input)
+    dims = tuple(dims)
+    if len(dims) != 2:
+        raise RuntimeError(f"rot90: expected 2 rotation dims, got {len(dims)}")
+    if x.ndim < 2:
+        raise RuntimeError(f"rot90: expected a tensor of at least 2 dims, got {x.ndim}")
+    a, b = (normalize_dims(d, x.ndim, "rot90")[0] for d in dims)
+    if a == b:
+        raise RuntimeError(f"rot90: expected the rotation dims to differ, got {a} and {b}")
+    k %= 4
+    if k == 1:
+        return transpose(flip(x, b), a, b)
+    if k == 2:
+        return flip(x, (a, b))
+    if k == 3:
+        return transpose(flip(x, a), a, b)
+    return _copy(x)
+
+
+def movedim(input, source, destination):
+    """Move dims ``source`` to positions ``destination``; the others keep their order."""
+    x = as_tensor(input)
+    src = (source,) if isinstance(source, int) else tuple(source)
+    dst = (destination,) if isinstance(destination, int) else tuple(destination)
+    if len(src) != len(dst):
+        raise RuntimeError(f"movedim: expected as many source as destination dims, got {len(src)} and {len(dst)}")
+    src = [normalize_dims(d, x.ndim, "movedim")[0] for d in src]
+    dst = [normalize_dims(d, x.ndim, "movedim")[0] for d in dst]
+    if len(set(src)) != len(src) or len(set(dst)) != len(dst):
+        raise RuntimeError(f"movedim: repeated dims in source {src} or destination {dst}")
+    order = [None] * x.ndim
+    for s_, d_ in zip(src, dst):
+        order[d_] = s_
+    rest = iter(d for d in range(x.ndim) if d not in src)
+    return permute(x, [o if o is not None else next(rest) for o in order])
+
+
+moveaxis = movedim
+
+
+def swapaxes(input, axis0, axis1):
+    """``transpose(input, axis0, axis1)``."""
+    return transpose(input, axis0, axis1)
+
+
+swapdims = swapaxes
+
+
+def tile(input, dims):
+    """``repeat`` with ``dims`` padded with leading 1s to the tensor's number of dims."""
+    x = as_tensor(input)
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    return repeat(x, (1,) * (x.ndim - len(dims)) + dims)
+
+
+def broadcast_shapes(*shapes):
+    """The shape that all ``shapes`` broadcast to."""
+    try:
+        return tuple(np.broadcast_shapes(*[(s,) if isinstance(s, int) else tuple(s) for s in shapes]))
+    except ValueError:
+        raise RuntimeError(f"broadcast_shapes: shapes {list(shapes)} cannot be broadcast together") from None
+
+
+def broadcast_to(input, size):
+    """``expand(input, size)``: a broadcast view."""
+    return expand(input, size)
+
+
+def broadcast_tensors(*tensors):
+    """Expand every tensor to their common broadcast shape."""
+    ts = [as_tensor(t) for t in tensors]
+    shape = broadcast_shapes(*[t.shape for t in ts])
+    return tuple(expand(t, shape) for t in ts)
+
+
+# ========================================================== stacks and splits
+def _tensor_list(tensors):
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        return [as_tensor(t) for t in tensors[0]], True
+    return [as_tensor(t) for t in tensors], len(tensors) != 1
+
+
+def _atleast(nd, tensors):
+    ts, many = _tensor_list(tensors)
+    out = []
+    for t in ts:
+        if t.ndim < nd:
+            shape = {0: (1, 1, 1), 1: (1, t.numel(), 1), 2: t.shape + (1,)}[t.ndim] if nd == 3 else \
+                (1,) * (nd - t.ndim) + t.shape
+            t = reshape(t, shape)
+        out.append(t)
+    return tuple(out) if many else out[0]
+
+
+def atleast_1d(*tensors):
+    """0-d tensors become shape (1,); a list in gives a tuple out."""
+    return _atleast(1, tensors)
+
+
+def atleast_2d(*tensors):
+    """0-d -> (1, 1), 1-d (n,) -> (1, n)."""
+    return _atleast(2, tensors)
+
+
+def atleast_3d(*tensors):
+    """0-d -> (1, 1, 1), (n,) -> (1, n, 1), (m, n) -> (m, n, 1)."""
+    return _atleast(3, tensors)
+
+
+def hstack(tensors):
+    """Concatenate along dim 1 (dim 0 for 1-d tensors)."""
+    ts = atleast_1d(list(tensors))
+    return cat(ts, 0 if ts[0].ndim == 1 else 1)
+
+
+def vstack(tensors):
+    """Concatenate along dim 0 after ``atleast_2d``."""
+    return cat(atleast_2d(list(tensors)), 0)
+
+
+row_stack = vstack
+
+
+def dstack(tensors):
+    """Concatenate along dim 2 after ``atleast_3d``."""
+    return cat(atleast_3d(list(tensors)), 2)
+
+
+def column_stack(tensors):
+    """Concatenate along dim 1; 0-d and 1-d tensors become columns first."""
+    ts = [as_tensor(t) for t in tensors]
+    return cat([reshape(t, t.numel(), 1) if t.ndim <= 1 else t for t in ts], 1)
+
+
+def unbind(input, dim=0):
+    """The tuple of slices ``input.select(dim, i)``."""
+    x = as_tensor(input)
+    (d,) = normalize_dims(dim, x.ndim, "unbind")
+    return tuple(select(x, d, i) for i in range(x.shape[d]))
+
+
+def tensor_split(input, indices_or_sections, dim=0):
+    """Split into ``n`` near-equal parts (the first ``size % n`` one longer) or at the listed indices."""
+    x = as_tensor(input)
+    (d,) = normalize_dims(dim, x.ndim, "tensor_split")
+    cuts = indices_or_sections
+    if isinstance(cuts, Tensor):
+        if cuts.array.dtype.kind not in "iu" or cuts.ndim > 1:
+            raise RuntimeError("tensor_split: expected a 0-d or 1-d int64 tensor of sections or indices")
+        cuts = int(cuts.item()) if cuts.ndim == 0 else [int(c) for c in cuts.tolist()]
+    n = x.shape[d]
+    if isinstance(cuts, int):
+        if cuts <= 0:
+            raise RuntimeError(f"tensor_split: expected the number of sections > 0, got {cuts}")
+        q, r = divmod(n, cuts)
+        sizes = [q + 1] * r + [q] * (cuts - r)
+        cuts = np.cumsum(sizes)[:-1].tolist()
+    bounds = [0] + [int(c) for c in cuts] + [n]
+    return tuple(getitem(x, (slice(None),) * d + (slice(a, max(a, b)),)) for a, b in zip(bounds, bounds[1:]))
+
+
+def _split_along(op, x, cuts, d, need):
+    x = as_tensor(x)
+    if x.ndim < need:
+        raise RuntimeError(f"{op}: expected a tensor of at least {need} dims, got {x.ndim}")
+    if isinstance(cuts, int) and (cuts <= 0 or x.shape[d] % cuts):
+        raise RuntimeError(f"{op}: dim {d} of size {x.shape[d]} cannot be split into {cuts} equal parts")
+    return tensor_split(x, cuts, d)
+
+
+def hsplit(input, indices_or_sections):
+    """``tensor_split`` along dim 1 (dim 0 for 1-d); an int must divide the size."""
+    return _split_along("hsplit", input, indices_or_sections, 0 if as_tensor(input).ndim == 1 else 1, 1)
+
+
+def vsplit(input, indices_or_sections):
+    """``tensor_split`` along dim 0; needs at least 2 dims."""
+    return _split_along("vsplit", input, indices_or_sections, 0, 2)
+
+
+def dsplit(input, indices_or_sections):
+    """``tensor_split`` along dim 2; needs at least 3 dims."""
+    return _split_along("dsplit", input, indices_or_sections, 2, 3)
+
+
+# getitem/setitem/index_select live in ops/index.py (which imports this module); split, narrow and
+# friends call them, and `from distgraph.autograd.ops.shape import getitem` keeps working.
+from distgraph.autograd.ops.index import getitem, index_select, setitem  # noqa: E402,F401

@@ -9,9 +9,9 @@ from distgraph.utils.data.dataset import (ConcatDataset, Dataset, IterableDatase
                                           random_split)
 from distgraph.utils.data.distributed import DistributedSampler
 from distgraph.utils.data.sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler,
-                                          SubsetRandomSampler)
+                                          SubsetRandomSampler, WeightedRandomSampler)
 from distgraph.utils.data.worker import WorkerInfo, get_worker_info
 
 __all__ = ["BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "DistributedSampler", "IterableDataset",
            "RandomSampler", "Sampler", "SequentialSampler", "Subset", "SubsetRandomSampler", "TensorDataset",
-           "WorkerInfo", "default_collate", "default_convert", "get_worker_info", "random_split"]
+           "WeightedRandomSampler", "WorkerInfo", "default_collate", "default_convert", "get_worker_info", "random_split"]

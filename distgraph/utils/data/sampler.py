@@ -13,7 +13,8 @@ import numpy as np
 
 from distgraph import backend
 
-__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler", "as_generator"]
+__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
+           "BatchSampler", "as_generator"]
 
 
 def as_generator(generator):
@@ -104,6 +105,34 @@ class SubsetRandomSampler(Sampler):
 
     def __len__(self):
         return len(self.indices)
+
+
+class WeightedRandomSampler(Sampler):
+    """``num_samples`` indices drawn with probabilities proportional to ``weights``
+    (with ``replacement``, or without it: then ``num_samples <= len(weights)``), as PyTorch's."""
+
+    def __init__(self, weights, num_samples, replacement=True, generator=None):
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:
+            raise ValueError(f"WeightedRandomSampler: num_samples should be a positive integer, got {num_samples!r}")
+        if not isinstance(replacement, bool):
+            raise ValueError(f"WeightedRandomSampler: replacement should be a boolean, got {replacement!r}")
+        w = np.asarray(weights.tolist() if hasattr(weights, "tolist") else weights, dtype=np.float64)
+        if w.ndim != 1 or (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
+            raise RuntimeError("WeightedRandomSampler: weights must be a 1-d sequence of finite, non-negative "
+                               "numbers with a positive sum")
+        if not replacement and num_samples > int((w > 0).sum()):
+            raise RuntimeError(f"WeightedRandomSampler: can't draw {num_samples} samples without replacement "
+                               f"from {int((w > 0).sum())} non-zero weights")
+        self.weights, self.num_samples, self.replacement = w, int(num_samples), replacement
+        self._rng = None if generator is None else as_generator(generator)
+
+    def __iter__(self):
+        rng = self._rng if self._rng is not None else as_generator(None)
+        yield from rng.choice(len(self.weights), self.num_samples, replace=self.replacement,
+                              p=self.weights / self.weights.sum()).tolist()
+
+    def __len__(self):
+        return self.num_samples
 
 
 class BatchSampler(Sampler):
