@@ -12,8 +12,8 @@ from distgraph.autograd import (Tensor, enable_grad, inference_mode, is_grad_ena
 from distgraph.autograd.creation import *  # noqa: F401,F403
 from distgraph.autograd.ops import *  # noqa: F401,F403
 from distgraph.autograd.ops import abs, all, any, max, min, pow, sum  # noqa: F401,A004
-from distgraph.backend import (Device, bool_, double, float16, float32, float64, half, int32, int64,
-                               long)
+from distgraph.backend import (Device, bool_, double, float16, float32, float64, half, int8, int16, int32,
+                               int64, long, short, uint8)
 from distgraph.backend import Device as device
 from distgraph import amp, autograd, comm, cuda, nn, optim, profiler, utils  # noqa: E402
 from distgraph import accelerator, multiprocessing  # noqa: E402
@@ -33,6 +33,9 @@ _sys.modules[__name__ + ".cuda.amp"] = amp
 # ``import distgraph.distributed as dist`` gives the very module ``dg.comm`` is.
 distributed = comm
 _sys.modules[__name__ + ".distributed"] = comm
+# Scripts written for torchrun read RANK/LOCAL_RANK/WORLD_SIZE before init_process_group:
+# under mpiexec/srun these are set from the launcher's own variables (MPI is not started here).
+comm.env.export_torch_env()
 from distgraph.serialization import load, save  # noqa: E402
 
 bool = bool_  # noqa: A001 - PyTorch's name: dg.bool

@@ -34,16 +34,23 @@ def cupy():
 float16 = half = np.dtype(np.float16)
 float32 = float = np.dtype(np.float32)
 float64 = double = np.dtype(np.float64)
+uint8 = np.dtype(np.uint8)
+int8 = np.dtype(np.int8)
+int16 = short = np.dtype(np.int16)
 int32 = int = np.dtype(np.int32)
 int64 = long = np.dtype(np.int64)
 bool_ = np.dtype(np.bool_)
 
-SUPPORTED_DTYPES = (float16, float32, float64, int32, int64, bool_)
-_NAMES = {float16: "float16", float32: "float32", float64: "float64",
-          int32: "int32", int64: "int64", bool_: "bool"}
+SUPPORTED_DTYPES = (float16, float32, float64, uint8, int8, int16, int32, int64, bool_)
+_NAMES = {float16: "float16", float32: "float32", float64: "float64", uint8: "uint8", int8: "int8",
+          int16: "int16", int32: "int32", int64: "int64", bool_: "bool"}
 # PyTorch's type categories: bool < integer < floating.
-_CATEGORY = {bool_: 0, int32: 1, int64: 1, float16: 2, float32: 2, float64: 2}
+_CATEGORY = {bool_: 0, uint8: 1, int8: 1, int16: 1, int32: 1, int64: 1, float16: 2, float32: 2, float64: 2}
 _DEFAULT_FOR_CATEGORY = {0: bool_, 1: int64, 2: float32}
+# ``t.type()``: PyTorch's legacy tensor-type names, and the dtype each stands for.
+_TYPE_NAMES = {float16: "HalfTensor", float32: "FloatTensor", float64: "DoubleTensor", uint8: "ByteTensor",
+               int8: "CharTensor", int16: "ShortTensor", int32: "IntTensor", int64: "LongTensor",
+               bool_: "BoolTensor"}
 
 
 def dtype_name(dtype) -> str:
@@ -80,13 +87,16 @@ def is_floating(dtype) -> bool:
 
 def promote_types(a, b):
     """PyTorch's ``promote_types``: a higher category wins outright
-    (``int64`` with ``float16`` gives ``float16``); within a category the wider type."""
+    (``int64`` with ``float16`` gives ``float16``); within a category the wider type
+    (``uint8`` with ``int8`` gives ``int16``)."""
     if a == b:
         return a
     ca, cb = _CATEGORY[a], _CATEGORY[b]
     if ca != cb:
         return a if ca > cb else b
-    return a if a.itemsize >= b.itemsize else b
+    # Within a category NumPy's rule is PyTorch's: the wider type, and a signed type wide
+    # enough for both when signedness differs (uint8 with int8 gives int16).
+    return np.promote_types(a, b)
 
 
 def scalar_category(value) -> int:
@@ -193,6 +203,44 @@ def erf(x):
 
 
 _np_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def special(name: str, x):
+    """``scipy.special.<name>`` (``cupyx.scipy.special`` for CuPy arrays), e.g. ``erfinv``."""
+    if not isinstance(x, (np.ndarray, np.generic)):
+        import cupyx.scipy.special as cupy_special  # noqa: PLC0415
+        return getattr(cupy_special, name)(x)
+    try:
+        import scipy.special as scipy_special  # noqa: PLC0415
+    except ImportError:
+        raise RuntimeError(f"{name} needs SciPy on the host: pip install scipy") from None
+    return getattr(scipy_special, name)(x)
+
+
+def wrap_int(value, dtype):
+    """A Python int as a value of integer ``dtype``, wrapping around as C (and PyTorch) do:
+    ``uint8`` tensor ``+ 300`` adds 44, ``- 1`` adds 255 (NumPy raises instead)."""
+    info = np.iinfo(dtype)
+    if info.min <= value <= info.max:
+        return value
+    span = 1 << (8 * dtype.itemsize)
+    v = (value - info.min) % span + info.min
+    return dtype.type(v)
+
+
+def legacy_type_name(dtype, cuda: bool = False) -> str:
+    """PyTorch's ``t.type()`` string: ``'torch.FloatTensor'``, ``'torch.cuda.LongTensor'``."""
+    return ("torch.cuda." if cuda else "torch.") + _TYPE_NAMES[dtype]
+
+
+def parse_legacy_type(name: str):
+    """``'torch.LongTensor'`` (or ``'torch.cuda.LongTensor'``) -> ``(int64, is_cuda)``."""
+    prefix, _, short = name.rpartition(".")
+    for dt, n in _TYPE_NAMES.items():
+        if short == n and prefix in ("torch", "torch.cuda", "distgraph", "distgraph.cuda"):
+            return dt, prefix.endswith("cuda")
+    raise ValueError(f"invalid type: {name!r}: expected a name such as 'torch.FloatTensor' or "
+                     "'torch.cuda.LongTensor', or a dtype")
 
 
 # ------------------------------------------------------------------------ RNG

@@ -3,6 +3,8 @@ grad-mode decorators, ``inference_mode``, anomaly detection, custom ``autograd.F
 checkpointing, ``accelerator``/``autocast``, formatting, the legacy constructor, module attribute rules,
 ``load`` arguments and ``torch.nn.modules`` import paths."""
 import importlib
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import distgraph.nn as nn
 from distgraph.utils.checkpoint import checkpoint, checkpoint_sequential
 
 torch = pytest.importorskip("torch")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 # ------------------------------------------------------------------ .data
@@ -304,3 +307,46 @@ def test_torch_nn_modules_paths(sub):
     for n in shared:
         assert getattr(ours, n) is getattr(dg.nn, n)
     assert dg.nn.modules.loss._Loss is dg.nn.loss._Loss
+
+
+# ------------------------------------------------------------ launch idioms
+def _run(code, env_extra, timeout=60):
+    import os
+    import subprocess
+    import sys
+    from mpi_util import LAUNCHER_VARS
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS and k not in
+           ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID", "DISTGRAPH_TORCH_ENV")}
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize("env_extra", [{"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "2"},
+                                       {"RANK": "0", "WORLD_SIZE": "4"}])
+def test_a_torchrun_started_process_refuses_to_train_alone(env_extra):
+    p = _run("import distgraph.distributed as dist; dist.init_process_group('gloo')", env_extra)
+    assert p.returncode != 0
+    assert "would train alone" in p.stderr and "distgraph-run -n" in p.stderr and "mpiexec -n" in p.stderr
+
+
+def test_gloo_under_plain_python_is_a_world_of_one():
+    p = _run("import distgraph.distributed as dist; dist.init_process_group('gloo', init_method='env://');"
+             "print(dist.get_world_size(), dist.get_rank(), dist.get_backend())", {"DISTGRAPH_LOG_LEVEL": "INFO"})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[:2] == ["1", "0"] and "'gloo' runs on distgraph's MPI backend" in p.stderr
+
+
+def test_torchrun_variables_are_exported_from_the_mpi_launcher_environment():
+    import os
+    env = {"PMI_RANK": "1", "PMI_SIZE": "2", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2"}
+    saved = {k: os.environ.get(k) for k in list(env) + list(dg.comm.env.TORCH_VARS)}
+    fake = dict(env)
+    dg.comm.env.export_torch_env(fake)
+    assert (fake["RANK"], fake["WORLD_SIZE"], fake["LOCAL_RANK"], fake["LOCAL_WORLD_SIZE"]) == ("1", "2", "1", "2")
+    kept = dict(env, RANK="1")
+    dg.comm.env.export_torch_env(kept)
+    assert kept["RANK"] == "1"
+    plain = {}
+    dg.comm.env.export_torch_env(plain)
+    assert plain == {}
+    assert {k: os.environ.get(k) for k in saved} == saved

@@ -241,6 +241,44 @@ class Tensor:
     def type_as(self, other):
         return self.to(dtype=other.dtype)
 
+    def type(self, dtype=None, non_blocking=False):
+        """``t.type()`` is PyTorch's type string (``'torch.FloatTensor'``); ``t.type(dtype)`` casts
+        (``dtype`` may also be a legacy type such as ``dg.LongTensor`` or its string)."""
+        from distgraph import types
+        legacy = {c.type_name: c for c in (types.FloatTensor, types.DoubleTensor, types.HalfTensor,
+                                           types.LongTensor, types.IntTensor, types.ShortTensor, types.CharTensor,
+                                           types.ByteTensor, types.BoolTensor)}
+        if dtype is None:
+            for name, c in legacy.items():
+                if c.dtype == self.array.dtype:
+                    return name.replace("torch.", "torch.cuda.") if self.is_cuda else name
+            return backend.dtype_name(self.array.dtype)
+        if isinstance(dtype, str) and dtype in legacy:
+            dtype = legacy[dtype]
+        return self.to(dtype=getattr(dtype, "dtype", dtype))
+
+    # PyTorch's ``new_*``: a tensor with this one's dtype and device unless told otherwise
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        return self._new(np.zeros, size, dtype, device, requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        return self._new(np.ones, size, dtype, device, requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+        return self._new(np.zeros, size, dtype, device, requires_grad)
+
+    def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False):
+        return self._new(lambda s, dt: np.full(s, fill_value, dt), (size,), dtype, device, requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        return tensor(data, dtype=dtype or self.array.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def _new(self, make, size, dtype, device, requires_grad):
+        if len(size) == 1 and isinstance(size[0], (tuple, list)):
+            size = size[0]
+        return tensor(make(tuple(int(s) for s in size), backend.as_dtype(dtype) or self.array.dtype),
+                      device=device or self.device, requires_grad=requires_grad)
+
     def float(self):
         return self.to(dtype=backend.float32)
 

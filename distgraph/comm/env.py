@@ -104,3 +104,40 @@ def under_launcher(environ=None) -> bool:
     and a user who asked for it should get it.
     """
     return discover(environ).launcher != "none"
+
+
+# ------------------------------------------------------------ torchrun's names
+TORCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+def export_torch_env(environ=None) -> None:
+    """Under an MPI or Slurm launcher, set torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and
+    ``LOCAL_WORLD_SIZE`` (and a placeholder ``MASTER_ADDR``/``MASTER_PORT``) from the launcher's own
+    variables, so scripts that read them before ``init_process_group`` work under ``mpiexec``.
+    Reads environment variables only (MPI is not started); values already set are kept."""
+    env = os.environ if environ is None else environ
+    try:
+        info = discover(env)
+    except ValueError:
+        return
+    if info.launcher == "none":
+        return
+    values = {"RANK": info.rank, "WORLD_SIZE": info.world_size, "LOCAL_RANK": info.local_rank,
+              "LOCAL_WORLD_SIZE": info.local_world_size}
+    for k, v in values.items():
+        env.setdefault(k, str(v))
+    env.setdefault("MASTER_ADDR", "localhost")
+    env.setdefault("MASTER_PORT", "29500")
+    env.setdefault("DISTGRAPH_TORCH_ENV", "1")   # marks these as ours, not torchrun's
+
+
+def started_by_torchrun(environ=None):
+    """``(rank, world_size)`` when this process looks started by torchrun or by hand with RANK and
+    WORLD_SIZE > 1 but by no MPI launcher (so it would silently train alone), else None."""
+    env = os.environ if environ is None else environ
+    if discover(env).launcher != "none" or env.get("DISTGRAPH_TORCH_ENV") == "1":
+        return None
+    size = _int(env, "WORLD_SIZE", 1)
+    if "TORCHELASTIC_RUN_ID" in env or "GROUP_RANK" in env or size > 1:
+        return _int(env, "RANK", 0), size
+    return None

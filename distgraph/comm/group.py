@@ -18,7 +18,7 @@ __all__ = ["init_process_group", "is_initialized", "destroy_process_group", "new
            "get_rank", "get_world_size", "get_local_rank", "get_local_world_size", "get_backend",
            "GroupMember", "default_group"]
 
-BACKENDS = ("auto", "mpi", "nccl", "single")
+BACKENDS = ("auto", "mpi", "nccl", "single", "gloo")
 _world: ProcessGroup | None = None
 _groups: list = []
 
@@ -49,7 +49,7 @@ def init_process_group(backend="auto", init_method=None, timeout=None, world_siz
             tensors when CuPy, a GPU and NCCL are present; a world of one under plain
             ``python``), ``"mpi"``, ``"nccl"`` (NCCL for GPU tensors, MPI for the
             bootstrap and for CPU tensors -- unlike PyTorch, CPU tensors work), or
-            ``"single"``.
+            ``"single"``; ``"gloo"`` (PyTorch's CPU backend) runs on MPI, with one log line.
         init_method: only ``None`` / ``"env://"``: ranks come from the launcher.
         timeout: seconds (or a ``datetime.timedelta``) a collective may take before the
             job is aborted with a report; default ``DISTGRAPH_TIMEOUT`` or 1800 s.
@@ -74,7 +74,19 @@ def init_process_group(backend="auto", init_method=None, timeout=None, world_siz
                          f"{init_method!r}; distgraph takes ranks from the launcher (mpiexec, srun)")
     seconds = watchdog.timeout_from_env(timeout)
     watchdog.stall_from_env(refresh=True)
+    alone = env.started_by_torchrun()
+    if alone is not None:
+        raise CommError(f"[rank {alone[0]}/{alone[1]}] init_process_group: this process was started by torchrun "
+                        f"(or with RANK/WORLD_SIZE={alone[1]} set) but distgraph's ranks are MPI processes, so it "
+                        f"would train alone; launch with `distgraph-run -n {alone[1]} script.py` or "
+                        f"`mpiexec -n {alone[1]} python script.py`")
     info = env.discover()
+    if name == "gloo":
+        # PyTorch's CPU backend: here MPI does the same job (a world of one under plain python)
+        from distgraph.utils.logging import get_logger
+        get_logger(__name__).info("init_process_group: backend 'gloo' runs on distgraph's MPI backend")
+        name = "auto"
+        backend = "mpi" if env.under_launcher() else "single"
     if name == "auto":
         name = "mpi" if env.under_launcher() else "single"
     if name == "single":

@@ -33,7 +33,9 @@ def _env(extra=None):
 
 def _metrics(p, what):
     assert p.returncode == 0, f"{what} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}"
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    # distgraph-run tags each line with its rank ("[rank 0] {...}")
+    lines = [ln.split("] ", 1)[-1] if ln.startswith("[rank") else ln for ln in p.stdout.splitlines()]
+    lines = [ln for ln in lines if ln.startswith("{")]
     assert lines, f"{what} printed no metrics:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     return json.loads(lines[-1])
 
