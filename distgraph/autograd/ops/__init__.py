@@ -9,11 +9,12 @@ from distgraph.autograd.ops.bitwise import *  # noqa: F401,F403
 from distgraph.autograd.ops.cumulative import *  # noqa: F401,F403
 from distgraph.autograd.ops.sort import *  # noqa: F401,F403
 from distgraph.autograd.ops.index import *  # noqa: F401,F403
-from distgraph.autograd.ops import (activation, bitwise, cumulative, elementwise, index, linalg, math, reduce, shape,
-                                    sort)
+import sys as _sys
 
-__all__ = (activation.__all__ + elementwise.__all__ + linalg.__all__ + reduce.__all__ + shape.__all__
-           + math.__all__ + bitwise.__all__ + cumulative.__all__ + sort.__all__ + index.__all__)
+# by module path: a family may export a function named like its file (``sort``)
+__all__ = [name for fam in ("activation", "elementwise", "linalg", "reduce", "shape", "math", "bitwise", "cumulative",
+                            "sort", "index")
+           for name in _sys.modules[f"{__name__}.{fam}"].__all__]
 from distgraph.autograd.ops.nn import log_softmax, softmax  # noqa: E402,F401
 
 __all__ += ["log_softmax", "softmax"]
