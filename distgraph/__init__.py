@@ -18,7 +18,7 @@ from distgraph.backend import Device as device
 from distgraph import amp, autograd, comm, cuda, nn, optim, profiler, utils  # noqa: E402
 from distgraph import accelerator, multiprocessing  # noqa: E402
 from distgraph.amp import autocast  # noqa: E402
-from distgraph import random, testing  # noqa: E402
+from distgraph import linalg, random, testing  # noqa: E402
 from distgraph.random import (Generator, default_generator, fork_rng, get_rng_state, initial_seed,  # noqa: E402
                               manual_seed, seed, set_rng_state)
 from distgraph.types import *  # noqa: E402,F401,F403

@@ -47,10 +47,6 @@ _NAMES = {float16: "float16", float32: "float32", float64: "float64", uint8: "ui
 # PyTorch's type categories: bool < integer < floating.
 _CATEGORY = {bool_: 0, uint8: 1, int8: 1, int16: 1, int32: 1, int64: 1, float16: 2, float32: 2, float64: 2}
 _DEFAULT_FOR_CATEGORY = {0: bool_, 1: int64, 2: float32}
-# ``t.type()``: PyTorch's legacy tensor-type names, and the dtype each stands for.
-_TYPE_NAMES = {float16: "HalfTensor", float32: "FloatTensor", float64: "DoubleTensor", uint8: "ByteTensor",
-               int8: "CharTensor", int16: "ShortTensor", int32: "IntTensor", int64: "LongTensor",
-               bool_: "BoolTensor"}
 
 
 def dtype_name(dtype) -> str:
@@ -226,21 +222,6 @@ def wrap_int(value, dtype):
     span = 1 << (8 * dtype.itemsize)
     v = (value - info.min) % span + info.min
     return dtype.type(v)
-
-
-def legacy_type_name(dtype, cuda: bool = False) -> str:
-    """PyTorch's ``t.type()`` string: ``'torch.FloatTensor'``, ``'torch.cuda.LongTensor'``."""
-    return ("torch.cuda." if cuda else "torch.") + _TYPE_NAMES[dtype]
-
-
-def parse_legacy_type(name: str):
-    """``'torch.LongTensor'`` (or ``'torch.cuda.LongTensor'``) -> ``(int64, is_cuda)``."""
-    prefix, _, short = name.rpartition(".")
-    for dt, n in _TYPE_NAMES.items():
-        if short == n and prefix in ("torch", "torch.cuda", "distgraph", "distgraph.cuda"):
-            return dt, prefix.endswith("cuda")
-    raise ValueError(f"invalid type: {name!r}: expected a name such as 'torch.FloatTensor' or "
-                     "'torch.cuda.LongTensor', or a dtype")
 
 
 # ------------------------------------------------------------------------ RNG

@@ -8,7 +8,7 @@ import distgraph as dg
 
 torch = pytest.importorskip("torch")
 
-DTYPES = ["float16", "float32", "float64", "int32", "int64", "bool"]
+DTYPES = ["float16", "float32", "float64", "uint8", "int8", "int16", "int32", "int64", "bool"]
 
 
 def _dg(name, zero_dim):

@@ -102,14 +102,29 @@ def randn(*size, dtype=None, device=None, requires_grad=False):
     return _random(size, dtype, device, requires_grad, lambda g, s, dt: g.standard_normal(s, dtype=dt))
 
 
-def randint(low, high=None, size=(), *, dtype=None, device=None):
-    """Integers uniform on ``[low, high)`` (int64 by default)."""
-    if high is None:
-        low, high = 0, low
+def randint(*args, size=None, generator=None, dtype=None, device=None, requires_grad=False, **_ignored):
+    """Integers uniform on ``[low, high)``: ``randint(high, size)`` or ``randint(low, high, size)``
+    (``size`` a tuple, positional or keyword); int64 unless ``dtype`` is given.
+
+    ``generator`` is accepted for PyTorch compatibility; numbers come from the device's
+    generator (see ``manual_seed``).
+
+    Raises:
+        TypeError: ``size`` is missing or not a tuple/list.
+        RuntimeError: ``low >= high``.
+    """
+    if size is None and args and isinstance(args[-1], (tuple, list)):
+        *args, size = args
+    if size is None or not isinstance(size, (tuple, list)) or len(args) not in (1, 2):
+        raise TypeError(f"randint: expected randint(high, size) or randint(low, high, size) with size a tuple "
+                        f"of ints, got arguments {tuple(args)} and size={size!r}")
+    low, high = (0, args[0]) if len(args) == 1 else args
+    if low >= high:
+        raise RuntimeError(f"randint: expected low < high, got low={low}, high={high}")
     dtype = backend.as_dtype(dtype or backend.int64)
-    size = tuple(size)
+    size = tuple(int(n) for n in size)
     return _finish(_make_on(device, dtype, lambda xp, d: backend.generator(d).integers(
-        low, high, size=size).astype(dtype)), False)
+        int(low), int(high), size=size).astype(dtype)), requires_grad)
 
 
 def randperm(n, *, dtype=None, device=None):
@@ -145,8 +160,10 @@ def randn_like(input, *, dtype=None, device=None, requires_grad=False):
     return randn(input.shape, **_like(input, dtype, device), requires_grad=requires_grad)
 
 
-def randint_like(input, low, high=None, *, dtype=None, device=None):
-    return randint(low, high, input.shape, **_like(input, dtype, device))
+def randint_like(input, low, high=None, *, dtype=None, device=None, requires_grad=False):
+    """``randint_like(t, high)`` or ``randint_like(t, low, high)``: ``t``'s shape, dtype and device."""
+    bounds = (low,) if high is None else (low, high)
+    return randint(*bounds, input.shape, **_like(input, dtype, device), requires_grad=requires_grad)
 
 
 def as_tensor(data, dtype=None, device=None):

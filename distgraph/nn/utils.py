@@ -66,3 +66,12 @@ def vector_to_parameters(vec, parameters):
             i += n
     if i != vec.numel():
         raise RuntimeError(f"vector_to_parameters: vector has {vec.numel()} elements, parameters {i}")
+
+
+# ``torch.nn.utils.rnn``: packed sequences live in nn/utils_rnn.py; registered under PyTorch's path
+# so ``from distgraph.nn.utils.rnn import pack_padded_sequence`` works.
+import sys as _sys  # noqa: E402
+
+from distgraph.nn import utils_rnn as rnn  # noqa: E402
+
+_sys.modules[__name__ + ".rnn"] = rnn

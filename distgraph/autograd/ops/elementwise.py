@@ -9,14 +9,15 @@ import numpy as np
 
 from distgraph import backend
 from distgraph.autograd.function import Function, unbroadcast
-from distgraph.autograd.ops._common import SCALARS, as_tensor, cast, promote, xp_of
+from distgraph.autograd.ops._common import SCALARS, as_tensor, cast, promote, result_type, xp_of
 from distgraph.autograd.tensor import Tensor, _make
 
 __all__ = [
     "add", "sub", "mul", "div", "true_divide", "pow", "neg", "abs", "exp", "log", "log1p", "sqrt",
     "rsqrt", "sin", "cos", "tanh", "sigmoid", "clamp", "clip", "maximum", "minimum", "where", "masked_fill", "clone", "cast",
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not",
-    "isnan", "isfinite", "equal", "allclose", "ToDevice",
+    "isnan", "isfinite", "isinf", "isposinf", "isneginf", "isreal", "signbit", "isclose", "equal", "allclose",
+    "ToDevice",
 ]
 
 
@@ -139,6 +140,7 @@ def _binary(cls, a, b, name):
         fast = False
     if not fast:
         (a, b), _ = promote(name, a, b)
+    a, b = _wrap_int(a, b), _wrap_int(b, a)
     try:
         return cls().apply(a, b)
     except ValueError as e:
@@ -150,6 +152,13 @@ def _binary(cls, a, b, name):
 
 def _arr(x):
     return x.array if isinstance(x, Tensor) else x
+
+
+def _wrap_int(x, other):
+    """A Python int beside an integer tensor wraps into its dtype (``uint8 + 300`` adds 44), as in PyTorch."""
+    if type(x) is int and isinstance(other, Tensor) and backend.category(other.array.dtype) == 1:
+        return backend.wrap_int(x, other.array.dtype)
+    return x
 
 
 def add(input, other, *, alpha=1):
@@ -171,8 +180,12 @@ def mul(input, other):
     return _binary(Mul, input, other, "mul")
 
 
-def div(input, other):
-    """True division ``input / other``; integer inputs give the default float (float32)."""
+def div(input, other, *, rounding_mode=None):
+    """``input / other``: true division (integer inputs give float32), or with ``rounding_mode``
+    ``'trunc'`` (toward zero) or ``'floor'`` (down), which keep integer dtypes and have zero gradient."""
+    if rounding_mode is not None:
+        from distgraph.autograd.ops.math import _div_rounded
+        return _div_rounded(input, other, rounding_mode)
     (a, b), dt = promote("div", input, other)
     if not backend.is_floating(dt):
         a = cast(a, backend.float32) if isinstance(a, Tensor) else float(a)
@@ -180,7 +193,9 @@ def div(input, other):
     return _binary(Div, a, b, "div")
 
 
-true_divide = div
+def true_divide(input, other):
+    """``input / other``, always true division (``div`` without a rounding mode)."""
+    return div(input, other)
 
 
 def pow(input, exponent):
@@ -189,12 +204,19 @@ def pow(input, exponent):
 
 
 def neg(input):
-    return Neg().apply(as_tensor(input))
+    x = as_tensor(input)
+    if x.array.dtype == backend.bool_:
+        raise RuntimeError("neg: the `-` operator is not supported on bool tensors; to invert a mask use `~` "
+                           "or logical_not()")
+    return Neg().apply(x)
 
 
 def abs(input):
     """``|x|``; gradient ``sign(x)`` (0 at 0, as in PyTorch)."""
-    return Abs().apply(as_tensor(input))
+    x = as_tensor(input)
+    if x.array.dtype == backend.bool_:
+        raise NotImplementedError("abs: not implemented for bool tensors; convert with .int() first")
+    return Abs().apply(x)
 
 
 # ======================================================= unary float maths
@@ -408,6 +430,9 @@ def clamp(input, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
     x = as_tensor(input)
+    dt = result_type(x, min, max)     # an integer tensor with a float bound gives float32, as PyTorch
+    if dt != x.array.dtype:
+        x = cast(x, dt)
     if min is not None:
         x = where(x < min, min, x) if not type(min) in SCALARS else where(x < min, x.array.dtype.type(min).item(), x)
     if max is not None:
@@ -505,20 +530,67 @@ def logical_not(input):
 
 def isnan(input):
     x = as_tensor(input).array
-    return _make(xp_of(x).isnan(x), None, False)
+    return _flags(x, xp_of(x).isnan(x))
 
 
 def isfinite(input):
     x = as_tensor(input).array
-    return _make(xp_of(x).isfinite(x), None, False)
+    return _flags(x, xp_of(x).isfinite(x))
+
+
+def _flags(x, values):
+    """A bool result tensor (NumPy returns 0-d results as scalars: make them arrays again)."""
+    return _make(xp_of(x).asarray(values), None, False)
+
+
+def _float_flags(input, fn):
+    x = as_tensor(input).array
+    return _flags(x, fn(xp_of(x), x) if backend.is_floating(x.dtype) else xp_of(x).zeros(x.shape, bool))
+
+
+def isinf(input): return _float_flags(input, lambda xp, x: xp.isinf(x))
+def isposinf(input): return _float_flags(input, lambda xp, x: xp.isposinf(x))
+def isneginf(input): return _float_flags(input, lambda xp, x: xp.isneginf(x))
+
+
+def isreal(input):
+    """True everywhere: every distgraph dtype is real."""
+    x = as_tensor(input).array
+    return _flags(x, xp_of(x).ones(x.shape, bool))
+
+
+def signbit(input):
+    """True where the sign bit is set (``-0.0`` included)."""
+    x = as_tensor(input).array
+    return _flags(x, xp_of(x).signbit(x) if backend.is_floating(x.dtype) else x < 0)
 
 
 def equal(input, other) -> bool:
-    """True when both have the same shape and elements."""
+    """True when both have the same shape and elements (values compare across dtypes)."""
     return input.shape == other.shape and bool((as_tensor(input).array == as_tensor(other).array).all())
 
 
+def _close_operands(op, input, other):
+    for name, t in (("input", input), ("other", other)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: expected argument '{name}' to be a Tensor, got {type(t).__name__}")
+    a, b = input.array, other.array
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"{op}: expected both tensors of one dtype, got {backend.dtype_name(a.dtype)} and "
+                           f"{backend.dtype_name(b.dtype)}; convert one with .to(other.dtype)")
+    if type(a) is not type(b):
+        raise RuntimeError(f"{op}: expected both tensors on one device, got {input.device} and {other.device}")
+    return a, b
+
+
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """``|input - other| <= atol + rtol * |other|`` elementwise (equal infinities are close)."""
+    a, b = _close_operands("isclose", input, other)
+    return _flags(a, xp_of(a).isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
-    a, b = as_tensor(input).array, as_tensor(other, input).array
-    return bool(xp_of(a).allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
+    """Whether ``isclose`` holds everywhere."""
+    a, b = _close_operands("allclose", input, other)
+    return bool(xp_of(a).isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan).all())
 

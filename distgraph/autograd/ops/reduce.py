@@ -9,8 +9,8 @@ from distgraph.autograd.function import Function
 from distgraph.autograd.ops._common import as_tensor, autocast_float32, cast, normalize_dims, xp_of
 from distgraph.autograd.tensor import Tensor, _make
 
-__all__ = ["sum", "mean", "amax", "amin", "max", "min", "var", "std", "logsumexp", "prod", "norm",
-           "argmax", "argmin", "all", "any"]
+__all__ = ["sum", "mean", "nansum", "nanmean", "amax", "amin", "aminmax", "max", "min", "var", "std", "var_mean",
+           "std_mean", "logsumexp", "prod", "norm", "argmax", "argmin", "all", "any"]
 
 MinMax = namedtuple("MinMax", ["values", "indices"])  # torch.return_types.max / min
 
@@ -202,122 +202,234 @@ class Norm2(Function):
 
 
 # ============================================================= public API
+aminmax_result = namedtuple("aminmax", ["min", "max"])  # torch.return_types.aminmax
+
+
 def _float_for(op, x):
     if not backend.is_floating(x.array.dtype):
         raise RuntimeError(f"{op}(): expected a floating point input, got {backend.dtype_name(x.array.dtype)}; "
                            "convert with .float() or pass dtype=")
 
 
-def sum(input, dim=None, keepdim=False, *, dtype=None):
+def _dim(op, dim, axis):
+    """``axis=`` is PyTorch's (and NumPy's) alias of ``dim=``."""
+    if axis is None:
+        return dim
+    if dim is not None:
+        raise TypeError(f"{op}(): got both dim={dim!r} and its alias axis={axis!r}; pass one")
+    return dim if axis is None else axis
+
+
+def _axes(op, x, dim):
+    """Axes to reduce: all for ``None`` or an empty list (as PyTorch); none on a 0-d
+    tensor (``dim=0`` / ``-1`` are accepted there and reduce nothing)."""
+    if dim is not None and hasattr(dim, "__len__") and not isinstance(dim, Tensor) and len(dim) == 0:
+        dim = None
+    axes = normalize_dims(dim, x.ndim, op)
+    return axes if x.ndim else ()
+
+
+def _one_axis(op, x, dim):
+    if not isinstance(dim, int) and hasattr(dim, "__len__"):
+        if len(dim) != 1:
+            raise TypeError(f"{op}(): expected one dim (an int), got {dim!r}")
+        dim = dim[0]
+    (d,) = normalize_dims(dim, x.ndim, op)
+    return d
+
+
+def _int_to_long(x, dtype):
+    if dtype is not None:
+        return cast(x, backend.as_dtype(dtype))
+    if backend.category(x.array.dtype) < 2 and x.array.dtype != backend.int64:
+        return cast(x, backend.int64)  # bool and integer sums/products are int64, as PyTorch
+    return x
+
+
+def sum(input, dim=None, keepdim=False, *, dtype=None, axis=None):
     """Sum over ``dim``; bool and integer inputs sum in int64 (as PyTorch)."""
+    x = _int_to_long(as_tensor(input), dtype)
+    return Sum(_axes("sum", x, _dim("sum", dim, axis)), keepdim).apply(x)
+
+
+def mean(input, dim=None, keepdim=False, *, dtype=None, axis=None):
+    """Arithmetic mean over ``dim`` (floating inputs, or pass ``dtype=``)."""
     x = as_tensor(input)
     if dtype is not None:
         x = cast(x, backend.as_dtype(dtype))
-    elif backend.category(x.array.dtype) < 2 and x.array.dtype != backend.int64:
-        x = cast(x, backend.int64)
-    return Sum(normalize_dims(dim, x.ndim, "sum"), keepdim).apply(x)
-
-
-def mean(input, dim=None, keepdim=False):
-    """Arithmetic mean over ``dim`` (floating inputs only, as PyTorch)."""
-    x = as_tensor(input)
     _float_for("mean", x)
-    return Mean(normalize_dims(dim, x.ndim, "mean"), keepdim).apply(x)
+    return Mean(_axes("mean", x, _dim("mean", dim, axis)), keepdim).apply(x)
 
 
-def _check_nonempty(op, x, axes):
+def nansum(input, dim=None, keepdim=False, *, dtype=None, axis=None):
+    """Sum over ``dim`` treating NaN as zero (NaN positions get no gradient)."""
+    from distgraph.autograd.ops.elementwise import where
+    x = as_tensor(input)
+    if backend.is_floating(x.array.dtype):
+        x = where(_make(xp_of(x.array).isnan(x.array), None, False), 0.0, x)
+    return sum(x, _dim("nansum", dim, axis), keepdim, dtype=dtype)
+
+
+def nanmean(input, dim=None, keepdim=False, *, dtype=None, axis=None):
+    """Mean over ``dim`` of the non-NaN elements."""
+    x = as_tensor(input)
+    if dtype is not None:
+        x = cast(x, backend.as_dtype(dtype))
+    _float_for("nanmean", x)
+    dim = _dim("nanmean", dim, axis)
+    count = (~xp_of(x.array).isnan(x.array)).sum(axis=_axes("nanmean", x, dim), keepdims=keepdim)
+    return nansum(x, dim, keepdim) / _make(xp_of(x.array).asarray(count, dtype=x.array.dtype), None, False)
+
+
+def _check_nonempty(op, x, axes, dim_given=True):
+    if x.array.size == 0 and not dim_given:
+        raise RuntimeError(f"{op}(): expected a non-empty tensor, got shape {tuple(x.shape)}; "
+                           "pass dim= to reduce over a non-zero dimension")
     if builtins.any(x.array.shape[a] == 0 for a in axes) or (not axes and x.array.size == 0):
-        raise IndexError(f"{op}(): expected a non-empty reduction, got shape {x.shape}; "
+        raise IndexError(f"{op}(): expected a non-empty reduction, got shape {tuple(x.shape)}; "
                          "reduce over a non-zero dimension")
 
 
-def amax(input, dim=None, keepdim=False):
-    """Max over ``dim`` (ties share the gradient evenly)."""
+def _extreme(op, input, dim, keepdim, axis, lesser):
     x = as_tensor(input)
-    axes = normalize_dims(dim if dim != () else None, x.ndim, "amax")
-    _check_nonempty("amax", x, axes)
-    return Amax(axes, keepdim).apply(x)
+    dim = _dim(op, dim, axis)
+    axes = _axes(op, x, dim)
+    _check_nonempty(op, x, axes, dim is not None and (not hasattr(dim, "__len__") or len(dim) > 0))
+    return Amax(axes, keepdim, lesser).apply(x)
 
 
-def amin(input, dim=None, keepdim=False):
-    """Min over ``dim`` (ties share the gradient evenly)."""
+def amax(input, dim=(), keepdim=False, *, axis=None):
+    """Max over ``dim`` (all dims by default; ties share the gradient evenly)."""
+    return _extreme("amax", input, None if dim == () else dim, keepdim, axis, False)
+
+
+def amin(input, dim=(), keepdim=False, *, axis=None):
+    """Min over ``dim`` (all dims by default; ties share the gradient evenly)."""
+    return _extreme("amin", input, None if dim == () else dim, keepdim, axis, True)
+
+
+def aminmax(input, *, dim=None, keepdim=False):
+    """``(min, max)`` over ``dim`` (or all elements)."""
     x = as_tensor(input)
-    axes = normalize_dims(dim if dim != () else None, x.ndim, "amin")
-    _check_nonempty("amin", x, axes)
-    return Amax(axes, keepdim, lesser=True).apply(x)
+    if x.array.size == 0 and (dim is None or x.shape[_one_axis("aminmax", x, dim)] == 0):
+        raise RuntimeError(f"aminmax(): expected a non-empty reduction, got shape {x.shape}")
+    if dim is not None:
+        dim = _one_axis("aminmax", x, dim)
+    return aminmax_result(amin(x, dim, keepdim), amax(x, dim, keepdim))
 
 
-def _minmax(op, input, dim, keepdim, lesser):
+def _minmax(op, input, dim, keepdim, axis, lesser):
     x = as_tensor(input)
+    dim = _dim(op, dim, axis)
     if dim is None:
         return (amin if lesser else amax)(x)
-    if isinstance(dim, Tensor):  # max(a, b): the elementwise form
+    if not isinstance(dim, (int, list, tuple)):  # max(a, b): the elementwise form
         from distgraph.autograd.ops.elementwise import maximum, minimum
         return (minimum if lesser else maximum)(x, dim)
-    (d,) = normalize_dims(dim, x.ndim, op)
-    _check_nonempty(op, x, (d,))
-    node = MaxDim(d, keepdim, lesser)
-    values = node.apply(x)
+    d = _one_axis(op, x, dim)
+    x1 = x.reshape(1) if x.ndim == 0 else x
+    _check_nonempty(op, x1, (d,))
+    node = MaxDim(d, keepdim or x.ndim == 0, lesser)
+    values = node.apply(x1)
     idx = node.idx if keepdim else node.idx.squeeze(d)
+    if x.ndim == 0:
+        values, idx = values.reshape(()), idx.reshape(())
     return MinMax(values, _make(idx.astype(backend.int64, copy=False), None, False))
 
 
-def max(input, dim=None, keepdim=False):
+def max(input, dim=None, keepdim=False, *, axis=None):
     """``max(x)``: the largest element; ``max(x, dim)``: ``(values, indices)``; ``max(x, y)``: elementwise."""
-    return _minmax("max", input, dim, keepdim, False)
+    return _minmax("max", input, dim, keepdim, axis, False)
 
 
-def min(input, dim=None, keepdim=False):
+def min(input, dim=None, keepdim=False, *, axis=None):
     """``min(x)``, ``min(x, dim)`` -> ``(values, indices)``, or ``min(x, y)`` elementwise."""
-    return _minmax("min", input, dim, keepdim, True)
+    return _minmax("min", input, dim, keepdim, axis, True)
 
 
-def _correction(correction, unbiased):
-    return correction if unbiased is None else int(bool(unbiased))
+def _var_args(op, dim, unbiased, correction, axis):
+    """PyTorch's two spellings: ``var(x, dim, unbiased, keepdim)`` and ``var(x, dim, *, correction)``;
+    ``var(x, True)`` passes ``unbiased`` in the place of ``dim``."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    if unbiased is not None and correction is not None:
+        raise TypeError(f"{op}(): got both unbiased= and correction=; pass one")
+    corr = correction if correction is not None else (1 if unbiased is None else int(bool(unbiased)))
+    return _dim(op, dim, axis), corr
 
 
-def var(input, dim=None, keepdim=False, *, correction=1, unbiased=None):
-    """``sum((x - mean)^2) / (N - correction)`` over ``dim``."""
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
+    """``sum((x - mean)^2) / (N - correction)`` over ``dim`` (``correction=1`` by default)."""
     x = as_tensor(input)
     _float_for("var", x)
-    return Var(normalize_dims(dim, x.ndim, "var"), keepdim, _correction(correction, unbiased)).apply(x)
+    dim, corr = _var_args("var", dim, unbiased, correction, axis)
+    return Var(_axes("var", x, dim), keepdim, corr).apply(x)
 
 
-def std(input, dim=None, keepdim=False, *, correction=1, unbiased=None):
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
     """``sqrt(var(x))``."""
     from distgraph.autograd.ops.elementwise import sqrt
-    return sqrt(var(input, dim, keepdim, correction=correction, unbiased=unbiased))
+    return sqrt(var(input, dim, unbiased, keepdim, correction=correction, axis=axis))
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
+    """``(var(x, dim), mean(x, dim))``."""
+    dim, corr = _var_args("var_mean", dim, None if correction is not None else unbiased, correction, axis)
+    return var(input, dim, keepdim=keepdim, correction=corr), mean(input, dim, keepdim)
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
+    """``(std(x, dim), mean(x, dim))``."""
+    dim, corr = _var_args("std_mean", dim, None if correction is not None else unbiased, correction, axis)
+    return std(input, dim, keepdim=keepdim, correction=corr), mean(input, dim, keepdim)
 
 
 def logsumexp(input, dim, keepdim=False):
-    """``log(sum(exp(x)))`` over ``dim``, computed stably (max subtracted first)."""
-    (x,) = autocast_float32(as_tensor(input))
-    _float_for("logsumexp", x)
-    return LogSumExp(normalize_dims(dim, x.ndim, "logsumexp"), keepdim).apply(x)
-
-
-def prod(input, dim=None, keepdim=False):
-    """Product of all elements, or over the single axis ``dim``."""
+    """``log(sum(exp(x)))`` over ``dim``, computed stably (max subtracted first); integers become float32."""
     x = as_tensor(input)
+    if not backend.is_floating(x.array.dtype):
+        x = cast(x, backend.float32)
+    (x,) = autocast_float32(x)
+    return LogSumExp(_axes("logsumexp", x, dim), keepdim).apply(x)
+
+
+def prod(input, dim=None, keepdim=False, *, dtype=None):
+    """Product of all elements, or over the single axis ``dim``."""
+    x = _int_to_long(as_tensor(input), dtype)
     if dim is not None:
-        (dim,) = normalize_dims(dim, x.ndim, "prod")
-    if backend.category(x.array.dtype) < 2 and x.array.dtype != backend.int64:
-        x = cast(x, backend.int64)
+        if not isinstance(dim, int):
+            raise TypeError(f"prod(): expected dim to be an int, got {dim!r}; reduce one dim at a time")
+        dim = _one_axis("prod", x, dim)
+        if x.ndim == 0:
+            return Prod(None, False).apply(x)
     return Prod(dim, keepdim).apply(x)
 
 
-def norm(input, p="fro", dim=None, keepdim=False):
-    """Vector p-norm over ``dim`` (``p`` = 2/'fro', 1, inf, -inf, or any other number)."""
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
+    """Vector p-norm over ``dim`` (``p`` = 2/'fro', 1, inf, -inf, 0 (count of non-zeros), any other
+    number, or 'nuc'); a 2-tuple ``dim`` with 'fro'/'nuc' is a matrix norm."""
     from distgraph.autograd.ops.elementwise import abs, pow
-    (x,) = autocast_float32(as_tensor(input))
+    x = as_tensor(input)
+    if dtype is not None:
+        x = cast(x, backend.as_dtype(dtype))
+    (x,) = autocast_float32(x)
     _float_for("norm", x)
-    axes = normalize_dims(dim, x.ndim, "norm")
+    if p == "nuc":
+        from distgraph.linalg import matrix_norm
+        return matrix_norm(x, "nuc", (-2, -1) if dim is None else dim, keepdim)
+    if p is None:
+        p = 2
+    axes = _axes("norm", x, dim)
     if p in ("fro", 2, 2.0):
         return Norm2(axes, keepdim).apply(x)
+    if isinstance(p, str):
+        raise RuntimeError(f"norm: expected p to be a number, 'fro' or 'nuc', got {p!r}")
     if p == float("inf"):
         return amax(abs(x), axes, keepdim)
     if p == float("-inf"):
         return amin(abs(x), axes, keepdim)
+    if p == 0:
+        return sum(x != 0, axes, keepdim, dtype=x.dtype)
     if p == 1:
         return sum(abs(x), axes, keepdim)
     return pow(sum(pow(abs(x), p), axes, keepdim), 1.0 / p)
@@ -328,30 +440,46 @@ def _arg(op, input, dim, keepdim, lesser):
     xp = xp_of(x)
     fn = xp.argmin if lesser else xp.argmax
     if dim is None:
+        if x.size == 0:
+            raise IndexError(f"{op}(): expected a non-empty tensor, got shape {tuple(x.shape)}; pass dim=")
         idx = fn(x.reshape(-1))
-        idx = idx.reshape((1,) * x.ndim) if keepdim else idx
+        idx = xp.asarray(idx).reshape((1,) * x.ndim) if keepdim else idx
     else:
-        (d,) = normalize_dims(dim, x.ndim, op)
-        idx = fn(x, axis=d)
-        idx = xp.expand_dims(idx, d) if keepdim else idx
+        d = _one_axis(op, as_tensor(input), dim)
+        if x.ndim == 0:
+            idx = xp.zeros((), backend.int64)
+        else:
+            if x.shape[d] == 0:
+                raise IndexError(f"{op}(): expected a non-empty dim {d}, got shape {tuple(x.shape)}")
+            idx = fn(x, axis=d)
+            idx = xp.expand_dims(idx, d) if keepdim else idx
     return _make(xp.asarray(idx).astype(backend.int64, copy=False), None, False)
 
 
-def argmax(input, dim=None, keepdim=False):
-    """Index of the largest element (of the flattened tensor when ``dim`` is None)."""
-    return _arg("argmax", input, dim, keepdim, False)
+def argmax(input, dim=None, keepdim=False, *, axis=None):
+    """Index of the largest element (of the flattened tensor when ``dim`` is None); ties: the first."""
+    return _arg("argmax", input, _dim("argmax", dim, axis), keepdim, False)
 
 
-def argmin(input, dim=None, keepdim=False):
-    """Index of the smallest element (of the flattened tensor when ``dim`` is None)."""
-    return _arg("argmin", input, dim, keepdim, True)
+def argmin(input, dim=None, keepdim=False, *, axis=None):
+    """Index of the smallest element (of the flattened tensor when ``dim`` is None); ties: the first."""
+    return _arg("argmin", input, _dim("argmin", dim, axis), keepdim, True)
 
 
-def all(input, dim=None, keepdim=False):
-    x = as_tensor(input).array
-    return _make(xp_of(x).asarray(x.all(axis=dim, keepdims=keepdim)), None, False)
+def _logical(op, input, dim, keepdim, axis):
+    x = as_tensor(input)
+    a = x.array
+    axes = _axes(op, x, _dim(op, dim, axis))
+    y = getattr(a.astype(bool, copy=False), op)(axis=axes, keepdims=keepdim)
+    y = xp_of(a).asarray(y)
+    return _make(y.astype(a.dtype) if a.dtype == backend.uint8 else y, None, False)  # uint8 stays uint8
 
 
-def any(input, dim=None, keepdim=False):
-    x = as_tensor(input).array
-    return _make(xp_of(x).asarray(x.any(axis=dim, keepdims=keepdim)), None, False)
+def all(input, dim=None, keepdim=False, *, axis=None):
+    """True where every element over ``dim`` is non-zero (uint8 inputs give uint8)."""
+    return _logical("all", input, dim, keepdim, axis)
+
+
+def any(input, dim=None, keepdim=False, *, axis=None):
+    """True where some element over ``dim`` is non-zero (uint8 inputs give uint8)."""
+    return _logical("any", input, dim, keepdim, axis)
