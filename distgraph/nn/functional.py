@@ -48,63 +48,53 @@ def linear(input, weight, bias=None):
 
 
 # ------------------------------------------------------------- convolution
-def pad(input, pad, mode="constant", value=0.0):
-    """Pad the last ``len(pad) // 2`` dims: ``pad = (left, right, top, bottom, ...)``,
-    last dim first, as PyTorch. Only ``mode="constant"``; negative pads crop."""
-    if mode != "constant":
-        raise NotImplementedError(f"pad: mode {mode!r} is not supported; use 'constant'")
-    x = as_tensor(input)
-    if len(pad) % 2 or len(pad) // 2 > x.ndim:
-        raise ValueError(f"pad: expected an even number of pads for at most {x.ndim} dims, got {pad}")
-    widths = [(0, 0)] * x.ndim
-    for i in range(len(pad) // 2):
-        widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-    if all(w == (0, 0) for w in widths):
-        return x
-    return _nn.Pad(tuple(widths), value).apply(x)
-
-
 def _check_conv(op, x, w, groups, nd):
     if x.ndim != nd + 2:
-        raise RuntimeError(f"{op}: expected a {nd + 2}-D input (batch, channels, ...), got shape {x.shape}")
+        raise RuntimeError(f"{op}: expected a {nd + 1}-D (unbatched) or {nd + 2}-D (batched) input, "
+                           f"got shape {tuple(x.shape)}")
+    if groups < 1 or w.shape[0] % groups:
+        raise RuntimeError(f"{op}: expected out_channels ({w.shape[0]}) divisible by groups ({groups})")
     if x.shape[1] != w.shape[1] * groups:
-        raise RuntimeError(f"{op}: expected input with {w.shape[1] * groups} channels (weight {w.shape}, "
-                           f"groups={groups}), got {x.shape[1]} (input {x.shape})")
+        raise RuntimeError(f"{op}: expected input with {w.shape[1] * groups} channels (weight {tuple(w.shape)}, "
+                           f"groups={groups}), got {x.shape[1]} channels (input {tuple(x.shape)})")
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """2-D convolution (cross-correlation, as PyTorch) of (N, C, H, W) with (O, C/groups, kh, kw)."""
+    """2-D convolution (cross-correlation, as PyTorch) of (N, C, H, W) or (C, H, W) with (O, C/groups, kh, kw)."""
     x, w = as_tensor(input), weight
+    if x.ndim == 3:
+        return conv2d(x.unsqueeze(0), w, bias, stride, padding, dilation, groups).squeeze(0)
     _check_conv("conv2d", x, w, groups, 2)
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     if isinstance(padding, str):
-        if padding == "valid":
-            padding = 0
-        elif padding == "same":
-            dh, dw = _pair(dilation)
-            tot = [d * (k - 1) for d, k in zip((dh, dw), w.shape[2:])]
-            x = pad(x, (tot[1] // 2, tot[1] - tot[1] // 2, tot[0] // 2, tot[0] - tot[0] // 2))
-            padding = 0
-        else:
+        if padding not in ("valid", "same"):
             raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        if padding == "same":
+            x = conv_pad_same("conv2d", x, tuple(w.shape[2:]), dilation, stride)
+        padding = 0
     ph, pw = _pair(padding, "padding")
     if ph or pw:
         x = pad(x, (pw, pw, ph, ph))
     o, cg, kh, kw = w.shape
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     if any((size - d * (k - 1) - 1) // s + 1 <= 0 for size, k, s, d in zip(x.shape[2:], (kh, kw), stride, dilation)):
-        raise RuntimeError(f"conv2d: input {input.shape} (padded {x.shape}) is smaller than the kernel {(kh, kw)}")
+        raise RuntimeError(f"conv2d: input {tuple(input.shape)} (padded {tuple(x.shape)}) is smaller than the "
+                           f"(dilated) kernel {(kh, kw)}")
     x, w = autocast_low(x, w)
     if x.dtype != w.dtype:
-        raise TypeError(f"conv2d: input and weight dtypes differ ({x.dtype} and {w.dtype}); cast one of them")
+        raise RuntimeError(f"conv2d: input and weight dtypes differ ({x.dtype} and {w.dtype}); cast one of them")
     y = _nn.Conv2d(stride, dilation, groups).apply(x, w)
     return y if bias is None else y + autocast_low(bias)[0].reshape(1, -1, 1, 1)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """1-D convolution of (N, C, L) with (O, C/groups, k)."""
+    """1-D convolution of (N, C, L) or (C, L) with (O, C/groups, k)."""
     x = as_tensor(input)
+    if x.ndim == 2:
+        return conv1d(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
     if x.ndim != 3:
-        raise RuntimeError(f"conv1d: expected a 3-D input (batch, channels, length), got shape {x.shape}")
+        raise RuntimeError(f"conv1d: expected a 2-D (unbatched) or 3-D (batched) input, got shape {tuple(x.shape)}")
+    one = (lambda v: v if isinstance(v, (int, str)) else tuple(v)[0])
+    stride, padding, dilation = one(stride), one(padding), one(dilation)
     if isinstance(padding, int):
         padding = (0, padding)
     y = conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, (1, stride), padding, (1, dilation), groups)
@@ -115,8 +105,11 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     """Transposed 2-D convolution of (N, C, H, W) with (C, O/groups, kh, kw): the input-gradient of conv2d."""
     x, w = as_tensor(input), weight
     if x.ndim != 4 or x.shape[1] != w.shape[0]:
-        raise RuntimeError(f"conv_transpose2d: expected (N, {w.shape[0]}, H, W) input for weight {w.shape}, "
-                           f"got {x.shape}")
+        if x.ndim == 3:
+            return conv_transpose2d(x.unsqueeze(0), w, bias, stride, padding, output_padding, groups,
+                                    dilation).squeeze(0)
+        raise RuntimeError(f"conv_transpose2d: expected (N, {w.shape[0]}, H, W) input for weight {tuple(w.shape)}, "
+                           f"got {tuple(x.shape)}")
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
     (oph, opw), (dh, dw) = _pair(output_padding), _pair(dilation)
     n, c, h, wd = x.shape
@@ -134,88 +127,15 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     return y if bias is None else y + autocast_low(bias)[0].reshape(1, -1, 1, 1)
 
 
-# ----------------------------------------------------------------- pooling
-def _pool_input(op, x, kernel, stride, padding, fill):
-    """Check a pooling call and pad its input: returns (padded x, kernel, stride) as pairs."""
-    if x.ndim not in (3, 4):
-        raise RuntimeError(f"{op}: expected a 3-D or 4-D input, got shape {x.shape}")
-    kernel = _pair(kernel, "kernel_size")
-    stride = kernel if stride is None or stride == () else _pair(stride, "stride")
-    ph, pw = _pair(padding, "padding")
-    if ph > kernel[0] // 2 or pw > kernel[1] // 2:
-        raise RuntimeError(f"{op}: padding should be at most half of the kernel size, got {padding} for {kernel}")
-    if ph or pw:
-        x = pad(x, (pw, pw, ph, ph), value=fill)
-    return x, kernel, stride
-
-
-def _windows(op, x, kernel, stride, padding, dilation, fill):
-    x, kernel, stride = _pool_input(op, x, kernel, stride, padding, fill)
-    return _nn.Im2Col(kernel, stride, _pair(dilation)).apply(x), kernel
-
-
-def _batched(fn, input, *args):
-    x = as_tensor(input)
-    if x.ndim == 3:
-        return fn(x.unsqueeze(0), *args).squeeze(0)
-    return fn(x, *args)
-
-
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    """Max over windows; the gradient goes to the first maximum of each window (as PyTorch)."""
-    if ceil_mode or return_indices:
-        raise NotImplementedError("max_pool2d: ceil_mode and return_indices are not supported")
-
-    def run(x):
-        x, k, s = _pool_input("max_pool2d", x, kernel_size, stride, padding, -math.inf)
-        return _nn.MaxPool2d(k, s, _pair(dilation)).apply(x)
-    return _batched(run, input)
-
-
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
-    """Mean over windows (zero padding counted, as PyTorch's default)."""
-    if ceil_mode:
-        raise NotImplementedError("avg_pool2d: ceil_mode is not supported")
-
-    def run(x):
-        cols, k = _windows("avg_pool2d", x, kernel_size, stride, padding, 1, 0.0)
-        n, c, kh, kw, ho, wo = cols.shape
-        total = cols.reshape(n, c, kh * kw, ho, wo).sum(2)
-        if divisor_override:
-            return total / divisor_override
-        if count_include_pad or padding in (0, (0, 0)):
-            return total / (kh * kw)
-        ones = _make(xp_of(x.array).ones((1, 1) + x.shape[2:], x.dtype), None, False)
-        counts = _windows("avg_pool2d", ones, kernel_size, stride, padding, 1, 0.0)[0].sum((2, 3))
-        return total / counts
-    return _batched(run, input)
-
-
-def adaptive_avg_pool2d(input, output_size):
-    """Average over PyTorch's adaptive windows: cell ``i`` covers
-    ``[floor(i*H/oh), ceil((i+1)*H/oh))``."""
-    def run(x):
-        h, w = x.shape[2:]
-        oh, ow = _pair(output_size, "output_size")
-        oh, ow = oh or h, ow or w
-        if h % oh == 0 and w % ow == 0:
-            return avg_pool2d(x, (h // oh, w // ow))
-        rows = []
-        for i in range(oh):
-            r0, r1 = (i * h) // oh, -(-(i + 1) * h // oh)
-            cells = [x[:, :, r0:r1, (j * w) // ow:-(-(j + 1) * w // ow)].mean((2, 3)) for j in range(ow)]
-            rows.append(_stack(cells, -1))
-        return _stack(rows, -2)
-    return _batched(run, input)
-
-
-def _stack(ts, dim):
-    from distgraph.autograd.ops.shape import stack
-    return stack(ts, dim)
-
-
 # ------------------------------------------------------------ normalisation
+def _check_channels(op, c, **tensors):
+    """Per-channel parameters and statistics must have one element per input channel."""
+    for name, t in tensors.items():
+        if t is not None and t.numel() != c:
+            raise RuntimeError(f"{op}: expected {name} with {c} elements (the input's channels, dim 1), "
+                               f"got {t.numel()} (shape {tuple(t.shape)}); check num_features/num_channels")
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """Normalise over every dim but the channel dim (1), with running statistics.
 
@@ -224,6 +144,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     unbiased batch variance); in eval the running ones are used.
     """
     (x,) = autocast_float32(as_tensor(input))
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected an (N, C, ...) input of at least 2 dims, got shape {tuple(x.shape)}")
+    _check_channels("batch_norm", x.shape[1], running_mean=running_mean, running_var=running_var,
+                    weight=weight, bias=bias)
+    if not training and (running_mean is None or running_var is None):
+        raise RuntimeError("batch_norm: running_mean and running_var are needed when training=False")
     axes = (0,) + tuple(range(2, x.ndim))
     shape = (1, -1) + (1,) * (x.ndim - 2)
     if training:
@@ -268,9 +194,13 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     """Normalise (N, C, ...) over groups of ``C / num_groups`` channels."""
     (x,) = autocast_float32(as_tensor(input))
+    if x.ndim < 2:
+        raise RuntimeError(f"group_norm: expected an (N, C, ...) input, got shape {tuple(x.shape)}")
     n, c = x.shape[:2]
     if c % num_groups:
-        raise RuntimeError(f"group_norm: channels ({c}) must be divisible by num_groups ({num_groups})")
+        raise RuntimeError(f"group_norm: expected input channels divisible by num_groups ({num_groups}), "
+                           f"got {c} channels (input {tuple(x.shape)})")
+    _check_channels("group_norm", c, weight=weight, bias=bias)
     g = x.reshape(n, num_groups, -1)
     g = (g - g.mean(2, keepdim=True)) * (g.var(2, keepdim=True, correction=0) + eps).rsqrt()
     y = g.reshape(x.shape)
@@ -457,6 +387,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 from distgraph.nn.activation_functions import *  # noqa: E402,F401,F403
 from distgraph.nn.loss_functions import *  # noqa: E402,F401,F403
 from distgraph.nn.spatial_functions import *  # noqa: E402,F401,F403
+from distgraph.nn.spatial_functions import conv_pad_same  # noqa: E402
 from distgraph.nn import activation_functions as _af, loss_functions as _lf, spatial_functions as _sf  # noqa: E402
 
 __all__ = list(dict.fromkeys(__all__ + _af.__all__ + _lf.__all__ + _sf.__all__))

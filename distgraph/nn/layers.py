@@ -10,8 +10,8 @@ from distgraph.nn import functional as F
 from distgraph.nn import init
 from distgraph.nn.module import Module
 
-__all__ = ["Identity", "Linear", "Flatten", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d",
-           "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Dropout", "Embedding",
+__all__ = ["Identity", "Linear", "Flatten", "Conv1d", "Conv2d", "BatchNorm1d", "BatchNorm2d",
+           "BatchNorm3d", "LayerNorm", "GroupNorm", "Dropout", "Embedding",
            "ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "LeakyReLU", "ELU", "Softplus"]
 
 
@@ -67,16 +67,25 @@ class Flatten(Module):
 # ------------------------------------------------------------- convolution
 class _ConvNd(Module):
     def __init__(self, nd, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                 transposed, output_padding, device, dtype):
+                 transposed, output_padding, device, dtype, padding_mode="zeros"):
         super().__init__()
+        if groups <= 0:
+            raise ValueError(f"groups must be a positive integer, got {groups}")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible "
                              f"by groups ({groups})")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"padding_mode must be 'zeros', 'reflect', 'replicate' or 'circular', got {padding_mode!r}")
         tup = (lambda v: (v,) * nd if isinstance(v, int) else tuple(v))
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.dilation = tup(kernel_size), tup(stride), tup(dilation)
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError(f"padding='same' is not supported for strided convolutions, got stride={self.stride}")
         self.padding = padding if isinstance(padding, str) else tup(padding)
-        self.output_padding, self.groups = tup(output_padding), groups
+        self.output_padding, self.groups, self.padding_mode = tup(output_padding), groups, padding_mode
         shape = ((in_channels, out_channels // groups) if transposed else
                  (out_channels, in_channels // groups)) + self.kernel_size
         self.weight = Parameter(empty(*shape, **_factory(device, dtype)))
@@ -93,6 +102,21 @@ class _ConvNd(Module):
             bound = 1 / math.sqrt(fan_in) if fan_in else 0
             init.uniform_(self.bias, -bound, bound)
 
+    def _padded_input(self, input):
+        """(input, padding) to hand to the functional conv: non-zero padding modes pad here first."""
+        if self.padding_mode == "zeros":
+            return input, self.padding
+        if self.padding == "same":
+            widths = []
+            for k, d in zip(reversed(self.kernel_size), reversed(self.dilation)):
+                total = d * (k - 1)
+                widths += [total // 2, total - total // 2]
+        elif self.padding == "valid":
+            widths = []
+        else:
+            widths = [v for p in reversed(self.padding) for v in (p, p)]
+        return (F.pad(input, widths, self.padding_mode) if any(widths) else input), 0
+
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding not in ((0,) * len(self.kernel_size), "valid"):
@@ -101,88 +125,34 @@ class _ConvNd(Module):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s + ("" if self.bias is not None else ", bias=False")
 
 
 class Conv1d(_ConvNd):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, device=None, dtype=None):
+                 bias=True, padding_mode="zeros", device=None, dtype=None):
         super().__init__(1, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         False, 0, device, dtype)
+                         False, 0, device, dtype, padding_mode)
 
     def forward(self, input):
-        pad = self.padding if isinstance(self.padding, str) else self.padding[0]
-        return F.conv1d(input, self.weight, self.bias, self.stride[0], pad, self.dilation[0], self.groups)
+        x, pad = self._padded_input(input)
+        pad = pad if isinstance(pad, (int, str)) else pad[0]
+        return F.conv1d(x, self.weight, self.bias, self.stride[0], pad, self.dilation[0], self.groups)
 
 
 class Conv2d(_ConvNd):
     """2-D convolution over (N, C, H, W); lowered to im2col + one matrix product per group."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, device=None, dtype=None):
+                 bias=True, padding_mode="zeros", device=None, dtype=None):
         super().__init__(2, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         False, 0, device, dtype)
+                         False, 0, device, dtype, padding_mode)
 
     def forward(self, input):
-        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-
-
-class ConvTranspose2d(_ConvNd):
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
-                 bias=True, dilation=1, device=None, dtype=None):
-        super().__init__(2, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         True, output_padding, device, dtype)
-
-    def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight.shape[1] * math.prod(self.kernel_size)  # PyTorch uses dim 1 here too
-            bound = 1 / math.sqrt(fan_in) if fan_in else 0
-            init.uniform_(self.bias, -bound, bound)
-
-    def forward(self, input):
-        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, self.output_padding,
-                                  self.groups, self.dilation)
-
-
-# ------------------------------------------------------------------ pooling
-class MaxPool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
-        super().__init__()
-        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
-        self.padding, self.dilation = padding, dilation
-
-    def forward(self, input):
-        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation)
-
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
-
-
-class AvgPool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad=True, divisor_override=None):
-        super().__init__()
-        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
-        self.padding, self.count_include_pad, self.divisor_override = padding, count_include_pad, divisor_override
-
-    def forward(self, input):
-        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding,
-                            count_include_pad=self.count_include_pad, divisor_override=self.divisor_override)
-
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-
-
-class AdaptiveAvgPool2d(Module):
-    def __init__(self, output_size):
-        super().__init__()
-        self.output_size = output_size
-
-    def forward(self, input):
-        return F.adaptive_avg_pool2d(input, self.output_size)
-
-    def extra_repr(self):
-        return f"output_size={self.output_size}"
+        x, pad = self._padded_input(input)
+        return F.conv2d(x, self.weight, self.bias, self.stride, pad, self.dilation, self.groups)
 
 
 # ------------------------------------------------------------ normalisation
@@ -213,8 +183,8 @@ class _BatchNorm(Module):
 
     def forward(self, input):
         if input.ndim not in self._dims:
-            raise ValueError(f"{type(self).__name__}: expected a {' or '.join(map(str, self._dims))}-D input, "
-                             f"got shape {input.shape}")
+            raise ValueError(f"{type(self).__name__}: expected {' or '.join(f'{d}D' for d in self._dims)} input "
+                             f"(got {input.ndim}D input, shape {tuple(input.shape)})")
         momentum = self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.array += 1
@@ -238,6 +208,11 @@ class BatchNorm1d(_BatchNorm):
 class BatchNorm2d(_BatchNorm):
     """Batch norm over (N, C, H, W)."""
     _dims = (4,)
+
+
+class BatchNorm3d(_BatchNorm):
+    """Batch norm over (N, C, D, H, W)."""
+    _dims = (5,)
 
 
 class LayerNorm(Module):

@@ -1,5 +1,8 @@
-"""Ops behind ``nn.functional``: softmax family, padding, windows (im2col / col2im), embedding."""
+"""Ops behind ``nn.functional``: softmax family, padding, windows (im2col / col2im, N-d max pooling),
+gathers (``Take``), max-unpooling scatters, embedding."""
 from __future__ import annotations
+
+import itertools
 
 from distgraph import backend
 from distgraph.autograd.function import Function
@@ -140,21 +143,6 @@ def col2im_array(cols, size, stride, dilation):
     return out
 
 
-class Im2Col(Function):
-    """Windows of an (N, C, H, W) input as a copied (N, C, kh, kw, Ho, Wo) array."""
-    __slots__ = ("kernel", "stride", "dilation", "size")
-
-    def __init__(self, kernel, stride, dilation):
-        self.kernel, self.stride, self.dilation = kernel, stride, dilation
-
-    def forward(self, x):
-        self.size = x.shape[2:]
-        return xp_of(x).ascontiguousarray(im2col_array(x, self.kernel, self.stride, self.dilation))
-
-    def backward(self, gy):
-        return (col2im_array(gy, self.size, self.stride, self.dilation),)
-
-
 class Conv2d(Function):
     """Cross-correlation of (N, C, H, W) with (O, C/g, kh, kw) (input already padded).
 
@@ -200,7 +188,7 @@ class Conv2d(Function):
 
 
 class Col2Im(Function):
-    """Sum (N, C, kh, kw, Ho, Wo) windows into an (N, C, H, W) image (the adjoint of Im2Col)."""
+    """Sum (N, C, kh, kw, Ho, Wo) windows into an (N, C, H, W) image (the adjoint of ``im2col_array``)."""
     __slots__ = ("size", "stride", "dilation", "kernel")
 
     def __init__(self, size, stride, dilation):
@@ -212,49 +200,6 @@ class Col2Im(Function):
 
     def backward(self, gy):
         return (xp_of(gy).ascontiguousarray(im2col_array(gy, self.kernel, self.stride, self.dilation)),)
-
-
-class MaxPool2d(Function):
-    """Max over (kh, kw) windows; the gradient goes to the first maximum of each window.
-
-    Works on the kh*kw strided views of the input (one per kernel position, no
-    copies): the max is kh*kw elementwise ``maximum`` passes, the winning
-    position a running "first equal" test, and backward adds ``gy`` back
-    through the same views."""
-    __slots__ = ("kernel", "stride", "dilation", "shape", "idx")
-
-    def __init__(self, kernel, stride, dilation):
-        self.kernel, self.stride, self.dilation = kernel, stride, dilation
-
-    def _views(self, x, ho, wo):
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
-        for i in range(kh):
-            for j in range(kw):
-                yield x[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
-
-    def forward(self, x):
-        xp = xp_of(x)
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
-        ho = _window_shape(x.shape[2], kh, sh, dh)
-        wo = _window_shape(x.shape[3], kw, sw, dw)
-        self.shape = x.shape
-        views = list(self._views(x, ho, wo))
-        y = views[0].copy()
-        for v in views[1:]:
-            xp.maximum(y, v, out=y)
-        idx = xp.full(y.shape, len(views) - 1, dtype=xp.int8 if len(views) < 128 else xp.int32)
-        for k in range(len(views) - 2, -1, -1):       # the first position that holds the max wins
-            idx[views[k] == y] = k
-        self.idx = idx
-        return y
-
-    def backward(self, gy):
-        xp = xp_of(gy)
-        gx = xp.zeros(self.shape, gy.dtype)
-        ho, wo = gy.shape[2:]
-        for k, v in enumerate(self._views(gx, ho, wo)):
-            v += xp.where(self.idx == k, gy, gy.dtype.type(0))
-        return (gx,)
 
 
 class EmbeddingLookup(Function):
@@ -275,3 +220,134 @@ class EmbeddingLookup(Function):
         if self.padding_idx is not None:
             gw[self.padding_idx] = 0
         return (gw,)
+
+
+# ------------------------------------------------ N-d windows, gathers, scatters
+def window_slices(ndim, kernel, stride, dilation, out):
+    """Per kernel position (row-major), the index that views the trailing ``len(kernel)`` dims
+    of an ``ndim``-d array at that position of every output window."""
+    lead = (slice(None),) * (ndim - len(kernel))
+    for pos in itertools.product(*map(range, kernel)):
+        yield lead + tuple(slice(p * d, p * d + s * (o - 1) + 1, s)
+                           for p, d, s, o in zip(pos, dilation, stride, out))
+
+
+class Im2ColNd(Function):
+    """Windows of an (N, C, *S) input (already padded) as an (N, C, K, *out) array, K = prod(kernel)."""
+    __slots__ = ("kernel", "stride", "dilation", "shape")
+
+    def __init__(self, kernel, stride, dilation):
+        self.kernel, self.stride, self.dilation = kernel, stride, dilation
+
+    def forward(self, x):
+        self.shape = x.shape
+        out = [_window_shape(n, k, s, d) for n, k, s, d in
+               zip(x.shape[2:], self.kernel, self.stride, self.dilation)]
+        return xp_of(x).stack([x[v] for v in window_slices(x.ndim, self.kernel, self.stride, self.dilation, out)],
+                              axis=2)
+
+    def backward(self, gy):
+        return (col2im_nd(gy, self.shape, self.kernel, self.stride, self.dilation),)
+
+
+def col2im_nd(cols, shape, kernel, stride, dilation):
+    """Adjoint of ``Im2ColNd``: add (N, C, K, *out) windows back into an array of ``shape``."""
+    gx = xp_of(cols).zeros(shape, cols.dtype)
+    for k, v in enumerate(window_slices(len(shape), kernel, stride, dilation, cols.shape[3:])):
+        gx[v] += cols[:, :, k]
+    return gx
+
+
+class Col2ImNd(Function):
+    """Sum (N, C, K, *out) windows into an (N, C, *size) array (transposed convolution, fold)."""
+    __slots__ = ("size", "kernel", "stride", "dilation")
+
+    def __init__(self, size, kernel, stride, dilation):
+        self.size, self.kernel, self.stride, self.dilation = tuple(size), kernel, stride, dilation
+
+    def forward(self, cols):
+        return col2im_nd(cols, cols.shape[:2] + self.size, self.kernel, self.stride, self.dilation)
+
+    def backward(self, gy):
+        out = [_window_shape(n, k, s, d) for n, k, s, d in zip(self.size, self.kernel, self.stride, self.dilation)]
+        return (xp_of(gy).stack([gy[v] for v in window_slices(gy.ndim, self.kernel, self.stride,
+                                                               self.dilation, out)], axis=2),)
+
+
+class MaxPoolNd(Function):
+    """Max over windows of the trailing dims of an (already -inf padded) input; the gradient
+    goes to the first maximum of each window.  ``argpos`` keeps, per output, the winning
+    kernel position (row-major), from which ``return_indices`` is computed."""
+    __slots__ = ("kernel", "stride", "dilation", "shape", "argpos")
+
+    def __init__(self, kernel, stride, dilation):
+        self.kernel, self.stride, self.dilation = kernel, stride, dilation
+
+    def _slices(self, ndim, out):
+        return list(window_slices(ndim, self.kernel, self.stride, self.dilation, out))
+
+    def forward(self, x):
+        xp = xp_of(x)
+        nd = len(self.kernel)
+        out = [_window_shape(n, k, s, d) for n, k, s, d in zip(x.shape[-nd:], self.kernel, self.stride, self.dilation)]
+        self.shape = x.shape
+        views = [x[v] for v in self._slices(x.ndim, out)]
+        y = views[0].copy()
+        for v in views[1:]:
+            xp.maximum(y, v, out=y)                     # NaN propagates, as PyTorch
+        pos = xp.full(y.shape, len(views) - 1, dtype=xp.int32)
+        for k in range(len(views) - 2, -1, -1):       # the first position that holds the max wins
+            pos[(views[k] == y) | (views[k] != views[k])] = k
+        self.argpos = pos
+        return y
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        gx = xp.zeros(self.shape, gy.dtype)
+        nd = len(self.kernel)
+        for k, v in enumerate(self._slices(gy.ndim, gy.shape[-nd:])):
+            gx[v] += xp.where(self.argpos == k, gy, gy.dtype.type(0))
+        return (gx,)
+
+
+class Take(Function):
+    """``x.take(idx, axis)``: picks (and may repeat) slices along one axis; backward scatter-adds."""
+    __slots__ = ("idx", "axis", "size")
+
+    def __init__(self, idx, axis):
+        self.idx, self.axis = idx, axis
+
+    def forward(self, x):
+        self.axis %= x.ndim
+        self.size = x.shape[self.axis]
+        return xp_of(x).take(x, self.idx, axis=self.axis)
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        g = xp.moveaxis(gy, self.axis, 0)
+        gx = xp.zeros((self.size,) + g.shape[1:], gy.dtype)
+        xp.add.at(gx, self.idx, g)
+        return (xp.moveaxis(gx, 0, self.axis),)
+
+
+class MaxUnpool(Function):
+    """Scatter (N, C, P) values to flat ``idx`` of (N, C, size) zero planes; backward gathers."""
+    __slots__ = ("idx", "size")
+
+    def __init__(self, idx, size):
+        self.idx, self.size = idx, size
+
+    def forward(self, x):
+        xp = xp_of(x)
+        n, c = x.shape[:2]
+        y = xp.zeros((n * c, self.size), x.dtype)
+        rows = xp.arange(n * c)[:, None]
+        y[rows, self.idx.reshape(n * c, -1)] = x.reshape(n * c, -1)
+        return y.reshape(n, c, self.size)
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        n, c = gy.shape[:2]
+        rows = xp.arange(n * c)[:, None]
+        idx = self.idx.reshape(n * c, -1)
+        return (gy.reshape(n * c, -1)[rows, idx].reshape(self.idx.shape),)
