@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import tempfile
+import traceback
 import types
 
 __all__ = ["spawn", "start_processes", "ProcessException", "ProcessRaisedException", "ProcessExitedException",
@@ -43,16 +43,32 @@ class ProcessExitedException(ProcessException):
         self.exit_code, self.signal_name = exit_code, signal_name
 
 
-def _mpiexec():
-    local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return local if os.path.exists(local) else shutil.which("mpiexec")
+def _command(nprocs, child_argv):
+    """The ``mpiexec`` argv ``distgraph-run`` would build (same launcher search, same flavour rules),
+    without its per-rank wrapper and output tags: spawned ranks print as they would under torch."""
+    from distgraph.launch.cli import parser, resolve_plan  # noqa: PLC0415 - only when spawning
+    from distgraph.launch.command import LaunchError, build_command  # noqa: PLC0415
+    try:
+        plan = resolve_plan(parser().parse_args(["-n", str(int(nprocs)), "--skip-preflight", "--", *child_argv]))
+    except LaunchError as e:
+        raise RuntimeError(f"spawn: cannot start {nprocs} ranks: {e}") from None
+    plan.wrapper, plan.tag_output = [], False
+    return build_command(plan)
 
 
 def spawn(fn, args=(), nprocs=1, join=True, daemon=False, start_method="spawn"):
-    """Run ``fn(rank, *args)`` on ``nprocs`` MPI ranks (see the module docstring); returns None."""
+    """Run ``fn(rank, *args)`` on ``nprocs`` MPI ranks (see the module docstring); returns None.
+
+    Raises:
+        ProcessRaisedException: a rank raised; the message names the rank and holds its traceback.
+        ProcessExitedException: a rank died without a Python exception, or the job timed out.
+    """
     from distgraph.comm import env
     if not join:
-        raise NotImplementedError("spawn(join=False) is not supported: distgraph's ranks run as one MPI job")
+        raise NotImplementedError("spawn(join=False) is not supported: distgraph's ranks run as one MPI job; "
+                                  "use join=True")
+    if int(nprocs) < 1:
+        raise ValueError(f"spawn: expected nprocs >= 1, got {nprocs}")
     info = env.discover()
     if info.launcher != "none":
         if info.world_size != nprocs:
@@ -61,21 +77,20 @@ def spawn(fn, args=(), nprocs=1, join=True, daemon=False, start_method="spawn"):
                              f"start it with plain python")
         fn(info.rank, *args)
         return None
-    exe = _mpiexec()
-    if exe is None:
-        raise RuntimeError("spawn: needs mpiexec to start the ranks; install it with pip install 'distgraph[mpi]'")
     main = getattr(sys.modules.get("__main__"), "__file__", None)
     with tempfile.TemporaryDirectory(prefix="distgraph-spawn-") as tmp:
         job = os.path.join(tmp, "job.pkl")
         with open(job, "wb") as f:
             pickle.dump((fn, tuple(args)), f)
-        cmd = [exe, "-n", str(int(nprocs)), sys.executable, "-c",
-               "import sys; from distgraph.multiprocessing import _child; _child(sys.argv[1], sys.argv[2])",
-               job, main or ""]
+        cmd = _command(nprocs, [sys.executable, "-c", "import sys; from distgraph.multiprocessing import _child; "
+                                "_child(sys.argv[1], sys.argv[2])", job, main or ""])
         environ = dict(os.environ)
         paths = [os.path.dirname(os.path.abspath(main))] if main else []
         paths += [p for p in sys.path if p]
         environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        # Unbuffered Python writes a line's text and its newline separately, and the ranks share one
+        # stdout: keep whole-line writes (print(..., flush=True) for live output).
+        environ.pop("PYTHONUNBUFFERED", None)
         timeout = float(os.environ.get("DISTGRAPH_SPAWN_TIMEOUT", "0")) or None
         if timeout:
             environ.setdefault("MPIEXEC_TIMEOUT", str(int(timeout)))
@@ -84,12 +99,24 @@ def spawn(fn, args=(), nprocs=1, join=True, daemon=False, start_method="spawn"):
         except subprocess.TimeoutExpired:
             raise ProcessExitedException(f"spawn: the {nprocs} ranks did not finish within {timeout:g} s "
                                          "(DISTGRAPH_SPAWN_TIMEOUT)") from None
-    if p.returncode != 0:
-        raise ProcessRaisedException(f"spawn: the job of {nprocs} ranks failed with exit code {p.returncode}; the "
-                                     "failing rank's traceback is printed above")
+        if p.returncode != 0:
+            _raise_failure(tmp, nprocs, p.returncode)
     return None
 
 
+def _raise_failure(tmp, nprocs, code):
+    """Raise for the rank that failed first (its traceback file is the oldest)."""
+    reports = sorted((os.path.getmtime(os.path.join(tmp, n)), n) for n in os.listdir(tmp) if n.endswith(".err"))
+    if reports:
+        name = reports[0][1]
+        rank = int(name[len("rank"):-len(".err")])
+        with open(os.path.join(tmp, name), encoding="utf-8") as f:
+            trace = f.read()
+        raise ProcessRaisedException(f"spawn: rank {rank} of {nprocs} raised; its traceback:\n{trace}",
+                                     error_index=rank)
+    raise ProcessExitedException(f"spawn: the job of {nprocs} ranks failed with exit code {code} and no rank "
+                                 "raised a Python exception (a crash or a kill; see the output above)",
+                                 exit_code=code)
 
 
 def start_processes(fn, args=(), nprocs=1, join=True, daemon=False, start_method="spawn"):
@@ -129,4 +156,11 @@ def _child(job, main):
     with open(job, "rb") as f:
         fn, args = pickle.load(f)
     from distgraph.comm import env
-    fn(env.discover().rank, *args)
+    rank = env.discover().rank
+    try:
+        fn(rank, *args)
+    except BaseException:
+        # For the parent's ProcessRaisedException; the exception then ends this rank as usual.
+        with open(os.path.join(os.path.dirname(job), f"rank{rank}.err"), "w", encoding="utf-8") as f:
+            f.write(traceback.format_exc())
+        raise

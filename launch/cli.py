@@ -3,6 +3,12 @@
     distgraph-run -n 4 train.py --lr 0.1
     distgraph-run -n 8 -H node1:4,node2:4 train.py
     distgraph-run -n 2 --dry-run train.py
+    distgraph-run --standalone --nproc-per-node 4 train.py    # torchrun's spelling, one host
+
+torchrun's single-host options are accepted: ``--nproc-per-node``/``--nproc_per_node N``
+(same as ``-n N``), ``--standalone`` and ``--nnodes 1``; every rank gets torchrun's
+``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE`` (and placeholder
+``MASTER_ADDR``/``MASTER_PORT``), so scripts written for torchrun run unchanged.
 
 If any rank fails, the others are stopped within seconds and the last lines
 name the *first* rank that failed, its host, its exit code or signal and the
@@ -33,7 +39,11 @@ SIGNAL_CAUSES = {"SIGKILL": "killed: probably out of memory (or killed by the sc
 
 def parser():
     p = argparse.ArgumentParser(prog="distgraph-run", description=__doc__.splitlines()[0])
-    p.add_argument("-n", "--nprocs", type=int, required=True, help="number of ranks")
+    p.add_argument("-n", "--nprocs", type=int, default=None, help="number of ranks")
+    p.add_argument("--nproc-per-node", "--nproc_per_node", dest="nproc_per_node", type=int, default=None,
+                   help="torchrun's spelling of -n (single host)")
+    p.add_argument("--nnodes", default="1", help="torchrun's option: only 1 (use -H/--hostfile for several hosts)")
+    p.add_argument("--standalone", action="store_true", help="torchrun's option: accepted (always standalone)")
     hosts = p.add_mutually_exclusive_group()
     hosts.add_argument("-H", "--hosts", help="host1:slots,host2:slots")
     hosts.add_argument("--hostfile", help="file of 'host slots=N' lines")
@@ -69,8 +79,22 @@ def _mpi4py_flavour():
     return flavour_of(out.stdout), out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
 
 
+def _torchrun_options(a):
+    """Fold torchrun's ``--nproc-per-node``/``--nnodes`` into ``-n`` (one host only)."""
+    if str(a.nnodes) not in ("1", "1:1"):
+        raise LaunchError(f"--nnodes: expected 1, got {a.nnodes!r}; for several hosts give the ranks per host "
+                          "with -H host1:4,host2:4 (or --hostfile) and the total with -n")
+    if a.nproc_per_node is not None:
+        if a.nprocs is not None and a.nprocs != a.nproc_per_node:
+            raise LaunchError(f"-n {a.nprocs} and --nproc-per-node {a.nproc_per_node} disagree; give one of them")
+        a.nprocs = a.nproc_per_node
+    if a.nprocs is None:
+        raise LaunchError("expected the number of ranks: -n N (or torchrun's --nproc-per-node N)")
+
+
 def resolve_plan(a, environ=os.environ) -> Plan:
     """Turn parsed arguments into a Plan, checking everything that can be checked before starting."""
+    _torchrun_options(a)
     if a.nprocs < 1:
         raise LaunchError(f"-n must be at least 1, got {a.nprocs}")
     program = a.program[1:] if a.program[:1] == ["--"] else a.program

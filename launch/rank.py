@@ -2,7 +2,8 @@
 
     python -m distgraph.launch.rank [--gpus K] [--allow-shared-gpu] -- prog args...
 
-It reads its rank from the launcher's environment, binds a GPU
+It reads its rank from the launcher's environment, exports torchrun's ``RANK``,
+``LOCAL_RANK``, ``WORLD_SIZE`` and ``LOCAL_WORLD_SIZE`` from it, binds a GPU
 (``CUDA_VISIBLE_DEVICES = local_rank % gpus``) when asked, and runs the
 program with the wrapper's own stdout/stderr (no pipe in between: when MPI
 aborts the job it kills the wrappers at once, and nothing written may be lost
@@ -43,6 +44,10 @@ def main(argv=None):
             return 2
         env["CUDA_VISIBLE_DEVICES"] = str(info.local_rank % a.gpus)
     env["DISTGRAPH_FAIL_MARK"] = FAIL_MARK
+    # torchrun's RANK/LOCAL_RANK/WORLD_SIZE/LOCAL_WORLD_SIZE, for scripts that read them before
+    # (or without) importing distgraph.
+    from distgraph.comm.env import export_torch_env
+    export_torch_env(env)
     # One BLAS/OpenMP thread pool per core, shared by the ranks on this host, unless the user chose:
     # N ranks each starting as many threads as there are cores run dozens of times slower.
     if not any(v in env for v in _THREAD_VARS):

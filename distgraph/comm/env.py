@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["LaunchInfo", "discover", "under_launcher"]
+__all__ = ["LaunchInfo", "discover", "under_launcher", "export_torch_env", "started_by_torchrun"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,9 @@ def export_torch_env(environ=None) -> None:
     """Under an MPI or Slurm launcher, set torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and
     ``LOCAL_WORLD_SIZE`` (and a placeholder ``MASTER_ADDR``/``MASTER_PORT``) from the launcher's own
     variables, so scripts that read them before ``init_process_group`` work under ``mpiexec``.
-    Reads environment variables only (MPI is not started); values already set are kept."""
+    Reads environment variables only (MPI is not started).  Values already set that agree with the
+    launcher are kept; one that disagrees (e.g. ``RANK=0`` exported to every rank by a job script)
+    would make ranks collide, so it is replaced, with a warning."""
     env = os.environ if environ is None else environ
     try:
         info = discover(env)
@@ -125,7 +127,12 @@ def export_torch_env(environ=None) -> None:
     values = {"RANK": info.rank, "WORLD_SIZE": info.world_size, "LOCAL_RANK": info.local_rank,
               "LOCAL_WORLD_SIZE": info.local_world_size}
     for k, v in values.items():
-        env.setdefault(k, str(v))
+        old = env.get(k)
+        if old is not None and old.strip() != str(v):
+            from distgraph.utils.logging import get_logger  # noqa: PLC0415 - only on this rare path
+            get_logger(__name__).warning("[rank %d/%d] %s=%s disagrees with the %s launcher; set to %d",
+                                         info.rank, info.world_size, k, old, info.launcher, v)
+        env[k] = str(v)
     env.setdefault("MASTER_ADDR", "localhost")
     env.setdefault("MASTER_PORT", "29500")
     env.setdefault("DISTGRAPH_TORCH_ENV", "1")   # marks these as ours, not torchrun's

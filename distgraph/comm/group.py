@@ -39,6 +39,19 @@ class GroupMember:
 
     NON_GROUP_MEMBER = _NonMember([])
 
+    class _World:
+        def __get__(self, obj, owner):
+            return _world
+
+    WORLD = _World()  # the default group (None before init_process_group), as torch's GroupMember.WORLD
+
+
+def __getattr__(name):
+    # ``dist.group.WORLD`` (this module is ``dist.group``): the default group, looked up when asked.
+    if name == "WORLD":
+        return _world
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def init_process_group(backend="auto", init_method=None, timeout=None, world_size=-1, rank=-1,
                        *, debug=None, device_id=None):
@@ -81,6 +94,12 @@ def init_process_group(backend="auto", init_method=None, timeout=None, world_siz
                         f"would train alone; launch with `distgraph-run -n {alone[1]} script.py` or "
                         f"`mpiexec -n {alone[1]} python script.py`")
     info = env.discover()
+    if name == "nccl":
+        from distgraph.comm import nccl  # noqa: PLC0415 - CuPy is only looked at on request
+        if not nccl.available():
+            raise CommError(f"[rank {info.rank}/{info.world_size}] init_process_group: backend 'nccl' needs CuPy, "
+                            "a CUDA GPU and NCCL, and this machine has not all three; on CPU use backend='gloo' "
+                            "or 'mpi' (the same MPI backend), or run on a GPU machine with distgraph[cuda12]")
     if name == "gloo":
         # PyTorch's CPU backend: here MPI does the same job (a world of one under plain python)
         from distgraph.utils.logging import get_logger
