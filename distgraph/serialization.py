@@ -8,9 +8,18 @@ runs no pickle, so a checkpoint from an untrusted source cannot execute code.
 Any safetensors reader sees the tensors; ``dg.load`` of a safetensors file
 written by another program returns its ``{name: Tensor}`` dict.
 
+The metadata also holds a CRC32 of the tensors (names, dtypes, shapes, bytes)
+and of the structure record, under ``"distgraph.checksum"``; ``dg.load``
+verifies it, so flipped bits raise :class:`CheckpointError` instead of loading
+as wrong values. (Files written before the checksum existed load unchecked.)
+Every way a file can be damaged (empty, truncated, flipped bits, a header that
+is not JSON, too large, or has fields of the wrong type, a malformed structure
+record) raises ``CheckpointError`` naming the file and the problem.
+
 Writes are atomic: the file is written under a temporary name in the same
 directory, flushed and fsync'ed, then renamed over ``path`` (and the directory
-fsync'ed), so a crash mid-save leaves the previous checkpoint intact.
+fsync'ed), so a crash mid-save leaves the previous checkpoint intact. The file
+gets the permissions ``open()`` would give it (``0o666`` less the umask).
 
 ``dg.load`` also reads files written by ``torch.save`` (when PyTorch is
 installed; with ``weights_only=True``: tensors and plain containers only),
@@ -21,20 +30,26 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import stat
 import struct
 import uuid
+import zlib
 
 import numpy as np
 
 from distgraph import backend
 from distgraph.autograd import Parameter, Tensor
 
-__all__ = ["save", "load", "CheckpointError"]
+__all__ = ["save", "load", "CheckpointError", "MAX_HEADER_BYTES"]
 
-_META_FORMAT, _META_STRUCTURE = "distgraph.format", "distgraph.structure"
+_META_FORMAT, _META_STRUCTURE, _META_CHECKSUM = "distgraph.format", "distgraph.structure", "distgraph.checksum"
 _FORMAT = "distgraph-checkpoint-1"
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a"  # pickle protocol 2, then torch's magic number
 _EXPECTED = "a Tensor, NumPy array, dict, list, tuple, str, int, float, bool or None"
+# The largest JSON header dg.load reads: safetensors' own limit (its readers refuse larger ones), so a
+# corrupt length field is refused before gigabytes are read and parsed.
+MAX_HEADER_BYTES = 100_000_000
 
 
 class CheckpointError(RuntimeError):
@@ -62,8 +77,8 @@ def save(obj, f):
         TypeError: a value of another type, naming where it is in ``obj``.
     """
     arrays, memo = {}, {}
-    structure = _encode(obj, arrays, memo, ())
-    metadata = {_META_FORMAT: _FORMAT, _META_STRUCTURE: json.dumps(structure, allow_nan=False)}
+    structure = json.dumps(_encode(obj, arrays, memo, ()), allow_nan=False)
+    metadata = {_META_FORMAT: _FORMAT, _META_STRUCTURE: structure, _META_CHECKSUM: _checksum(arrays, structure)}
     stn = _safetensors_numpy()
     if hasattr(f, "write"):
         f.write(stn.save(arrays, metadata=metadata))
@@ -87,6 +102,20 @@ def _tensor_name(path, arrays):
 def _host(arr):
     arr = arr if isinstance(arr, np.ndarray) else arr.get()
     return arr if arr.flags.c_contiguous else arr.copy(order="C")  # (ascontiguousarray makes 0-d 1-d)
+
+
+def _checksum(arrays, structure):
+    """``"crc32:<hex>"`` over the structure record and every tensor's name, dtype, shape and bytes.
+
+    CRC32 rather than a cryptographic hash: it catches flipped bits at ~2 GB/s (SHA-256 runs at
+    about half that), and a checkpoint is protected against accidents, not against forgery.
+    """
+    crc = zlib.crc32(structure.encode("utf-8"))
+    for key in sorted(arrays):
+        arr = arrays[key]  # native (little-endian) order, as safetensors writes and reads it
+        crc = zlib.crc32(f"|{key}|{arr.dtype.str}|{arr.shape}|".encode("utf-8"), crc)
+        crc = zlib.crc32(np.ascontiguousarray(arr).reshape(-1).view(np.uint8), crc)
+    return f"crc32:{crc:08x}"
 
 
 def _encode(obj, arrays, memo, path):
@@ -138,10 +167,20 @@ def _write_atomic(path, arrays, metadata):
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"dg.save: directory {directory!r} does not exist; create it first")
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    # O_EXCL: never clobber another writer's temp file; mode 0o666 lets the umask decide, as open() does
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    # O_EXCL: never clobber another writer's temp file; mode 0o666 lets the umask (and a default ACL)
+    # decide, as open() does. The mode the kernel gave is read back rather than computed from
+    # os.umask(), which can only be read by changing it, for every thread of the process.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
     try:
         _write_file(tmp, arrays, metadata)
+        try:  # safetensors replaces the file with a private (0600) one of its own
+            os.chmod(tmp, mode)
+        except OSError:  # a file system without modes (some network mounts): keep what it gave
+            pass
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)  # the data must be on disk before the rename makes it the checkpoint
@@ -181,16 +220,27 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=No
         mmap: accepted; files are read into memory.
 
     Raises:
-        CheckpointError: an empty, truncated or corrupt file, or one of another format.
+        CheckpointError: a damaged file (empty, truncated, a checksum that does not match, a header
+            over ``MAX_HEADER_BYTES`` or with fields of the wrong type, a malformed structure
+            record), or one of another format.
+        TypeError, ValueError: a ``map_location`` that names no device (before the file is read).
         RuntimeError: a tensor saved on CUDA loaded where there is no GPU (pass ``map_location="cpu"``).
     """
     if pickle_module is not None or pickle_load_args:
         raise TypeError(f"dg.load: pickle_module and pickle arguments ({sorted(pickle_load_args)}) are not "
                         "supported: distgraph checkpoints are safetensors files, read without pickle")
     weights_only = True if weights_only is None else bool(weights_only)
+    _check_map_location(map_location)
     if hasattr(f, "read"):
-        name, data = getattr(f, "name", "<file object>"), f.read()
-        size, head = len(data), data[:9]
+        name, head = getattr(f, "name", "<file object>"), f.read(9)
+        if len(head) >= 8 and not _is_torch(head):  # refuse a huge header before reading the rest
+            _check_header_length(struct.unpack("<Q", head[:8])[0], name)
+        if getattr(f, "seekable", lambda: False)():  # one read, no copy of the whole file to prepend 9 bytes
+            f.seek(-len(head), os.SEEK_CUR)
+            data = f.read()
+        else:
+            data = head + f.read()
+        size = len(data)
     else:
         name = os.fspath(f)
         if not os.path.exists(name):
@@ -200,13 +250,12 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=No
             head = fh.read(9)
     if size == 0:
         raise CheckpointError(f"dg.load: {name} is empty (0 bytes): not a checkpoint")
-    # torch.save writes a zip archive (or, before PyTorch 1.6, a pickle with a magic number); a
-    # safetensors file has its JSON header ("{") right after the 8-byte length
-    if head.startswith((b"PK\x03\x04", _TORCH_LEGACY_MAGIC)) and head[8:9] != b"{":
+    if _is_torch(head):
         return _load_torch(f if data is None else _BytesSource(data), name, map_location, weights_only)
     if size < 8:
         raise CheckpointError(f"dg.load: {name} is truncated: {size} bytes, shorter than a safetensors header")
     header_len = struct.unpack("<Q", head[:8])[0]
+    _check_header_length(header_len, name)
     if header_len > size - 8:
         raise CheckpointError(f"dg.load: {name} is truncated or not a checkpoint: its header announces "
                               f"{header_len} bytes, but the file has only {size - 8} after the length field")
@@ -217,19 +266,27 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=No
     else:
         raw_header = data[8:8 + header_len]
     header = _parse_header(raw_header, name)
-    end = max((info["data_offsets"][1] for k, info in header.items() if k != "__metadata__"), default=0)
+    meta = header.pop("__metadata__", None) or {}
+    end = max((info["data_offsets"][1] for info in header.values()), default=0)
     if 8 + header_len + end > size:
         raise CheckpointError(f"dg.load: {name} is truncated: its tensors need {8 + header_len + end} bytes, "
                               f"the file has {size} (an interrupted copy or download?)")
     arrays = _read_arrays(name, data, header, 8 + header_len)
-    meta = header.get("__metadata__") or {}
-    if meta.get(_META_FORMAT) != _FORMAT:
+    if _META_FORMAT not in meta:  # a safetensors file from another program: its tensors
         return {k: _to_tensor(a, "cpu", map_location) for k, a in arrays.items()}
+    if meta[_META_FORMAT] != _FORMAT:
+        raise CheckpointError(f"dg.load: {name} is in format {meta[_META_FORMAT]!r}, expected {_FORMAT!r}: "
+                              "written by a newer distgraph? Load it with that version")
+    structure = meta.get(_META_STRUCTURE)
+    if structure is None:
+        raise CheckpointError(f"dg.load: {name} is corrupt: its header has no {_META_STRUCTURE!r} record")
+    _verify_checksum(meta, arrays, structure, name)
     try:
-        structure = json.loads(meta[_META_STRUCTURE])
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"dg.load: {name} has a corrupt distgraph structure record ({e})") from None
-    return _decode(structure, arrays, {}, map_location, name)
+        return _decode(json.loads(structure), arrays, {}, map_location, name, "obj")
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"dg.load: {name} has a corrupt structure record: not valid JSON ({e})") from None
+    except RecursionError:
+        raise CheckpointError(f"dg.load: {name} has a corrupt structure record: nested too deeply to read") from None
 
 
 class _BytesSource:
@@ -237,21 +294,87 @@ class _BytesSource:
         self.data = data
 
 
+def _is_torch(head):
+    # torch.save writes a zip archive (or, before PyTorch 1.6, a pickle with a magic number); a
+    # safetensors file has its JSON header ("{") right after the 8-byte length
+    return head.startswith((b"PK\x03\x04", _TORCH_LEGACY_MAGIC)) and head[8:9] != b"{"
+
+
+def _check_header_length(header_len, name):
+    if header_len > MAX_HEADER_BYTES:
+        raise CheckpointError(f"dg.load: {name} is corrupt or not a checkpoint: its header announces "
+                              f"{header_len} bytes, more than the {MAX_HEADER_BYTES}-byte limit "
+                              "(serialization.MAX_HEADER_BYTES, safetensors' own); it was not read")
+
+
+def _check_map_location(map_location):
+    """Refuse a ``map_location`` that names no device before any file is read (so that it can never be
+    taken for a damaged file)."""
+    if map_location is None or callable(map_location):
+        return
+    for target in (map_location.values() if isinstance(map_location, dict) else [map_location]):
+        if not isinstance(target, (str, backend.Device)):
+            raise TypeError(f"dg.load: map_location must be None, a device string, a Device, a dict of those "
+                            f"or a function, got {type(target).__name__}")
+        try:
+            backend.Device(target)
+        except ValueError:
+            raise ValueError(f"dg.load: map_location {target!r} is not a device: expected 'cpu', 'cuda' "
+                             "or 'cuda:N'") from None
+
+
+def _show(value):
+    text = repr(value)
+    return f"{text[:60]}... ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"
+
+
+def _counts(value, n=None):
+    """True for a list of non-negative ints (of length ``n`` when given)."""
+    return (isinstance(value, list) and (n is None or len(value) == n)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
+
+
 def _parse_header(raw, name):
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise CheckpointError(f"dg.load: {name} is not a checkpoint: expected a safetensors file (dg.save) or "
                               "a torch.save file, but its header is not valid JSON") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"dg.load: {name} is not a checkpoint: its header is not a JSON object")
     for key, info in header.items():
         if key == "__metadata__":
+            if info is None or (isinstance(info, dict) and all(isinstance(v, str) for v in info.values())):
+                continue
+            problem = f"expected an object of strings, got {_show(info)}"
+        elif not isinstance(info, dict):
+            problem = f"expected an object with dtype, shape and data_offsets, got {_show(info)}"
+        elif not {"dtype", "shape", "data_offsets"} <= set(info):
+            problem = f"missing {sorted({'dtype', 'shape', 'data_offsets'} - set(info))}"
+        elif not isinstance(info["dtype"], str):
+            problem = f"expected 'dtype' to be a string, got {_show(info['dtype'])}"
+        elif not _counts(info["shape"]):
+            problem = f"expected 'shape' to be a list of non-negative integers, got {_show(info['shape'])}"
+        elif not (_counts(offsets := info["data_offsets"], 2) and offsets[0] <= offsets[1]):
+            problem = f"expected 'data_offsets' to be [begin, end], 0 <= begin <= end, got {_show(offsets)}"
+        else:
             continue
-        if not (isinstance(info, dict) and {"dtype", "shape", "data_offsets"} <= set(info)
-                and len(info["data_offsets"]) == 2):
-            raise CheckpointError(f"dg.load: {name} has a corrupt header entry for tensor {key!r}: {info!r}")
+        raise CheckpointError(f"dg.load: {name} has a corrupt header entry {key!r}: {problem}")
     return header
+
+
+def _verify_checksum(meta, arrays, structure, name):
+    expected = meta.get(_META_CHECKSUM)
+    if expected is None:  # written before dg.save recorded checksums
+        return
+    if re.fullmatch(r"crc32:[0-9a-f]{8}", expected) is None:
+        raise CheckpointError(f"dg.load: {name} is corrupt: its {_META_CHECKSUM!r} record is {expected!r}, "
+                              "expected 'crc32:' and 8 hex digits")
+    got = _checksum(arrays, structure)
+    if got != expected:
+        raise CheckpointError(f"dg.load: {name} is corrupt: dg.save recorded checksum {expected}, the data read "
+                              f"back has {got} (bits flipped on disk or in a copy); use an older checkpoint or "
+                              "a good copy of this file")
 
 
 _NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
@@ -259,22 +382,26 @@ _NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": 
 
 
 def _raw_array(raw, dtype, shape, key, name):
-    if dtype == "BF16":  # NumPy has no bfloat16: widen to float32 (bf16 is float32's top 16 bits)
-        return (np.frombuffer(raw, dtype="<u2").astype("<u4") << 16).view("<f4").reshape(shape)
-    if dtype not in _NUMPY_DTYPES:
-        raise CheckpointError(f"dg.load: {name}: tensor {key!r} has dtype {dtype}, which distgraph can't read")
-    return np.frombuffer(raw, dtype=_NUMPY_DTYPES[dtype]).reshape(shape).copy()
+    try:
+        if dtype == "BF16":  # NumPy has no bfloat16: widen to float32 (bf16 is float32's top 16 bits)
+            return (np.frombuffer(raw, dtype="<u2").astype("<u4") << 16).view("<f4").reshape(shape)
+        if dtype not in _NUMPY_DTYPES:
+            raise CheckpointError(f"dg.load: {name}: tensor {key!r} has dtype {dtype}, which distgraph can't read")
+        return np.frombuffer(raw, dtype=_NUMPY_DTYPES[dtype]).reshape(shape).copy()
+    except ValueError as e:
+        raise CheckpointError(f"dg.load: {name} is corrupt: tensor {key!r} of shape {shape} does not fit its "
+                              f"{len(raw)} bytes ({e})") from None
 
 
 def _read_arrays(name, data, header, data_start):
     stn = _safetensors_numpy()
-    bf16 = {k for k, info in header.items() if k != "__metadata__" and info["dtype"] == "BF16"}
+    bf16 = {k for k, info in header.items() if info["dtype"] == "BF16"}
     try:
         if data is not None:
             if bf16:  # safetensors' NumPy reader refuses the whole file: decode it here
                 return {k: _raw_array(data[data_start + i["data_offsets"][0]:data_start + i["data_offsets"][1]],
                                       i["dtype"], i["shape"], k, name)
-                        for k, i in header.items() if k != "__metadata__"}
+                        for k, i in header.items()}
             arrays = stn.load(data)
         else:
             from safetensors import safe_open
@@ -283,6 +410,8 @@ def _read_arrays(name, data, header, data_start):
                 for k in fh.keys():
                     if k not in bf16:
                         arrays[k] = fh.get_tensor(k)
+    except CheckpointError:
+        raise
     except Exception as e:  # safetensors raises its own error type for malformed files
         raise CheckpointError(f"dg.load: {name} is corrupt: {e}") from None
     for k in bf16:
@@ -322,34 +451,104 @@ def _to_tensor(arr, saved_device, map_location):
     return wrap_array(arr)
 
 
-def _decode(node, arrays, memo, map_location, name):
+# ------------------------------------------------------- structure records
+# A structure record is JSON: null, booleans, numbers, strings and lists stand for themselves, and an
+# object is one of these records (dg.save writes no other):
+_RECORDS = {
+    "__tensor__": "{'__tensor__': name, 'device': str, 'requires_grad': bool, 'parameter': bool}",
+    "__ndarray__": "{'__ndarray__': name}",
+    "__tuple__": "{'__tuple__': [item, ...]}",
+    "__dict__": "{'__dict__': [[key, value], ...]}",
+    "__float__": "{'__float__': 'inf' | '-inf' | 'nan'}",
+}
+_TENSOR_FIELDS = {"__tensor__": str, "device": str, "requires_grad": bool, "parameter": bool}
+
+
+def _malformed(name, where, problem):
+    return CheckpointError(f"dg.load: {name} has a malformed structure record at {where}: {problem} "
+                           "(the file is corrupt, or was not written by dg.save)")
+
+
+def _decode(node, arrays, memo, map_location, name, where):
     if isinstance(node, list):
-        return [_decode(v, arrays, memo, map_location, name) for v in node]
+        return [_decode(v, arrays, memo, map_location, name, f"{where}[{i}]") for i, v in enumerate(node)]
     if not isinstance(node, dict):
         return node
-    if "__tensor__" in node:
-        key = node["__tensor__"]
-        if key not in memo:
-            if key not in arrays:
-                raise CheckpointError(f"dg.load: {name} is corrupt: its structure refers to tensor {key!r}, "
-                                      "which the file does not contain")
-            t = _to_tensor(arrays[key], node.get("device", "cpu"), map_location)
-            if node.get("parameter"):
-                t = Parameter(t, requires_grad=node.get("requires_grad", True))
-            elif node.get("requires_grad"):
-                t.requires_grad_()
-            memo[key] = t
+    kinds = [k for k in _RECORDS if k in node]
+    if len(kinds) != 1:
+        raise _malformed(name, where, f"expected one of {', '.join(_RECORDS.values())}; got keys {sorted(node)}")
+    kind, value = kinds[0], node[kinds[0]]
+    extra = sorted(set(node) - (set(_TENSOR_FIELDS) if kind == "__tensor__" else {kind}))
+    if extra:
+        raise _malformed(name, where, f"expected {_RECORDS[kind]}; got the extra key(s) {extra}")
+    if kind == "__tensor__":
+        return _decode_tensor(node, arrays, memo, map_location, name, where)
+    if kind == "__ndarray__":
+        return np.array(_named_array(value, arrays, name, where), copy=True)
+    if kind == "__float__":
+        try:
+            if isinstance(value, str):
+                return float(value)
+        except ValueError:
+            pass
+        raise _malformed(name, where, f"expected {_RECORDS[kind]}; got {_show(value)}")
+    if not isinstance(value, list):
+        raise _malformed(name, where, f"expected {_RECORDS[kind]}; got {kind!r}: {_show(value)}")
+    if kind == "__tuple__":
+        return tuple(_decode(v, arrays, memo, map_location, name, f"{where}[{i}]") for i, v in enumerate(value))
+    out = {}
+    for i, pair in enumerate(value):
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise _malformed(name, where, f"expected entry {i} of '__dict__' to be [key, value]; got {_show(pair)}")
+        key = _decode(pair[0], arrays, memo, map_location, name, f"{where} (key {i})")
+        if not _plain_key(key):
+            raise _malformed(name, where, f"expected dict key {i} to be a str, int, float, bool, None or a tuple "
+                                          f"of those; got {_show(key)}")
+        if key in out:
+            raise _malformed(name, where, f"dict key {key!r} appears twice")
+        out[key] = _decode(pair[1], arrays, memo, map_location, name, f"{where}[{key!r}]")
+    return out
+
+
+def _plain_key(key):
+    if key is None or isinstance(key, (str, int, float)):  # (bool is an int)
+        return True
+    return isinstance(key, tuple) and all(_plain_key(k) for k in key)
+
+
+def _named_array(key, arrays, name, where):
+    if not isinstance(key, str):
+        raise _malformed(name, where, f"expected the tensor's name (a string); got {_show(key)}")
+    if key not in arrays:
+        raise CheckpointError(f"dg.load: {name} is corrupt: its structure refers to tensor {key!r} at {where}, "
+                              "which the file does not contain")
+    return arrays[key]
+
+
+def _decode_tensor(node, arrays, memo, map_location, name, where):
+    for field, kind in _TENSOR_FIELDS.items():
+        if field in node and not isinstance(node[field], kind):
+            raise _malformed(name, where, f"expected {field!r} to be a {kind.__name__}; got {_show(node[field])}")
+    key = node["__tensor__"]
+    arr = _named_array(key, arrays, name, where)
+    if key in memo:  # the same Tensor twice (tied weights)
         return memo[key]
-    if "__ndarray__" in node:
-        return np.array(arrays[node["__ndarray__"]], copy=True)
-    if "__tuple__" in node:
-        return tuple(_decode(v, arrays, memo, map_location, name) for v in node["__tuple__"])
-    if "__dict__" in node:
-        return {_decode(k, arrays, memo, map_location, name): _decode(v, arrays, memo, map_location, name)
-                for k, v in node["__dict__"]}
-    if "__float__" in node:
-        return float(node["__float__"])
-    raise CheckpointError(f"dg.load: {name} is corrupt: unknown structure record {sorted(node)}")
+    device, parameter = node.get("device", "cpu"), node.get("parameter", False)
+    requires_grad = node.get("requires_grad", parameter)
+    try:
+        backend.Device(device)
+    except ValueError:
+        raise _malformed(name, where, f"expected 'device' to be 'cpu' or 'cuda:N'; got {device!r}") from None
+    if requires_grad and arr.dtype.kind != "f":
+        raise _malformed(name, where, f"'requires_grad' is true for a tensor of dtype {arr.dtype}, but only "
+                                      "floating point tensors can require gradients")
+    t = _to_tensor(arr, device, map_location)
+    if parameter:
+        t = Parameter(t, requires_grad=requires_grad)
+    elif requires_grad:
+        t.requires_grad_()
+    memo[key] = t
+    return t
 
 
 # ---------------------------------------------------------- torch.save files

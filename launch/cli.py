@@ -12,14 +12,32 @@ torchrun's single-host options are accepted: ``--nproc-per-node``/``--nproc_per_
 
 If any rank fails, the others are stopped within seconds and the last lines
 name the *first* rank that failed, its host, its exit code or signal and the
-tail of its stderr.
+tail of its stderr; when a rank's timeout blames others (a rank missing from a
+collective, or one that exited early), the blamed rank is named.  The exit
+status is the failed rank's (128 + N for signal N, as shells show it), 128 + N
+when ``distgraph-run`` itself got signal N, 124 after ``--timeout``.
+SIGINT, SIGTERM and SIGHUP stop the job; if ``distgraph-run`` is killed by
+SIGKILL, ``mpiexec`` and every rank on this host go with it.
+
+Output is forwarded as it arrives, each line (and each ``\r`` progress-bar
+update) prefixed with ``[rank R]``; lines that already carry their rank's
+``[rank R/N]`` tag keep just that one.
+
+``--max-restarts N`` (torchrun's option, also ``--max_restarts``): when the job
+fails, stop every rank and start the whole job again, up to N times.  Each
+rank gets ``TORCHELASTIC_RESTART_COUNT`` and ``DISTGRAPH_RESTART_COUNT`` = the
+attempt (0 first); the script resumes itself from its newest checkpoint, e.g.
+with ``distgraph.utils.training.CheckpointManager.restore``.  One line per
+restart names the failure; the exit status is the last attempt's.
 """
 from __future__ import annotations
 
 import argparse
+import codecs
 import collections
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -28,13 +46,11 @@ import threading
 import time
 
 from distgraph.launch.command import (LaunchError, Plan, build_command, flavour_of, parse_hosts, quote,
-                                      read_hostfile, split_tag, user_command)
+                                      read_hostfile, user_command)
+from distgraph.launch.procs import LAUNCHER_VAR, TOKEN_VAR, die_with_parent, kill_all, launcher_identity, new_token
 from distgraph.launch.rank import FAIL_MARK
-
-SIGNAL_CAUSES = {"SIGKILL": "killed: probably out of memory (or killed by the scheduler)",
-                 "SIGSEGV": "segmentation fault: a crash in native code",
-                 "SIGABRT": "aborted (e.g. MPI_Abort or a failed C assertion)",
-                 "SIGTERM": "terminated", "SIGINT": "interrupted"}
+from distgraph.launch.stream import Demux, own_tag
+from distgraph.launch.verdict import exit_status, summary, verdict  # noqa: F401 (re-exported)
 
 
 def parser():
@@ -56,7 +72,10 @@ def parser():
     p.add_argument("-x", "--env", action="append", default=[], metavar="ENV=VAL", help="set for every rank")
     p.add_argument("--mpi-arg", action="append", default=[], metavar="ARG",
                    help="pass ARG to mpiexec/srun as is (repeat for several), e.g. --mpi-arg=-iface --mpi-arg=eth1")
-    p.add_argument("--timeout", type=float, default=None, help="stop the job after this many seconds")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="stop the job after this many seconds (restarts included); exit status 124")
+    p.add_argument("--max-restarts", "--max_restarts", dest="max_restarts", type=int, default=0, metavar="N",
+                   help="torchrun's option: when a rank fails, restart the whole job up to N times")
     p.add_argument("--no-prefix", action="store_true", help="do not prefix output lines with [rank R]")
     p.add_argument("--quiet-others", action="store_true", help="show only rank 0's stdout (failures always show)")
     p.add_argument("--dry-run", action="store_true", help="print the command and environment, run nothing")
@@ -97,6 +116,8 @@ def resolve_plan(a, environ=os.environ) -> Plan:
     _torchrun_options(a)
     if a.nprocs < 1:
         raise LaunchError(f"-n must be at least 1, got {a.nprocs}")
+    if getattr(a, "max_restarts", 0) < 0:
+        raise LaunchError(f"--max-restarts: expected 0 or more, got {a.max_restarts}")
     program = a.program[1:] if a.program[:1] == ["--"] else a.program
     command = user_command(program)
     env = {}
@@ -184,11 +205,11 @@ def preflight_hosts(plan: Plan, timeout=60):
                  plan.flavour, plan.launcher, [(h, 1) for h, _ in hosts], None, dict(plan.env), False, plan.as_root,
                  [], tag_output=False, extra=list(plan.extra))
     for attempt in range(3):  # a launcher that fails to start once (a busy host, a port in use) gets retried
-        try:
-            out = subprocess.run(build_command(probe), capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
+        out = _run_probe(build_command(probe), timeout)
+        if out is None:
             raise LaunchError(f"preflight: the version probe on {[h for h, _ in hosts]} did not finish in "
-                              f"{timeout} s; are the hosts reachable? (or pass --skip-preflight)") from None
+                              f"{timeout:g} s; are the hosts reachable (try ssh HOST true)? "
+                              "(or pass --skip-preflight)")
         if "@@probe" in out.stdout:
             break
         time.sleep(0.5 * (attempt + 1))
@@ -196,57 +217,95 @@ def preflight_hosts(plan: Plan, timeout=60):
     return check_probe_output(out_text, sys.version.split()[0], distgraph.__version__, out.stderr)
 
 
+def _run_probe(cmd, timeout):
+    """Run ``cmd``; its CompletedProcess, or None after ``timeout`` s -- with every process it started
+    killed: an ssh to an unreachable host sits in a session of its own, out of mpiexec's group."""
+    token = new_token()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **{TOKEN_VAR: token}), start_new_session=True,
+                            preexec_fn=die_with_parent())
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # not reaped yet: the group id is still ours
+        kill_all(token)
+        try:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        return None
+    kill_all(token)  # a probe that finished leaves nothing either
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 class Watcher:
     """Runs the job, streams its output (``[rank R]`` prefixes from the MPI's own tags),
     and stops everything at the first failure."""
+
+    QUIET = 0.1  # seconds a partial line (a progress bar's latest state) waits for the rest of it
 
     def __init__(self, cmd, env, timeout, flavour="mpich", prefix=True, quiet_others=False):
         self.cmd, self.env, self.timeout = cmd, env, timeout
         self.flavour, self.prefix, self.quiet_others = flavour, prefix, quiet_others
         self.failures = []
         self.stopping = False
-        self.reason, self.stop_time = None, None
+        self.reason, self.stop_time, self.stop_signal = None, None, None
         # When MPI_Abort takes the wrappers down before they can report, the
         # first rank that printed a traceback is the best evidence left.
         self.tails = collections.defaultdict(lambda: collections.deque(maxlen=40))
         self.first_traceback = None
+        self.token = new_token()
 
-    def _retag(self, text):
-        """Progress bars rewrite their line with '\\r': the MPI tags each of those writes too."""
-        if "\r" not in text:
-            return None
-        parts = []
-        for seg in text.split("\r"):
-            rank, seg = split_tag(self.flavour, seg)
-            parts.append(f"[rank {rank}] {seg}" if rank is not None and self.prefix and seg.strip() else seg)
-        return "\r".join(parts)
+    def _stream(self, fd, dst, is_err=False):
+        """Forward one of the job's streams segment by segment, as the bytes arrive."""
+        demux = Demux(self.flavour, keep_whole=(FAIL_MARK,))
+        decode = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        state = {"line": collections.defaultdict(str), "last": None}
+        while True:
+            if demux.has_partial() and not select.select([fd], [], [], self.QUIET)[0]:
+                pieces = demux.flush()
+            else:
+                data = os.read(fd, 65536)
+                if not data:
+                    break
+                pieces = demux.feed(decode.decode(data))
+            for rank, text, first in pieces:
+                self._emit(rank, text, first, dst, is_err, state)
+        for rank, text, first in demux.feed(decode.decode(b"", final=True)) + demux.close():
+            self._emit(rank, text, first, dst, is_err, state)
 
-    def _stream(self, src, dst, is_err=False):
-        for raw in iter(src.readline, b""):
-            text = raw.decode(errors="replace")
-            retagged = self._retag(text)
-            if retagged is not None:
-                dst.write(retagged)
-                dst.flush()
-                continue
-            rank, body = split_tag(self.flavour, text)
-            if body.startswith(FAIL_MARK):
+    def _emit(self, rank, text, first, dst, is_err, state):
+        line = state["line"]
+        line[rank] += text
+        if text.endswith("\n"):
+            whole = line.pop(rank).split("\r")[-1]  # a progress bar's last state
+            mark = whole.find(FAIL_MARK)  # after the start when it ends a partial line (a bar's last update)
+            if mark >= 0:
                 try:
-                    self.failures.append(json.loads(body[len(FAIL_MARK):]))
+                    self.failures.append(json.loads(whole[mark + len(FAIL_MARK):]))
                 except ValueError:
                     pass
                 self.stop_soon(None)
-                continue
+                text = text[:max(0, text.find(FAIL_MARK))]
+                if not whole[:mark].strip():
+                    return
+                text += "\n"  # end the partial line the report followed
             if rank is not None and is_err:
-                self.tails[rank].append(body.rstrip("\n"))
-                if self.first_traceback is None and "Traceback (most recent call last)" in body:
+                self.tails[rank].append(whole.rstrip("\n"))
+                if self.first_traceback is None and "Traceback (most recent call last)" in whole:
                     self.first_traceback = (rank, time.time())
-            if self.quiet_others and not is_err and rank not in (None, 0):
-                continue
-            if rank is not None and self.prefix:
-                body = f"[rank {rank}] {body}"
-            dst.write(body)
+        if self.quiet_others and not is_err and rank not in (None, 0):
+            return
+        # A piece continuing a line gets the prefix again when another rank wrote in between.
+        if (rank is not None and self.prefix and (first or state["last"] != rank) and text.strip()
+                and not own_tag(text, rank)):
+            text = f"[rank {rank}] {text}"
+        state["last"] = rank
+        try:
+            dst.write(text)
             dst.flush()
+        except (OSError, ValueError):
+            pass  # the terminal is gone (SIGHUP): keep draining so that the job is not blocked
 
     def stop_soon(self, reason, grace=2.0):
         """Give MPI a moment to end on its own, then stop every process of the job."""
@@ -254,6 +313,11 @@ class Watcher:
             return
         self.stopping, self.reason, self.stop_time = True, reason, time.time()
         threading.Thread(target=self._kill_after, args=(grace,), daemon=True).start()
+
+    def _on_signal(self, sig, frame):
+        if not self.stopping:
+            self.stop_signal = signal.Signals(sig)
+        self.stop_soon(signal.Signals(sig).name, grace=0.5)
 
     def _kill_after(self, grace):
         deadline = time.monotonic() + grace
@@ -271,12 +335,16 @@ class Watcher:
                 time.sleep(0.05)
 
     def run(self):
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env,
-                                     start_new_session=True)
-        old = {s: signal.signal(s, lambda sig, f: self.stop_soon(signal.Signals(sig).name, grace=0.5))
-               for s in (signal.SIGINT, signal.SIGTERM)}
-        pumps = [threading.Thread(target=self._stream, args=(self.proc.stdout, sys.stdout), daemon=True),
-                 threading.Thread(target=self._stream, args=(self.proc.stderr, sys.stderr, True), daemon=True)]
+        """Run the job to its end; returns mpiexec's exit status. Nothing of the job is left afterwards."""
+        env = dict(self.env, **{TOKEN_VAR: self.token})
+        # mpiexec dies with the launcher even when the launcher is killed by SIGKILL (and
+        # then Hydra's proxies stop the ranks); the ranks' wrappers watch the launcher too.
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                     start_new_session=True, preexec_fn=die_with_parent())
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        pumps = [threading.Thread(target=self._stream, args=(self.proc.stdout.fileno(), sys.stdout), daemon=True),
+                 threading.Thread(target=self._stream, args=(self.proc.stderr.fileno(), sys.stderr, True),
+                                  daemon=True)]
         for t in pumps:
             t.start()
         start = time.monotonic()
@@ -292,38 +360,13 @@ class Watcher:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            self.survivors = kill_all(self.token)  # wrappers and proxies live in sessions of their own
         for t in pumps:
             t.join(timeout=5)
+        if not any(t.is_alive() for t in pumps):
+            self.proc.stdout.close()
+            self.proc.stderr.close()
         return self.proc.returncode
-
-
-def summary(failures, reason, rc, first_traceback=None, tails=None, stop_time=None):
-    """The closing lines: the first failed rank, not the cascade that followed.
-
-    ``reason`` is set when the launcher itself stopped the job (a signal, the
-    timeout); rank failures reported after that are its consequences."""
-    tails = tails or {}
-    if reason:
-        failures = [f for f in failures if stop_time is None or f["time"] < stop_time]
-        first_traceback = first_traceback if first_traceback and first_traceback[1] < stop_time else None
-    if not failures and first_traceback is not None:
-        rank = first_traceback[0]
-        failures = [{"rank": rank, "host": "?", "time": first_traceback[1], "code": rc, "tail": []}]
-    if failures:
-        first = dict(min(failures, key=lambda f: f["time"]))
-        if not first["tail"]:
-            first["tail"] = list(tails.get(first["rank"], []))[-20:]
-        how = (f"signal {first['signal']} ({SIGNAL_CAUSES.get(first['signal'], 'killed by a signal')})"
-               if "signal" in first else f"exit code {first['code']}")
-        lines = [f"distgraph-run: rank {first['rank']} on host {first['host']} failed first, with {how}; "
-                 f"the other ranks were stopped ({len(failures)} rank(s) reported failures)."]
-        if first["tail"]:
-            lines.append(f"distgraph-run: last lines of rank {first['rank']}'s stderr:")
-            lines += ["    " + t for t in first["tail"]]
-        return "\n".join(lines)
-    if reason:
-        return f"distgraph-run: job stopped: {reason} (exit status {rc})"
-    return f"distgraph-run: the job failed with exit status {rc} before any rank reported (see the output above)"
 
 
 def main(argv=None):
@@ -348,13 +391,42 @@ def main(argv=None):
               "launcher's environment)")
         if a.dry_run:
             return 0
-    env = dict(os.environ)
-    w = Watcher(cmd, env, a.timeout, plan.flavour, prefix=not a.no_prefix, quiet_others=a.quiet_others)
-    rc = w.run()
-    if rc != 0 or w.failures:
-        print(summary(w.failures, w.reason, rc, w.first_traceback, w.tails, w.stop_time), file=sys.stderr)
-        return rc if rc else 1
-    return 0
+    return run_attempts(a, plan)
+
+
+def run_attempts(a, plan):
+    """Run the job, and again after a failure, up to ``--max-restarts`` times; the last attempt's status."""
+    attempts = a.max_restarts + 1
+    user_env, began = dict(plan.env), time.monotonic()
+    for attempt in range(attempts):
+        # torchrun's variable and ours; the launcher's identity lets each rank's wrapper stop its
+        # program when the launcher is gone. Given as -genv/-x: Open MPI forwards nothing unasked.
+        plan.env = {**user_env, "TORCHELASTIC_RESTART_COUNT": str(attempt), "TORCHELASTIC_MAX_RESTARTS":
+                    str(a.max_restarts), "DISTGRAPH_RESTART_COUNT": str(attempt), LAUNCHER_VAR: launcher_identity()}
+        timeout = None if a.timeout is None else max(0.01, a.timeout - (time.monotonic() - began))
+        w = Watcher(build_command(plan), dict(os.environ), timeout, plan.flavour, prefix=not a.no_prefix,
+                    quiet_others=a.quiet_others)
+        rc = w.run()
+        if w.survivors:
+            _say(f"distgraph-run: warning: processes {w.survivors} of the job did not die of SIGKILL within "
+                 "10 s (stuck in the kernel?); check them with ps")
+        if rc == 0 and not w.failures:
+            return 0
+        lines, status = verdict(w.failures, w.reason, rc, w.first_traceback, w.tails, w.stop_time, w.stop_signal)
+        _say("\n".join(lines))
+        if w.reason or attempt + 1 == attempts:  # stopped on purpose (a signal, --timeout), or out of restarts
+            return status
+        _say(f"distgraph-run: restarting the job (attempt {attempt + 2} of {attempts}) after: "
+             f"{lines[0].removeprefix('distgraph-run: ')}")
+    return status
+
+
+def _say(text):
+    """A line for the user on stderr; after a hang-up (SIGHUP) there may be no terminal left to take it."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

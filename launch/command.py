@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass, field
 
@@ -81,14 +82,25 @@ def read_hostfile(path: str):
 
 
 def user_command(program: list, python=sys.executable):
-    """A ``.py`` script runs with this Python; anything else runs as given."""
+    """A ``.py`` script (or a directory with a ``__main__.py``) runs with this Python; anything else
+    runs as given, and must be a file or a command on PATH."""
     if not program:
         raise LaunchError("no program given: distgraph-run -n 2 train.py [args...]")
     first = program[0]
+    if os.path.isdir(first):
+        if os.path.isfile(os.path.join(first, "__main__.py")):
+            return [python, *program]  # as `python dir/` does
+        scripts = sorted(n for n in os.listdir(first) if n.endswith(".py"))[:5]
+        hint = (f"; it holds {', '.join(scripts)}" if scripts else "; it holds no .py file")
+        raise LaunchError(f"{first!r} is a directory, not a script{hint}. Expected the script to run, e.g. "
+                          f"distgraph-run -n 2 {os.path.join(first, scripts[0] if scripts else 'train.py')}")
     if first.endswith(".py"):
         if not os.path.exists(first):
             raise LaunchError(f"script {first!r} not found (working directory {os.getcwd()})")
         return [python, *program]
+    if not os.path.exists(first) and shutil.which(first) is None:
+        raise LaunchError(f"program {first!r} not found: expected a script (train.py), a file or a command on "
+                          f"PATH (working directory {os.getcwd()})")
     return list(program)
 
 

@@ -11,6 +11,12 @@ on the way).  If the program dies, one machine-readable line (``FAIL_MARK`` +
 JSON: rank, host, exit code or signal, time) goes to stderr for the launcher;
 a Python exception reports itself through the same mark from the comm layer's
 excepthook (``DISTGRAPH_FAIL_MARK``), traceback included.
+
+The wrapper also watches ``distgraph-run`` (``DISTGRAPH_LAUNCHER``: its host,
+pid and start time): when the launcher is gone -- killed by SIGKILL, say --
+the program gets SIGTERM, then SIGKILL 3 s later, so no rank outlives the
+launcher that started it.  (On another host than the launcher's, MPI's own
+teardown, when ``mpiexec`` dies, does this.)
 """
 from __future__ import annotations
 
@@ -21,9 +27,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
+from distgraph.launch.procs import LAUNCHER_VAR, launcher_alive
+
 FAIL_MARK = "@@distgraph-rank-failed "
+WATCH_INTERVAL = 0.5  # seconds between looks at the launcher
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -62,9 +72,14 @@ def main(argv=None):
 
     def forward(sig, frame):
         child.send_signal(sig)
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
+    orphaned = threading.Event()
+    if env.get(LAUNCHER_VAR):
+        threading.Thread(target=_watch_launcher, args=(env[LAUNCHER_VAR], child, orphaned), daemon=True).start()
     code = child.wait()
+    if orphaned.is_set():
+        return code if code >= 0 else 128 - code  # nobody is left to read a report
     if code != 0:
         report = {"rank": info.rank, "host": socket.gethostname(), "time": time.time(), "tail": []}
         if code < 0:
@@ -74,6 +89,25 @@ def main(argv=None):
         sys.stderr.write(FAIL_MARK + json.dumps(report) + "\n")
         sys.stderr.flush()
     return code if code >= 0 else 128 - code
+
+
+def _watch_launcher(identity, child, orphaned):
+    """Stop the program once ``distgraph-run`` is gone (its pid dead or reused)."""
+    if launcher_alive(identity) is None:
+        return  # another host than the launcher's: MPI's teardown takes care of it
+    while child.poll() is None:
+        if not launcher_alive(identity):
+            orphaned.set()
+            for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 0)):
+                if child.poll() is not None:
+                    return
+                child.send_signal(sig)
+                try:
+                    child.wait(timeout=wait or None)
+                except subprocess.TimeoutExpired:
+                    pass
+            return
+        time.sleep(WATCH_INTERVAL)
 
 
 if __name__ == "__main__":

@@ -142,10 +142,17 @@ def test_truncated_and_corrupt_checkpoints(tmp_path):
     n = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + n])
     header["__metadata__"]["distgraph.structure"] = json.dumps({"__dict__": [["w", {"__tensor__": "gone"}]]})
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    (tmp_path / "ref").write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n:])
-    with pytest.raises(CheckpointError, match="refers to tensor 'gone'"):
+
+    def write(header):
+        raw = json.dumps(header).encode()
+        raw += b" " * (-len(raw) % 8)
+        (tmp_path / "ref").write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n:])
+    write(header)
+    with pytest.raises(CheckpointError, match="recorded checksum"):  # the edit changed what the checksum covers
+        load(tmp_path / "ref")
+    del header["__metadata__"]["distgraph.checksum"]  # as written before checksums: the structure is checked
+    write(header)
+    with pytest.raises(CheckpointError, match=r"refers to tensor 'gone' at obj\['w'\]"):
         load(tmp_path / "ref")
     with pytest.raises(FileNotFoundError, match="no such file"):
         load(tmp_path / "missing")

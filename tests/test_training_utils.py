@@ -1,6 +1,7 @@
 """distgraph.utils.training (checkpoints, RNG states), .metrics (CSV / JSON lines / TensorBoard) and .logging."""
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -102,7 +103,7 @@ def damage_truncate(path):
 
 
 def damage_flip_bits(path):
-    """Flip bytes in the tensor data only: the file still parses, the digest must catch it."""
+    """Flip bytes in the tensor data only: the file still parses, the checksum must catch it."""
     data = bytearray(Path(path).read_bytes())
     header = int.from_bytes(data[:8], "little")
     for i in range(8 + header + 16, len(data), 97):
@@ -110,9 +111,88 @@ def damage_flip_bits(path):
     Path(path).write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", [damage_truncate, damage_flip_bits, lambda p: Path(p).write_bytes(b"")],
-                         ids=["truncated", "flipped-bits", "empty"])
-def test_damaged_latest_checkpoint_falls_back_to_the_previous_one_with_a_warning(tmp_path, damage, capfd):
+def edit_header(edit):
+    """A damage that applies ``edit(header)`` to the file's safetensors JSON header."""
+    def damage(path):
+        data = Path(path).read_bytes()
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + n])
+        edit(header)
+        raw = json.dumps(header).encode()
+        raw += b" " * (-len(raw) % 8)
+        Path(path).write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n:])
+    return damage
+
+
+def edit_fields(edit):
+    """A damage that rewrites the checkpoint with ``edit(ckpt)`` applied, through dg.save: the file is
+    intact (its checksum matches), only the CheckpointManager fields are wrong."""
+    def damage(path):
+        ckpt = dg.load(path)
+        edit(ckpt)
+        dg.save(ckpt, path)
+    return damage
+
+
+def _set(key, value):
+    def edit(ckpt):
+        ckpt[key] = value
+    return edit
+
+
+def _structure(header, record):
+    header["__metadata__"]["distgraph.structure"] = json.dumps(record)
+    header["__metadata__"].pop("distgraph.checksum")  # as a file from before checksums: no check
+
+
+def _first_tensor(header):
+    return next(k for k in header if k != "__metadata__")
+
+
+DAMAGES = [  # (id, damage, what the warning must say)
+    ("truncated", damage_truncate, "truncated"),
+    ("flipped-bits", damage_flip_bits, r"recorded checksum crc32:[0-9a-f]{8}, the data read back has crc32:"),
+    ("empty", lambda p: Path(p).write_bytes(b""), "is empty"),
+    ("header-not-json", lambda p: Path(p).write_bytes(Path(p).read_bytes()[:8] + b"{" * 8 + Path(p).read_bytes()[16:]),
+     "header is not valid JSON"),
+    ("header-length-huge", lambda p: Path(p).write_bytes((2 ** 40).to_bytes(8, "little") + Path(p).read_bytes()[8:]),
+     "header announces 1099511627776 bytes, more than the 100000000-byte limit"),
+    ("header-shape-wrong-type", edit_header(lambda h: h[_first_tensor(h)].update(shape="4x8")), "expected 'shape'"),
+    ("header-offsets-missing", edit_header(lambda h: h[_first_tensor(h)].pop("data_offsets")),
+     r"missing \['data_offsets'\]"),
+    ("metadata-wrong-type", edit_header(lambda h: h.update(__metadata__=["distgraph"])),
+     "expected an object of strings"),
+    ("metadata-missing", edit_header(lambda h: h.pop("__metadata__")), "not a CheckpointManager checkpoint"),
+    ("metadata-value-wrong-type", edit_header(lambda h: h["__metadata__"].update({"distgraph.structure": 5})),
+     "expected an object of strings"),
+    ("structure-missing", edit_header(lambda h: h["__metadata__"].pop("distgraph.structure")),
+     "has no 'distgraph.structure' record"),
+    ("structure-not-json", edit_header(lambda h: _structure(h, None) or h["__metadata__"].update(
+        {"distgraph.structure": "{'step': 2"})), "structure record: not valid JSON"),
+    ("structure-malformed", edit_header(lambda h: _structure(h, {"__dict__": [["step", {"__tensor__": 2}]]})),
+     "malformed structure record"),
+    ("checksum-wrong-type", edit_header(lambda h: h["__metadata__"].update({"distgraph.checksum": "md5:1"})),
+     "expected 'crc32:' and 8 hex digits"),
+    ("format-missing", edit_fields(lambda c: c.pop("format")), "not a CheckpointManager checkpoint"),
+    ("step-missing", edit_fields(lambda c: c.pop("step")), r"has no \['step'\]"),
+    ("step-a-string", edit_fields(_set("step", "2")), r"expected 'step' to be an integer >= 0, got '2' \(str\)"),
+    ("step-a-list", edit_fields(_set("step", [2])), "expected 'step' to be an integer"),
+    ("world-size-a-dict", edit_fields(_set("world_size", {"n": 1})), "expected 'world_size' to be an integer >= 1"),
+    ("rng-a-string", edit_fields(_set("rng", "{}")), "expected 'rng' to be a list of 1 RNG states"),
+    ("rng-a-list-of-ints", edit_fields(_set("rng", [1])), "expected 'rng' to be a list"),
+    ("rng-not-json", edit_fields(_set("rng", ["{not json"])), "the RNG state of rank 0 can't be restored"),
+    ("rng-wrong-keys", edit_fields(_set("rng", ['{"cpu": {}, "python": [3, [], null]}'])),
+     "the RNG state of rank 0 can't be restored"),
+    ("digest-missing", edit_fields(lambda c: c.pop("digest")), r"has no \['digest'\]"),
+    ("digest-an-int", edit_fields(_set("digest", 7)), "expected 'digest' to be a SHA-256 digest"),
+    ("digest-differs", edit_fields(_set("digest", "0" * 64)), "expected the tensors' SHA-256 digest '0000"),
+    ("model-a-string", edit_fields(_set("model", "weights")), r"expected 'model' to be a state dict \(a dict\)"),
+    ("optimizer-a-list", edit_fields(_set("optimizer", [])), "expected 'optimizer' to be a state dict"),
+]
+
+
+@pytest.mark.parametrize("damage,problem", [d[1:] for d in DAMAGES], ids=[d[0] for d in DAMAGES])
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one_with_a_warning(tmp_path, damage, problem, capfd):
     model, opt, sched = setup()
     ckpt = CheckpointManager(tmp_path, keep=2)
     train_step(model, opt, sched, 0)
@@ -126,19 +206,104 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one_with_a_warning
     assert state["step"] == 1
     assert all(np.array_equal(v, good[k]) for k, v in params(model2).items())
     err = capfd.readouterr().err
-    assert "WARNING [rank 0/1]" in err and "checkpoint-00000002.safetensors is damaged" in err, err
+    assert "WARNING [rank 0/1]" in err and f"checkpoint {latest} is damaged" in err, err
+    assert re.search(problem, err), f"expected the warning to say {problem!r}, got:\n{err}"
     # the damaged file is set aside, so the next save and resume never see it again
     assert os.path.exists(latest + ".corrupt") and [s for s, _ in ckpt.checkpoints()] == [1]
 
 
-def test_every_checkpoint_damaged_restores_nothing(tmp_path, capfd):
+def test_every_checkpoint_damaged_raises_naming_each_file(tmp_path, capfd):
     model, opt, _ = setup()
+    ckpt = CheckpointManager(tmp_path)
+    first = ckpt.save(1, model=model)
+    second = ckpt.save(2, model=model)
+    damage_truncate(first)
+    edit_fields(_set("step", "two"))(second)
+    before = params(model)
+    with pytest.raises(dg.serialization.CheckpointError) as info:
+        ckpt.restore(model=model)
+    message = str(info.value)
+    assert f"every checkpoint in {tmp_path} is damaged" in message and "fresh_if_damaged=True" in message, message
+    assert re.search(re.escape(first) + ": .*truncated", message), message
+    assert re.search(re.escape(second) + r": .*expected 'step' to be an integer", message), message
+    assert all(np.array_equal(v, before[k]) for k, v in params(model).items())  # nothing was changed
+    # the files stay where they are: a second attempt raises again instead of starting from step 0
+    assert [s for s, _ in ckpt.checkpoints()] == [1, 2]
+    with pytest.raises(dg.serialization.CheckpointError, match="every checkpoint"):
+        ckpt.load_latest()
+    assert "is damaged" in capfd.readouterr().err
+
+
+def test_every_checkpoint_damaged_with_fresh_if_damaged_starts_afresh(tmp_path, capfd):
+    model, _, _ = setup()
     ckpt = CheckpointManager(tmp_path)
     damage_truncate(ckpt.save(1, model=model))
     before = params(model)
-    assert ckpt.restore(model=model) is None
+    assert ckpt.restore(model=model, fresh_if_damaged=True) is None
     assert all(np.array_equal(v, before[k]) for k, v in params(model).items())
-    assert "damaged" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "starting afresh from step 0 (fresh_if_damaged=True)" in err, err
+    assert ckpt.checkpoints() == [] and os.listdir(tmp_path) == ["checkpoint-00000001.safetensors.corrupt"]
+    assert ckpt.restore(model=model) is None  # set aside: the next resume is a plain first run
+
+
+def test_no_checkpoint_at_all_is_a_first_run(tmp_path):
+    model, _, _ = setup()
+    assert CheckpointManager(tmp_path).restore(model=model) is None
+    assert CheckpointManager(tmp_path / "missing").load_latest() is None
+
+
+def test_a_bad_map_location_is_an_argument_error_not_a_damaged_file(tmp_path):
+    model, _, _ = setup()
+    ckpt = CheckpointManager(tmp_path)
+    path = ckpt.save(1, model=model)
+    with pytest.raises(ValueError, match="map_location 'gpu' is not a device"):
+        ckpt.restore(model=model, map_location="gpu")
+    with pytest.raises(TypeError, match="map_location must be"):
+        ckpt.restore(model=model, map_location=3.5)
+    assert [p for _, p in ckpt.checkpoints()] == [path]  # not renamed *.corrupt
+
+
+RESTORE_SCRIPT = """
+import sys
+from distgraph import comm
+import distgraph.nn as nn
+from distgraph.serialization import CheckpointError
+from distgraph.utils.training import CheckpointManager
+
+comm.init_process_group("mpi")
+rank = comm.get_rank()
+ckpt = CheckpointManager(sys.argv[1])
+model = nn.Linear(2, 2)
+ckpt.save(1, model=model)
+comm.barrier()
+if rank == 0:
+    with open(ckpt.path(1), "r+b") as f:
+        f.truncate(100)
+comm.barrier()
+try:
+    ckpt.restore(model=model)
+except CheckpointError as e:
+    print(f"rank {rank} raised: {str(e).splitlines()[0]}", flush=True)
+state = ckpt.restore(model=model, fresh_if_damaged=True)
+print(f"rank {rank} fresh: {state}", flush=True)
+ckpt.save(2, model=model)
+print(f"rank {rank} resumed at step {ckpt.restore(model=model)['step']}", flush=True)
+comm.destroy_process_group()
+"""
+
+
+@pytest.mark.mpiexec
+def test_every_checkpoint_damaged_raises_on_every_rank(tmp_path):
+    from mpi_util import run_mpi
+    script = tmp_path / "restore.py"
+    script.write_text(RESTORE_SCRIPT)
+    p, _ = run_mpi(2, script, tmp_path / "ckpt", timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "rank 0 raised: CheckpointManager: every checkpoint" in p.stdout, p.stdout + p.stderr
+    assert "rank 1 raised: [rank 1/2] CheckpointManager: rank 0 found no checkpoint" in p.stdout, p.stdout
+    assert "rank 0 fresh: None" in p.stdout and "rank 1 fresh: None" in p.stdout, p.stdout
+    assert "rank 0 resumed at step 2" in p.stdout and "rank 1 resumed at step 2" in p.stdout, p.stdout
 
 
 def test_bad_arguments_are_named():

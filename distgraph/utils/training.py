@@ -17,11 +17,15 @@ given (epoch, step, ...), every rank's random generator states (distgraph's
 CPU generator and Python's ``random``), and a SHA-256 digest of its tensors.
 The ``keep`` newest files are kept.
 
-:meth:`CheckpointManager.restore` takes the newest checkpoint that loads and
-whose digest matches; a truncated or corrupt one is renamed ``*.corrupt`` and
-the previous one is used, with a warning. Every rank then loads the file that
-rank 0 chose, so the directory must be visible to every rank (a shared file
-system, or one host).
+:meth:`CheckpointManager.restore` takes the newest checkpoint that loads, has
+every field it needs with the right type, and whose digest matches; a damaged
+one is skipped with a warning naming the file and the problem, the previous
+one is used, and the damaged one is renamed ``*.corrupt``. When checkpoints
+exist but every one is damaged, restore raises ``CheckpointError`` (listing
+each file and its problem) rather than silently start again from step 0;
+``restore(..., fresh_if_damaged=True)`` starts afresh instead. Every rank then
+loads the file that rank 0 chose, so the directory must be visible to every
+rank (a shared file system, or one host), and every rank returns or raises alike.
 
 Not restored: CUDA generators (CuPy's generators expose no state; draw GPU
 randomness from seeded per-step generators if a GPU run must resume bitwise)
@@ -39,7 +43,7 @@ import numpy as np
 
 from distgraph import backend
 from distgraph.autograd import Tensor
-from distgraph.serialization import CheckpointError, load, save
+from distgraph.serialization import CheckpointError, _check_map_location, load, save
 from distgraph.utils.logging import get_logger, rank_tag
 
 __all__ = ["CheckpointManager", "device_for_rank", "rng_state", "set_rng_state", "state_digest"]
@@ -190,72 +194,131 @@ class CheckpointManager:
         return path
 
     # --------------------------------------------------------------- restore
-    def _load_verified(self, path, map_location):
-        """The checkpoint at ``path``; CheckpointError when it is unreadable or its digest differs."""
+    def _load_verified(self, path, map_location, wanted=()):
+        """The checkpoint at ``path``; CheckpointError when it is unreadable, has a field that is missing or
+        of the wrong type, or its digest differs. ``wanted``: entries that must be state dicts."""
         ckpt = load(path, map_location=map_location)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
-            raise CheckpointError(f"{path}: not a CheckpointManager checkpoint (format "
-                                  f"{ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r})")
-        reserved = ("format", "step", "world_size", "rng", "digest")
-        body = {k: v for k, v in ckpt.items() if k not in reserved}
-        if state_digest(body) != ckpt["digest"]:
-            raise CheckpointError(f"{path}: the tensors do not match the digest stored with them "
-                                  "(the file is corrupt)")
+        _check_fields(ckpt, path, wanted)
+        got = state_digest({k: v for k, v in ckpt.items() if k not in _RESERVED})
+        if got != ckpt["digest"]:
+            raise CheckpointError(f"{path}: expected the tensors' SHA-256 digest {_brief(ckpt['digest'])} "
+                                  f"stored with them, got {got!r} (the file is corrupt)")
         return ckpt
 
-    def load_latest(self, map_location=None):
+    def load_latest(self, map_location=None, *, fresh_if_damaged=False):
         """The newest intact checkpoint as a dict, or ``None`` when there is none (every rank must call this).
 
-        Rank 0 tries the checkpoints newest first; a damaged one is renamed
-        ``<name>.corrupt`` with a warning and the previous one is tried. The
-        path rank 0 settles on is broadcast, and every other rank loads it.
+        Rank 0 tries the checkpoints newest first; a damaged one (unreadable, truncated,
+        flipped bits, a field missing or of the wrong type, a digest that differs) is
+        skipped with a warning naming the file and the problem, and the previous one is
+        tried. Once one loads, the damaged ones are renamed ``<name>.corrupt``, so no
+        later resume sees them. The path rank 0 settles on is broadcast, every other
+        rank loads it, and the ranks check that all of them could before any returns.
+
+        Args:
+            map_location: as for ``dg.load``.
+            fresh_if_damaged: what to do when checkpoints exist but every one is damaged:
+                ``False`` (default) raises, so that a run never silently restarts from step 0;
+                ``True`` warns, renames them ``*.corrupt`` and returns ``None`` (start afresh).
+                A directory with no checkpoint at all returns ``None`` either way.
 
         Raises:
-            CheckpointError: on a rank other than 0, the file rank 0 chose can't be
-                read (the directory is not shared between the ranks' hosts?).
+            CheckpointError: on every rank alike, when every checkpoint is damaged (naming each
+                file and its problem; the files are left in place, so a rerun raises again), or
+                when a rank other than 0 can't read the file rank 0 chose (the directory is
+                not shared between the ranks' hosts?).
         """
+        return self._load_latest(map_location, fresh_if_damaged, ())
+
+    def _load_latest(self, map_location, fresh_if_damaged, wanted):
+        _check_map_location(map_location)  # a bad argument must never be taken for damaged files
         rank, world, comm = _group()
-        chosen, ckpt = None, None
+        chosen = ckpt = failure = None
         if rank == 0:
-            for step, path in reversed(self.checkpoints()):
-                try:
-                    ckpt = self._load_verified(path, map_location)
-                    chosen = path
-                    break
-                except (CheckpointError, OSError, ValueError, KeyError) as e:
-                    _log.warning("checkpoint %s is damaged (%s); falling back to the previous one", path, e)
-                    try:
-                        os.replace(path, path + ".corrupt")
-                    except OSError:
-                        pass
-        if comm is not None:
-            box = [chosen]
-            comm.broadcast_object_list(box, src=0)
-            chosen = box[0]
-            if rank != 0 and chosen is not None:
-                try:
-                    ckpt = self._load_verified(chosen, map_location)
-                except (CheckpointError, OSError) as e:
-                    raise CheckpointError(f"{rank_tag()} CheckpointManager: rank 0 resumes from {chosen} but "
-                                          f"this rank can't read it ({e}); the checkpoint directory must be "
-                                          "visible to every rank") from e
+            try:
+                chosen, ckpt = self._choose(map_location, fresh_if_damaged, wanted)
+            except Exception as e:
+                if comm is None:
+                    raise
+                failure = e
+        if comm is None:
+            return ckpt
+        # A collective: every rank learns rank 0's choice, or why it has none. A rank that raised
+        # alone would leave the others waiting for it in their next collective.
+        box = [chosen, None if failure is None else f"{type(failure).__name__}: {failure}"]
+        comm.broadcast_object_list(box, src=0)
+        chosen, reason = box
+        if failure is not None:
+            raise failure
+        if reason is not None:
+            raise CheckpointError(f"{rank_tag()} CheckpointManager: rank 0 found no checkpoint to resume from: "
+                                  f"{reason}")
+        if chosen is None:
+            return None
+        problem = None
+        if rank != 0:
+            try:
+                ckpt = self._load_verified(chosen, map_location, wanted)
+            except _DAMAGE as e:
+                problem = _problem(e)
+        # A collective again: all ranks resume, or all raise.
+        problems = [None] * world
+        comm.all_gather_object(problems, problem)
+        bad = [f"rank {r} can't read it ({p})" for r, p in enumerate(problems) if p is not None]
+        if bad:
+            raise CheckpointError(f"{rank_tag()} CheckpointManager: rank 0 resumes from {chosen}, but "
+                                  f"{'; '.join(bad)}; the checkpoint directory must be visible to every rank")
         return ckpt
 
-    def restore(self, *, map_location=None, **objects):
+    def _choose(self, map_location, fresh_if_damaged, wanted):
+        """``(path, checkpoint)`` of the newest intact checkpoint, else ``(None, None)`` (rank 0's part)."""
+        found = list(reversed(self.checkpoints()))
+        damaged = []
+        for i, (_, path) in enumerate(found):
+            try:
+                ckpt = self._load_verified(path, map_location, wanted)
+            except _DAMAGE as e:
+                damaged.append((path, _problem(e)))
+                _log.warning("checkpoint %s is damaged (%s); %s", path, damaged[-1][1],
+                             "falling back to the previous one" if i + 1 < len(found) else "no older one is left")
+                continue
+            _set_aside(damaged)
+            return path, ckpt
+        if not damaged:
+            return None, None
+        listing = "\n".join(f"  {path}: {problem}" for path, problem in damaged)
+        if not fresh_if_damaged:
+            raise CheckpointError(f"CheckpointManager: every checkpoint in {self.directory} is damaged, so there is "
+                                  f"none to resume from:\n{listing}\nRestore one from a good copy, or pass "
+                                  "fresh_if_damaged=True to restore() to start afresh from step 0")
+        _log.warning("every checkpoint in %s is damaged; starting afresh from step 0 (fresh_if_damaged=True) and "
+                     "renaming them *.corrupt:\n%s", self.directory, listing)
+        _set_aside(damaged)
+        return None, None
+
+    def restore(self, *, map_location=None, fresh_if_damaged=False, **objects):
         """Load the newest intact checkpoint into ``objects`` and restore this rank's RNG state.
 
         Every rank must call this. Each object is given its saved entry through
         ``load_state_dict``; the RNG state is this rank's (rank ``r`` of the run
         that wrote it; with another world size, a warning, and rank ``r mod n``'s).
+        Damaged checkpoints are skipped as :meth:`load_latest` says.
+
+        Args:
+            map_location: as for ``dg.load``.
+            fresh_if_damaged: ``True`` to start afresh (return ``None``) when checkpoints exist
+                but every one is damaged; by default that raises CheckpointError.
 
         Returns:
             The other saved entries (``"step"``, and whatever else was passed to
             :meth:`save`), or ``None`` when there is no checkpoint (nothing is changed).
 
         Raises:
+            CheckpointError: every checkpoint is damaged (see :meth:`load_latest`).
             KeyError: an object's name is not in the checkpoint.
         """
-        ckpt = self.load_latest(map_location)
+        wanted = tuple(name for name, obj in objects.items() if hasattr(obj, "load_state_dict"))
+        ckpt = self._load_latest(map_location, fresh_if_damaged, wanted)
         if ckpt is None:
             return None
         rank, world, _ = _group()
@@ -270,3 +333,70 @@ class CheckpointManager:
                          "will differ from an uninterrupted run", ckpt["step"], len(states), world)
         set_rng_state(states[rank % len(states)])
         return {k: v for k, v in ckpt.items() if k not in objects and k not in ("format", "rng", "digest")}
+
+
+# ------------------------------------------------------------- validation
+_RESERVED = ("format", "step", "world_size", "rng", "digest")
+# What loading a damaged checkpoint raises: dg.load raises CheckpointError for every kind of damage it
+# knows; the others are for damage nobody has imagined yet, which must not stop a resume that an older
+# checkpoint can serve (map_location is checked before any file is read, so they are not the caller's).
+_DAMAGE = (CheckpointError, OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError)
+
+
+def _brief(value):
+    text = repr(value)
+    return f"{text[:60]}... ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"
+
+
+def _problem(error):
+    return str(error) if isinstance(error, CheckpointError) else f"{type(error).__name__}: {error}"
+
+
+def _set_aside(damaged):
+    for path, _ in damaged:
+        try:
+            os.replace(path, path + ".corrupt")
+        except OSError:
+            pass
+
+
+def _check_rng_state(state):
+    """Raise ValueError, TypeError or KeyError when :func:`set_rng_state` would refuse ``state`` (a dry run)."""
+    data = json.loads(state)
+    type(backend.generator(backend.CPU).bit_generator)().state = data["cpu"]
+    version, internal, gauss = data["python"]
+    random.Random().setstate((version, tuple(internal), gauss))
+
+
+def _check_fields(ckpt, path, wanted):
+    """CheckpointError naming the first reserved field of ``ckpt`` (or entry in ``wanted``) that is missing
+    or of the wrong type, so that restore() never fails half-way through on a damaged file."""
+    if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
+        raise CheckpointError(f"{path}: not a CheckpointManager checkpoint: expected a dict with format "
+                              f"{_FORMAT!r}, got " + (f"format {_brief(ckpt.get('format'))}" if isinstance(ckpt, dict)
+                                                      else _brief(ckpt)))
+    missing = [k for k in _RESERVED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: expected the fields {list(_RESERVED)}, the checkpoint has no {missing}")
+
+    def wrong(field, expected):
+        return CheckpointError(f"{path}: expected {field!r} to be {expected}, got {_brief(ckpt[field])}")
+
+    step, world, states = ckpt["step"], ckpt["world_size"], ckpt["rng"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise wrong("step", "an integer >= 0")
+    if isinstance(world, bool) or not isinstance(world, int) or world < 1:
+        raise wrong("world_size", "an integer >= 1")
+    if not (isinstance(states, list) and len(states) == world and all(isinstance(s, str) for s in states)):
+        raise wrong("rng", f"a list of {world} RNG states (strings, one per rank of the run that wrote it)")
+    for r, state in enumerate(states):
+        try:
+            _check_rng_state(state)
+        except (ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"{path}: the RNG state of rank {r} can't be restored ({type(e).__name__}: "
+                                  f"{e})") from None
+    if not isinstance(ckpt["digest"], str):
+        raise wrong("digest", "a SHA-256 digest (a hex string)")
+    for name in wanted:
+        if name in ckpt and not isinstance(ckpt[name], dict):
+            raise wrong(name, "a state dict (a dict)")

@@ -14,7 +14,7 @@ if mode == "sum":
     t = dg.ones(2) * (rank + 1)
     comm.all_reduce(t)
     print(f"sum={t.tolist()} world={world} local={comm.get_local_rank()} FOO={os.environ.get('FOO')}", flush=True)
-elif mode in ("raise", "kill", "hang", "sleep"):
+elif mode in ("raise", "kill", "exit3", "hang", "sleep"):
     for step in range(10_000):
         t = dg.ones(2)
         if not (mode == "hang" and rank == 1 and step == 3):
@@ -26,6 +26,8 @@ elif mode in ("raise", "kill", "hang", "sleep"):
                 raise ValueError("planned failure at step 3")
             if mode == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if mode == "exit3":
+                sys.exit(3)
         if mode == "sleep":
             time.sleep(0.05)
 elif mode == "threads":

@@ -158,6 +158,10 @@ def test_rank_hanging_in_a_collective_is_caught_by_the_timeout():
     p, secs = run(["-n", "2", "-x", "PROG_TIMEOUT=4", PROG, "hang"], timeout=90)
     assert p.returncode != 0
     assert "never" in p.stderr or "timeout" in p.stderr.lower(), p.stderr[-2000:]
+    # the closing line names the rank that hung, not rank 0 that timed out waiting for it
+    closing = [ln for ln in p.stderr.splitlines() if ln.startswith("distgraph-run: ")][0]
+    assert closing.startswith("distgraph-run: rank 1 failed first: ") and "reported by rank 0 on host" in closing, \
+        p.stderr[-2000:]
     assert secs < 45 and not leftovers("hang")
 
 

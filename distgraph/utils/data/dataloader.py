@@ -60,7 +60,9 @@ class DataLoader:
         collate_fn: merges a list of samples into a batch (default: ``default_collate``).
         drop_last: drop the last, incomplete batch.
         timeout: seconds to wait for a batch from the workers (0: forever); a worker that
-            dies is always detected.
+            dies is always detected. With 0, a wait longer than
+            ``DISTGRAPH_DATALOADER_STALL_SECONDS`` (default 60; 0: never) logs a warning
+            naming the batch and the silent workers, repeated at doubling intervals.
         worker_init_fn: called as ``worker_init_fn(worker_id)`` in each worker before loading.
         generator: a ``numpy.random.Generator`` or an int seed for shuffling and worker
             seeds (an int makes a Generator once: every epoch differs, the run repeats);

@@ -14,10 +14,16 @@ Protocol (kept deliberately small):
 
 The loader polls the result queue with a timeout and checks that every worker
 is still alive, so a worker killed by the OS raises an error instead of hanging.
+A worker that is alive but stuck (``timeout=0``, PyTorch's default, waits
+forever) is reported: after ``DISTGRAPH_DATALOADER_STALL_SECONDS`` (default 60) of
+waiting for one batch, one warning names the batch and the workers that have
+produced nothing for that long, and it is repeated at doubling intervals
+(60 s, 120 s, 240 s, ...) while the wait goes on. ``0`` turns it off.
 """
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import queue
 import random
@@ -27,11 +33,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["WorkerInfo", "get_worker_info"]
+from distgraph.utils.logging import get_logger
 
+__all__ = ["WorkerInfo", "get_worker_info", "STALL_ENV"]
+
+STALL_ENV = "DISTGRAPH_DATALOADER_STALL_SECONDS"
+_STALL_DEFAULT_S = 60.0
 _EXHAUSTED = "__distgraph_worker_exhausted__"
 _POLL_S = 0.5
 _worker_info = None
+_log = get_logger(__name__)
+
+
+def _stall_seconds():
+    """Seconds of waiting for one batch before the loader warns (``0``: never), from ``STALL_ENV``."""
+    raw = os.environ.get(STALL_ENV, "").strip()
+    if not raw:
+        return _STALL_DEFAULT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{STALL_ENV}: expected a number of seconds >= 0 (0 turns the stall warning off), "
+                         f"got {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -96,6 +122,15 @@ def _worker_loop(fetch, dataset, tasks, results, worker_id, num_workers, seed, i
             results.put((task_id, None, f"in DataLoader worker {worker_id}:\n{traceback.format_exc()}"))
 
 
+def _seconds(t):
+    return f"{t:.0f} s" if t >= 10 else f"{t:.1f} s"
+
+
+def _brief(indices, n=8):
+    items = list(indices) if isinstance(indices, (list, tuple, range)) else [indices]
+    return "[" + ", ".join(map(str, items[:n])) + (", ...]" if len(items) > n else "]")
+
+
 class MultiProcessIter:
     """One epoch over a ``DataLoader`` with worker processes."""
 
@@ -106,6 +141,9 @@ class MultiProcessIter:
             import multiprocessing
             ctx = multiprocessing.get_context(ctx)
         n = loader.num_workers
+        # read before any worker starts, so a bad value leaves nothing running; with a timeout, a stall
+        # becomes an error instead
+        self._stall_s = _stall_seconds() if loader.timeout == 0 else 0.0
         self._iterable = iterable
         self._batches = None if iterable else iter(loader._index_sampler)
         self._results = ctx.Queue()
@@ -121,7 +159,8 @@ class MultiProcessIter:
         self._next_worker = itertools.cycle(range(n))
         self._sent = self._received = 0
         self._buffer = {}
-        self._owner = {}  # task id -> worker, for iterable datasets
+        self._owner = {}  # task id -> (worker, indices) of every task sent and not yet answered
+        self._heard = [time.monotonic()] * n  # when each worker last answered (or started)
         self._done = False
         for _ in range(loader.prefetch_factor * n):
             if not self._send():
@@ -142,8 +181,7 @@ class MultiProcessIter:
         while worker not in self._active:
             worker = next(self._next_worker)
         self._tasks[worker].put((self._sent, payload))
-        if self._iterable:
-            self._owner[self._sent] = worker
+        self._owner[self._sent] = (worker, payload)
         self._sent += 1
         return True
 
@@ -166,26 +204,45 @@ class MultiProcessIter:
         """Results until the one for task ``self._received`` arrives (others are buffered)."""
         timeout = self._loader.timeout
         start = time.monotonic()
+        warn_at = self._stall_s
         while True:
             try:
                 task_id, data, error = self._results.get(timeout=_POLL_S)
             except queue.Empty:
                 self._check_alive()
-                if timeout and time.monotonic() - start > timeout:
+                waited = time.monotonic() - start
+                if timeout and waited > timeout:
                     self._shutdown()
                     raise RuntimeError(f"DataLoader timed out after {timeout} seconds waiting for a batch "
                                        "from its workers") from None
+                if warn_at and waited >= warn_at:
+                    self._warn_stalled(waited)
+                    warn_at *= 2  # repeat at doubling intervals: a long stall is not a flood of lines
                 continue
+            worker, _ = self._owner.pop(task_id, (None, None))
+            if worker is not None:
+                self._heard[worker] = time.monotonic()
             if error is not None:
                 self._shutdown()
                 raise RuntimeError(f"Caught an exception {error}")
             if isinstance(data, str) and data == _EXHAUSTED:
-                worker = self._owner.pop(task_id, None)
                 if worker in self._active:  # this worker's copy of the iterable dataset has run out
                     self._active.remove(worker)
             if task_id == self._received:
                 return data
             self._buffer[task_id] = data
+
+    def _warn_stalled(self, waited):
+        now = time.monotonic()
+        worker, indices = self._owner.get(self._received, (None, None))
+        what = "the next batch of its copy of the IterableDataset" if self._iterable else f"indices {_brief(indices)}"
+        busy = sorted({w for w, _ in self._owner.values()}, key=lambda w: (w != worker, w))
+        silent = [f"worker {w} (pid {self._workers[w].pid}) for {_seconds(now - self._heard[w])}" for w in busy
+                  if now - self._heard[w] >= self._stall_s]
+        _log.warning("DataLoader: waited %s for batch %d of this epoch (%s) from worker %s; nothing produced by "
+                     "%s. With timeout=0 the loader waits forever: pass DataLoader(timeout=SECONDS) to make a "
+                     "stall an error (%s=%g sets when this is logged, 0 turns it off)",
+                     _seconds(waited), self._received, what, worker, ", ".join(silent), STALL_ENV, self._stall_s)
 
     def _check_alive(self):
         dead = [p for p in self._workers if not p.is_alive()]
