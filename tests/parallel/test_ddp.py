@@ -39,6 +39,17 @@ def test_rank_failing_mid_backward_ends_the_job():
     assert secs < 60, f"took {secs:.0f} s to stop"
 
 
+def test_different_bucket_caps_are_refused_on_every_rank():
+    proc, _ = run_mpi(2, HERE / "ddp_layout.py", timeout=90)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    for r in (0, 1):
+        assert f"REFUSED rank={r}: [rank {r}/2] DistributedDataParallel: ranks cut the gradients into " \
+               "different buckets: bucket 0 holds parameters [5, 4, 3, 2, 1, 0] on rank 0 (bucket_cap_mb=25)" in out, out
+        assert f"AFTER rank={r}" in out, out
+    assert "Pass the same bucket_cap_mb on every rank" in out
+
+
 def test_world_of_one_is_a_transparent_wrapper():
     if comm.is_initialized():
         comm.destroy_process_group()

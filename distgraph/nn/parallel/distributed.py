@@ -82,6 +82,7 @@ class DistributedDataParallel(Module):
         self._sync_state(parameters=True)
         self.reducer = Reducer(self._params, process_group, self.world_size, int(bucket_cap_mb * 1024 * 1024),
                                gradient_as_bucket_view)
+        self._check_bucket_layout()
         log.info("DistributedDataParallel: %d parameters in %d buckets (cap %g MiB), world size %d",
                  len(self._params), len(self.reducer.buckets), bucket_cap_mb, self.world_size)
         self._warned_unused = False
@@ -123,6 +124,26 @@ class DistributedDataParallel(Module):
             raise RuntimeError(f"{self._rank_tag()} DistributedDataParallel: ranks wrapped different models; "
                                f"{detail}. Build the same model, with parameters registered in the same order, "
                                "on every rank")
+
+    def _check_bucket_layout(self):
+        """Every rank must cut the gradients into the same buckets, or each bucket's all-reduce
+        mixes different parameters (silently: the sizes may even agree).  Checked once per layout."""
+        if self.world_size == 1:
+            return
+        mine = [list(idx) for idx in self.reducer.layout]
+        everyone = [None] * self.world_size
+        _comm().all_gather_object(everyone, (self.reducer.cap_bytes, mine), group=self.process_group)
+        ref_cap, ref = everyone[0]
+        for r, (cap, theirs) in enumerate(everyone):
+            if theirs == ref:
+                continue
+            b = next((b for b in range(min(len(ref), len(theirs))) if ref[b] != theirs[b]), min(len(ref), len(theirs)))
+            show = lambda layout: f"parameters {layout[b]}" if b < len(layout) else "no such bucket"  # noqa: E731
+            raise RuntimeError(
+                f"{self._rank_tag()} DistributedDataParallel: ranks cut the gradients into different buckets: "
+                f"bucket {b} holds {show(ref)} on rank 0 (bucket_cap_mb={ref_cap / 2**20:g}) but {show(theirs)} on "
+                f"rank {r} (bucket_cap_mb={cap / 2**20:g}); every rank would all-reduce different parameters "
+                "together. Pass the same bucket_cap_mb on every rank")
 
     def _sync_state(self, parameters):
         """Broadcast rank 0's parameters (at construction) and buffers (each forward)."""
@@ -199,6 +220,7 @@ class DistributedDataParallel(Module):
         order = box[0]
         if sorted(order) == list(range(len(self._params))):
             self.reducer.build(order)
+            self._check_bucket_layout()
             log.info("DistributedDataParallel: buckets rebuilt in gradient-ready order: %s", self.reducer.layout)
 
     # ------------------------------------------------------------- extras
