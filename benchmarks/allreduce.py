@@ -4,8 +4,10 @@
 
 For each float32 size from 4 KiB to 64 MiB it times, on the same buffer and in
 alternating trials: ``dg.comm.all_reduce`` (MPI backend), raw
-``mpi4py`` ``Comm.Allreduce(IN_PLACE)``, and ``torch.distributed`` with gloo
-when torch is importable.  Reported with nccl-tests' definitions:
+``mpi4py`` ``Comm.Allreduce(IN_PLACE)``, ``dg.comm.all_reduce`` with the periodic
+collective check turned off (``check off``; the ``check %`` column is what the
+check, on by default, costs), and ``torch.distributed`` with gloo when torch is
+importable.  Reported with nccl-tests' definitions:
 ``algbw = bytes / time``, ``busbw = algbw * 2 (n - 1) / n``.  NumPy's memcpy
 bandwidth on the largest size is printed as the physical yardstick.  Each
 time is the median over trials of the mean over iterations, the slowest rank's.
@@ -89,6 +91,8 @@ def main():
     from mpi4py import MPI
     world = MPI.COMM_WORLD
     rank, n = comm.get_rank(), comm.get_world_size()
+    pg = comm.group.default_group()
+    check_every = pg.check_every
     gloo, gloo_note = gloo_runner(rank, n)
     if rank == 0:
         print(machine_info(MPI))
@@ -102,6 +106,7 @@ def main():
         t = dg.from_numpy(buf)
         iters = max(5, min(1000, int(5e7 / nbytes)))
         cases = {"distgraph": lambda: comm.all_reduce(t),
+                 "check off": lambda: comm.all_reduce(t),
                  "mpi4py": lambda: world.Allreduce(MPI.IN_PLACE, buf, MPI.SUM)}
         if gloo is not None:
             cases["gloo"] = gloo(buf)
@@ -111,7 +116,9 @@ def main():
         for _ in range(args.trials):
             for name, fn in cases.items():
                 buf[...] = 1.0
+                pg.check_every = 0 if name == "check off" else check_every  # the same on every rank
                 times[name].append(timed(fn, iters, world, MPI))
+        pg.check_every = check_every
         buf[...] = 1.0
         comm.all_reduce(t)
         if not np.all(buf == n):
@@ -133,13 +140,15 @@ def main():
         names = list(rows[0][1])
         head = f"{'size':>8} " + " ".join(f"{k + ' us':>14} {'algbw GB/s':>10} {'busbw GB/s':>10}"
                                            for k in names)
-        print(head + f" {'dg/mpi4py bw':>12} {'added us':>9}")
+        print(head + f" {'dg/mpi4py bw':>12} {'added us':>9} {'check %':>8}")
         for nbytes, tm in rows:
             cols = " ".join(f"{tm[k] * 1e6:14.1f} {nbytes / tm[k] / 1e9:10.2f} "
                             f"{nbytes / tm[k] / 1e9 * factor:10.2f}" for k in names)
             ratio = tm["mpi4py"] / tm["distgraph"]
             added = (tm["distgraph"] - tm["mpi4py"]) * 1e6
-            print(f"{fmt_size(nbytes):>8} {cols} {ratio:12.3f} {added:9.1f}")
+            check = (tm["distgraph"] / tm["check off"] - 1) * 100
+            print(f"{fmt_size(nbytes):>8} {cols} {ratio:12.3f} {added:9.1f} {check:8.1f}")
+        print(f"periodic check: window {check_every} collectives (DISTGRAPH_CHECK_EVERY)")
         print(f"numpy memcpy ({fmt_size(sizes[-1])}, rank 0 alone): "
               f"{memcpy / 1e9:.2f} GB/s")
     comm.destroy_process_group()

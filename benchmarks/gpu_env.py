@@ -7,6 +7,7 @@ Nothing here fails the stage except a crash: every probe records its error text.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import platform
 import shutil
@@ -28,6 +29,14 @@ def version(name):
     def get():
         mod = importlib.import_module(name)
         return getattr(mod, "__version__", "imported (no __version__)")
+    return probe(get)
+
+
+def location(name):
+    """Where ``name`` is imported from (which environment a fallback venv really sees)."""
+    def get():
+        spec = importlib.util.find_spec(name)
+        return spec.origin if spec is not None else "not found"
     return probe(get)
 
 
@@ -113,6 +122,9 @@ def main():
            "dry_run": args.dry,
            "packages": {n: version(n) for n in ("numpy", "cupy", "torch", "mpi4py", "scipy",
                                                 "safetensors", "ml_dtypes", "pytest")},
+           "locations": {n: location(n) for n in ("numpy", "cupy", "torch", "mpi4py", "pytest",
+                                                   "distgraph", "distgraph.launch")},
+           "sys_prefix": sys.prefix, "base_prefix": sys.base_prefix,
            "nvidia_smi": probe(nvidia_smi),
            "cupy": probe(cupy_info) if not args.dry else "dry run: not probed",
            "torch": probe(torch_info),

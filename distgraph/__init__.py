@@ -6,7 +6,28 @@
 """
 import sys as _sys
 
-from distgraph import backend
+
+def _checkout_launch():
+    """From a plain checkout (not installed), ``distgraph.launch`` is the top-level ``launch/``
+    folder, which pyproject.toml maps there only at install time: load it from there."""
+    import importlib.util
+    import os
+    if importlib.util.find_spec(__name__ + ".launch") is not None:  # installed (or editable)
+        return
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch")
+    init = os.path.join(folder, "__init__.py")
+    if os.path.isfile(init):
+        spec = importlib.util.spec_from_file_location(__name__ + ".launch", init,
+                                                      submodule_search_locations=[folder])
+        module = importlib.util.module_from_spec(spec)
+        _sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        globals()["launch"] = module  # what the import system does for a found submodule
+
+
+_checkout_launch()
+
+from distgraph import backend  # noqa: E402
 from distgraph.autograd import (Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad,
                                 set_detect_anomaly, set_grad_enabled)
 from distgraph.autograd.creation import *  # noqa: F401,F403

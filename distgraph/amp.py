@@ -12,7 +12,6 @@ raises; distgraph's dtypes are those NumPy and CuPy share.
 from __future__ import annotations
 
 import functools
-import math
 
 from distgraph import backend
 from distgraph.autograd.ops._common import autocast_dtype, set_autocast_dtype
@@ -103,7 +102,7 @@ class GradScaler:
         if state.get("unscaled"):
             raise RuntimeError("unscale_() has already been called on this optimizer since the last update()")
         inv = 1.0 / self._scale
-        found = 0.0
+        found = None  # a 0-d float32 array on the gradients' device: nothing is read here
         for group in optimizer.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -111,20 +110,26 @@ class GradScaler:
                 g = p.grad.array
                 xp = backend.get_array_module(g)
                 g *= inv
-                if not bool(xp.isfinite(g).all()):
-                    found = 1.0
+                bad = xp.asarray(xp.logical_not(xp.isfinite(g).all()), dtype=backend.float32)
+                if found is None:
+                    found = bad
+                else:
+                    xp.maximum(found, backend.to_device(bad, backend.device_of(found)), out=found)
         state["found_inf"] = _agree(found)
         state["unscaled"] = True
 
     def step(self, optimizer, *args, **kwargs):
-        """``optimizer.step()`` unless the gradients held inf/NaN; returns its result or None."""
+        """``optimizer.step()`` unless the gradients held inf/NaN; returns its result or None.
+
+        Deciding costs one host read of the inf/NaN flag per step (as PyTorch's, without a
+        capturable optimizer), however many parameters there are."""
         if not self._enabled:
             return optimizer.step(*args, **kwargs)
         state = self._per_optimizer.setdefault(id(optimizer), {})
         if not state.get("unscaled"):
             self.unscale_(optimizer)
         state["stepped"] = True
-        if state["found_inf"]:
+        if _found(state):
             return None
         return optimizer.step(*args, **kwargs)
 
@@ -135,7 +140,7 @@ class GradScaler:
         if new_scale is not None:
             self._scale = float(new_scale.item() if hasattr(new_scale, "item") else new_scale)
         else:
-            found = any(s.get("found_inf") for s in self._per_optimizer.values())
+            found = any(_found(s) for s in self._per_optimizer.values())
             if found:
                 self._scale *= self._backoff_factor
                 self._growth_tracker = 0
@@ -158,15 +163,28 @@ class GradScaler:
         self._growth_interval, self._growth_tracker = state["growth_interval"], state["_growth_tracker"]
 
 
-def _agree(found: float) -> float:
-    """Every rank's inf/NaN flag, max-reduced, so that no rank steps alone."""
+def _agree(found):
+    """Every rank's inf/NaN flag (a 0-d array, or None without gradients), max-reduced so
+    that no rank steps alone; stays on the device (NCCL reduces a device array)."""
+    if found is None:
+        found = backend.xp_for(backend.CPU).zeros((), backend.float32)
     try:
         from distgraph import comm
         if comm.is_initialized() and comm.get_world_size() > 1:
-            from distgraph.autograd.creation import tensor
-            t = tensor([found], dtype=backend.float32)
+            from distgraph.autograd.tensor import _make
+            t = _make(found.reshape(1), None, False)
             comm.all_reduce(t, op=comm.ReduceOp.MAX)
-            found = float(t.array[0])
+            found = t.array.reshape(())
     except ImportError:
         pass
-    return found if math.isfinite(found) else 1.0
+    return found
+
+
+def _found(state) -> bool:
+    """The optimizer's inf/NaN flag as a Python bool: the one host read of a step (cached)."""
+    found = state.get("found_inf")
+    if found is None:
+        return False
+    if not isinstance(found, bool):
+        found = state["found_inf"] = float(found) != 0.0  # (NaN, never expected, counts as found)
+    return found

@@ -145,7 +145,7 @@ CPU = Device("cpu")
 
 
 def device_of(array) -> Device:
-    if isinstance(array, np.ndarray):
+    if isinstance(array, (np.ndarray, np.generic)):
         return CPU
     return Device("cuda", array.device.id)
 
@@ -176,7 +176,7 @@ def xp_for(device: Device):
 def to_device(array, device: Device):
     """Move (or keep) ``array`` on ``device``; no copy when it is already there."""
     if device.type == "cpu":
-        if isinstance(array, np.ndarray):
+        if isinstance(array, (np.ndarray, np.generic)):
             return array
         return array.get()
     cp = require_cuda(device)
@@ -187,30 +187,38 @@ def to_device(array, device: Device):
 
 
 def erf(x):
-    """The error function, elementwise, for NumPy (SciPy when present) and CuPy arrays."""
+    """The error function, elementwise, for NumPy (SciPy when present) and CuPy arrays.
+
+    A floating input keeps its dtype: SciPy has no float16 loop (it answers float64)
+    and CuPy's may answer float32."""
     if not isinstance(x, (np.ndarray, np.generic)):
         from cupyx.scipy.special import erf as cupy_erf  # noqa: PLC0415
-        return cupy_erf(x)
+        return _keep_dtype(cupy_erf(x), x)
     try:
         from scipy.special import erf as scipy_erf  # noqa: PLC0415
     except ImportError:
         return _np_erf(x).astype(x.dtype)
-    return scipy_erf(x)
+    return _keep_dtype(scipy_erf(x), x)
 
 
 _np_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
+def _keep_dtype(y, x):
+    return y.astype(x.dtype, copy=False) if x.dtype.kind == "f" and y.dtype != x.dtype else y
+
+
 def special(name: str, x):
-    """``scipy.special.<name>`` (``cupyx.scipy.special`` for CuPy arrays), e.g. ``erfinv``."""
+    """``scipy.special.<name>`` (``cupyx.scipy.special`` for CuPy arrays), e.g. ``erfinv``;
+    a floating input keeps its dtype (see :func:`erf`)."""
     if not isinstance(x, (np.ndarray, np.generic)):
         import cupyx.scipy.special as cupy_special  # noqa: PLC0415
-        return getattr(cupy_special, name)(x)
+        return _keep_dtype(getattr(cupy_special, name)(x), x)
     try:
         import scipy.special as scipy_special  # noqa: PLC0415
     except ImportError:
         raise RuntimeError(f"{name} needs SciPy on the host: pip install scipy") from None
-    return getattr(scipy_special, name)(x)
+    return _keep_dtype(getattr(scipy_special, name)(x), x)
 
 
 def wrap_int(value, dtype):
@@ -242,6 +250,45 @@ def generator(device: Device):
                 gen = cp.random.default_rng(_seed)
         _generators[key] = gen
     return gen
+
+
+# CuPy's ``Generator`` (CuPy 14) has ``random``, ``uniform``, ``integers``, ``standard_normal``
+# (float32/float64 only), ``exponential``, ``geometric``, ``binomial``, ``poisson``, ``gamma``...
+# but no ``normal``, ``lognormal``, ``standard_cauchy``, ``permutation``, ``shuffle`` or
+# ``choice``.  Every draw of those goes through the functions below, which use the
+# generator's own method when it has one (NumPy: the same stream as before) and build
+# it from ``random``/``standard_normal`` otherwise.
+def normal(gen, mean, std, size):
+    """``N(mean, std^2)`` samples of shape ``size`` (float64) from any generator."""
+    if hasattr(gen, "normal"):
+        return gen.normal(mean, std, size)
+    return gen.standard_normal(size) * std + mean
+
+
+def lognormal(gen, mean, std, size):
+    """``exp(N(mean, std^2))`` samples of shape ``size`` from any generator."""
+    if hasattr(gen, "lognormal"):
+        return gen.lognormal(mean, std, size)
+    y = normal(gen, mean, std, size)
+    return get_array_module(y).exp(y)
+
+
+def standard_cauchy(gen, size):
+    """Standard Cauchy samples: ``tan(pi (u - 1/2))`` for ``u`` uniform on ``[0, 1)``."""
+    if hasattr(gen, "standard_cauchy"):
+        return gen.standard_cauchy(size)
+    u = gen.random(size)
+    return get_array_module(u).tan(math.pi * (u - 0.5))
+
+
+def permutation(gen, n):
+    """A random permutation of ``range(n)`` (int64) from any generator: the argsort of
+    ``n`` uniform draws when the generator has no ``permutation`` (ties have probability
+    about ``n^2 / 2^53``)."""
+    if hasattr(gen, "permutation"):
+        return gen.permutation(n)
+    u = gen.random(n)
+    return get_array_module(u).argsort(u).astype(np.int64, copy=False)
 
 
 def manual_seed(seed: int):

@@ -68,12 +68,14 @@ def set_device(device) -> None:
 
 
 def synchronize(device=None) -> None:
-    """Wait for every kernel queued on the current stream of ``device`` (no-op without a GPU)."""
+    """Wait for everything queued on ``device``, on every stream (PyTorch's
+    ``torch.cuda.synchronize``: ``cudaDeviceSynchronize``, not only the current stream,
+    so work on NCCL's and other side streams is finished too); no-op without a GPU."""
     cp = backend.cupy()
     if cp is None:
         return
     with cp.cuda.Device(_index(device, "synchronize")):
-        cp.cuda.get_current_stream().synchronize()
+        cp.cuda.runtime.deviceSynchronize()
 
 
 def manual_seed(seed: int) -> None:

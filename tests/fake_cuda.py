@@ -110,12 +110,25 @@ class FakeCudaArray:
 
 
 # ----------------------------------------------------------- the fake module
+class _Event:
+    """A recorded event; ``done`` stays False until the test (or a synchronisation) sets it,
+    so code that must wait for asynchronous copies can be caught not waiting."""
+
+    def __init__(self, cupy):
+        self._cupy = cupy
+        self.done = cupy.events_complete
+        cupy.events.append(self)
+
+
 class _Stream:
     def __init__(self, cupy):
         self._cupy = cupy
 
     def synchronize(self):
         self._cupy.syncs += 1
+
+    def record(self, event=None):
+        return _Event(self._cupy)
 
 
 class _DeviceCtx:
@@ -141,6 +154,11 @@ class _Runtime:
 
     def getDeviceCount(self):
         return self._cupy.device_count
+
+    def deviceSynchronize(self):
+        self._cupy.device_syncs[self._cupy.current] = self._cupy.device_syncs.get(self._cupy.current, 0) + 1
+        for e in self._cupy.events:
+            e.done = True
 
     def getDevice(self):
         return self._cupy.current
@@ -212,6 +230,9 @@ class FakeCupy(types.ModuleType):
         self.device_count = device_count
         self.current = 0
         self.syncs = self.downloads = self.uploads = self.pinned = 0
+        self.device_syncs: dict = {}  # device id -> runtime.deviceSynchronize() calls
+        self.events: list = []        # every recorded _Event
+        self.events_complete = True   # False: new events stay pending until deviceSynchronize()
         self.pool = _Pool(self)
         hook_mod = types.ModuleType("cupy.cuda.memory_hook")
         hook_mod.MemoryHook = MemoryHook

@@ -91,6 +91,16 @@ def test_fake_properties_and_device_selection(fake):
         dg.cuda.get_device_name(5)
 
 
+def test_fake_synchronize_waits_for_the_whole_device(fake):
+    fake.events_complete = False
+    pending = fake.cuda.get_current_stream().record()  # e.g. work on NCCL's own stream
+    dg.cuda.synchronize(1)
+    assert fake.device_syncs == {1: 1} and fake.syncs == 0  # the device, not one stream
+    assert pending.done
+    dg.cuda.synchronize()
+    assert fake.device_syncs == {1: 1, 0: 1}
+
+
 def test_fake_memory_counts_follow_the_pool(fake):
     fake.pool.malloc(1000)
     assert dg.cuda.memory_allocated() == 1000 and dg.cuda.memory_reserved() == 1000

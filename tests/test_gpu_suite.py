@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import gpu_suite  # noqa: E402
 
-STAGES = ["env", "tests_gpu", "nccl_1rank", "nccl_2rank_1gpu", "mpi_staged_2rank", "bench_overhead",
-          "bench_mlp", "bench_resnet18", "bench_gpt_float32", "bench_gpt_float16", "bench_allreduce"]
+STAGES = ["env", "nccl_1rank", "nccl_2rank_1gpu", "mpi_staged_2rank", "bench_overhead",
+          "bench_mlp", "bench_resnet18", "bench_gpt_float32", "bench_gpt_float16", "bench_allreduce",
+          "tests_gpu"]  # the benchmarks before the long test stage
 MULTI_RANK = {"nccl_2rank_1gpu", "mpi_staged_2rank", "bench_allreduce"}
 
 
@@ -77,8 +78,59 @@ def test_dry_run_writes_a_report_that_lists_every_stage(tmp_path):
     for name in STAGES:
         assert re.search(rf"^\| {name} \| \*\*\w+\*\* \|", md, re.M), name
     check_markdown(md)
-    assert "===== bench_allreduce" in (tmp_path / "suite.log").read_text()
+    log = (tmp_path / "suite.log").read_text()
+    assert log.startswith("distgraph GPU suite: out=")  # the shell's own lines come first
+    assert "===== bench_allreduce" in log and "OK rank=0" in log  # stage output, in the one log
+    assert re.search(r"test_cuda_api\.py::\S+ SKIPPED", log)  # pytest -v: one line per test
+    assert report["budget_s"] == 400
     assert time.monotonic() - t0 < 120
+
+
+def _wheels_for_this_python():
+    """A folder with the mpich wheel and an mpi4py wheel for this Python, or None."""
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    for folder in (ROOT / "build" / "gpu_wheels", Path("/opt/pypi/files"), Path("/opt/wheels")):
+        mpich = sorted(folder.glob("mpich-*.whl"))
+        mpi4py = sorted(folder.glob(f"mpi4py-*-{tag}-*.whl"))
+        if mpich and mpi4py:
+            return mpich[-1], mpi4py[-1]
+    return None
+
+
+def test_dry_run_through_the_mpi_wheel_venv_from_a_venv_python(tmp_path):
+    """The GPU machine's case: PYTHON is a venv's interpreter whose mpi4py is unusable, so the
+    suite installs the carried wheels into a fresh venv.  That venv must still see the packages
+    of PYTHON's environment (numpy, torch, pytest), not only the base interpreter's."""
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("needs to run from a venv's Python (as on the GPU machine)")
+    wheels = _wheels_for_this_python()
+    if wheels is None:
+        pytest.skip("no mpich + mpi4py wheels for this Python: bash benchmarks/gpu_suite.sh --fetch-wheels")
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    for w in wheels:
+        shutil.copy(w, folder)
+    venv = tmp_path / "venv"
+    proc = run_suite(tmp_path / "out", "--dry-run", env={
+        "DG_GPU_SUITE_USE_WHEELS": "1", "DG_GPU_WHEELS": str(folder), "DG_GPU_SUITE_VENV": str(venv),
+        "DG_GPU_SUITE_ONLY": "env,mpi_staged_2rank,bench_mlp,tests_gpu"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert f"MPI: ready ({venv}/bin/python" in out, out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["python"] == str(venv / "bin" / "python")
+    by = {s["name"]: s for s in report["stages"]}
+    assert all(s["status"] == "passed" for s in report["stages"]), {k: v["log_tail"] for k, v in by.items()}
+    env = by["env"]["result"]
+    parent_site = [d for d in __import__("site").getsitepackages() if d.startswith(sys.prefix)]
+    for name in ("numpy", "pytest"):  # from the parent venv, not the base interpreter
+        assert any(env["locations"][name].startswith(d) for d in parent_site), (name, env["locations"])
+    assert env["locations"]["mpi4py"].startswith(str(venv)), env["locations"]  # the wheel's
+    assert env["sys_prefix"] == str(venv)
+    assert by["mpi_staged_2rank"]["result"]["world_size"] == 2
+    assert by["mpi_staged_2rank"]["command"].startswith(f"DISTGRAPH_MPI_CUDA_AWARE=0 {venv}/bin/mpiexec")
+    assert by["tests_gpu"]["result"]["source"] == "junit"
+    assert list((venv / "lib").glob("libmpi.so*")), list((venv / "lib").iterdir())  # mpich's library
 
 
 def test_dry_run_by_environment_and_one_stage(tmp_path):
@@ -119,6 +171,45 @@ def test_multi_rank_stage_without_mpiexec_is_skipped_with_a_reason(tmp_path, mon
     assert rec["status"] == "skipped" and "--fetch-wheels" in rec["reason"]
 
 
+def test_multi_rank_nccl_stages_are_gated_on_the_nccl_version(tmp_path):
+    old = {"device_count": 1, "nccl_code": 22803, "nccl_version": (2, 28, 3)}
+    by = {s.name: s for s in gpu_suite.stages("py", False, tmp_path, old)}
+    assert [s.name for s in gpu_suite.stages("py", False, tmp_path, old)] == STAGES
+    reason = by["nccl_2rank_1gpu"].skip
+    assert reason and "NCCL >= 2.30" in reason and "2.28.3" in reason
+    assert by["bench_allreduce"].ranks == 1 and "NCCL_MULTI_RANK_GPU_ENABLE" not in by["bench_allreduce"].env
+    assert by["mpi_staged_2rank"].skip is None and by["mpi_staged_2rank"].ranks == 2  # no NCCL in it
+    for gpu in ({"device_count": 1, "nccl_version": (2, 30, 1)}, {"device_count": 2, "nccl_version": (2, 28, 3)},
+                None, {"error": "no cupy"}):
+        by = {s.name: s for s in gpu_suite.stages("py", False, tmp_path, gpu)}
+        assert by["nccl_2rank_1gpu"].skip is None and by["bench_allreduce"].ranks == 2, gpu
+    assert gpu_suite.nccl_version(22803) == (2, 28, 3) and gpu_suite.nccl_version(2708) == (2, 7, 8)
+    # the skip and its reason reach both reports
+    with open(tmp_path / "log", "w") as log:
+        rec = gpu_suite.run_stage(gpu_suite.stages("py", False, tmp_path, old)[2], "py", tmp_path, log, 100)
+    assert rec["status"] == "skipped" and rec["reason"] == reason
+    report = {"dry_run": False, "started": "now", "python": "py", "git": "abc", "budget_s": 400,
+              "seconds": 1.0, "gpu": old, "stage_names": [rec["name"]], "stages": [rec], "counts": {}}
+    gpu_suite.write_report(tmp_path, report)
+    assert json.loads((tmp_path / "report.json").read_text())["stages"][0]["reason"] == reason
+    md = (tmp_path / "report.md").read_text()
+    assert f"| nccl_2rank_1gpu | **skipped** |" in md and "NCCL >= 2.30" in md and "2.28.3" in md
+    check_markdown(md)
+
+
+def test_stage_output_reaches_the_suite_log_while_it_runs(tmp_path):
+    """A stage killed at its limit still leaves what it printed in the suite log."""
+    code = "import time; print('halfway there', flush=True); time.sleep(60)"
+    stage = gpu_suite.Stage("chatty", "prints, then hangs", [sys.executable, "-c", code], 3, json_out=False)
+    with open(tmp_path / "suite.log", "a") as log:
+        log.write("before\n")
+        rec = gpu_suite.run_stage(stage, sys.executable, tmp_path, log, budget_left=100, min_limit=1)
+    text = (tmp_path / "suite.log").read_text()
+    assert rec["status"] == "timeout" and "halfway there" in rec["log_tail"]
+    assert text.index("before") < text.index("===== chatty") < text.index("halfway there") \
+        < text.index("----- chatty: timeout")
+
+
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
 <testcase classname="tests.test_ops" name="test_add[cuda]"/>
 <testcase classname="tests.test_ops" name="test_mul[cuda]"><failure message="AssertionError: 1 != 2">x</failure></testcase>
@@ -137,6 +228,18 @@ def test_pytest_summary_from_junit_and_from_a_killed_log(tmp_path):
     log = "tests/test_ops.py::test_add[cuda] PASSED\ntests/test_ops.py::test_mul[cuda] PASSED\n"
     s = gpu_suite.pytest_summary(tmp_path / "missing.xml", log)
     assert s["passed"] == 2 and s["source"].startswith("log")
+    # pytest -v cut short, serial and xdist layouts: every finished test counts
+    log = ("tests/test_ops.py::test_add[cuda] PASSED                      [  1/675]\n"
+           "tests/test_ops.py::test_mul[cuda] FAILED                      [  2/675]\n"
+           "tests/test_ops.py::test_sub[cuda] SKIPPED (needs CuPy)        [  3/675]\n"
+           "[gw1] [  1%] PASSED tests/test_nn.py::test_linear[cuda] \n"
+           "[gw0] [  2%] ERROR tests/test_nn.py::test_conv[cuda] \n"
+           "[gw2] [  3%] XFAIL tests/test_nn.py::test_pool[cuda] \n")
+    s = gpu_suite.pytest_summary(tmp_path / "missing.xml", log)
+    assert (s["passed"], s["failed"], s["errors"], s["skipped"]) == (2, 1, 1, 2), s
+    assert {f["test"] for f in s["failures"]} == {"tests/test_ops.py::test_mul[cuda]",
+                                                  "tests/test_nn.py::test_conv[cuda]"}
+    assert s["source"].startswith("log (pytest did not finish")
 
 
 def test_report_is_written_for_an_empty_run(tmp_path):

@@ -129,7 +129,8 @@ def randint(*args, size=None, generator=None, dtype=None, device=None, requires_
 
 def randperm(n, *, dtype=None, device=None):
     dtype = backend.as_dtype(dtype or backend.int64)
-    return _finish(_make_on(device, dtype, lambda xp, d: backend.generator(d).permutation(n).astype(dtype)), False)
+    return _finish(_make_on(device, dtype, lambda xp, d: backend.permutation(backend.generator(d), n)
+                            .astype(dtype)), False)
 
 
 def _like(t, dtype, device):

@@ -803,7 +803,8 @@ class Tensor:
         _check_inplace(self)
         from distgraph.random import numpy_generator
         gen = numpy_generator(generator, self.device)
-        self.array[...] = draw(gen, self.array.shape)
+        # A dg.Generator draws on the host: its numbers are uploaded to a device tensor.
+        self.array[...] = backend.to_device(draw(gen, self.array.shape), self.device)
         self._version[0] += 1
         return self
 
@@ -811,7 +812,7 @@ class Tensor:
         return self._fill_random(lambda g, s: g.uniform(from_, to, s), generator)
 
     def normal_(self, mean=0.0, std=1.0, *, generator=None):
-        return self._fill_random(lambda g, s: g.normal(mean, std, s), generator)
+        return self._fill_random(lambda g, s: backend.normal(g, mean, std, s), generator)
 
     def bernoulli_(self, p=0.5, *, generator=None):
         p = p.array if isinstance(p, Tensor) else p
@@ -824,10 +825,10 @@ class Tensor:
         return self._fill_random(lambda g, s: g.geometric(p, s), generator)
 
     def log_normal_(self, mean=1.0, std=2.0, *, generator=None):
-        return self._fill_random(lambda g, s: g.lognormal(mean, std, s), generator)
+        return self._fill_random(lambda g, s: backend.lognormal(g, mean, std, s), generator)
 
     def cauchy_(self, median=0.0, sigma=1.0, *, generator=None):
-        return self._fill_random(lambda g, s: median + sigma * g.standard_cauchy(s), generator)
+        return self._fill_random(lambda g, s: median + sigma * backend.standard_cauchy(g, s), generator)
 
     def random_(self, from_=0, to=None, *, generator=None):
         """Integers uniform on ``[from_, to)``; ``random_(n)`` is ``[0, n)``; ``random_()`` spans the dtype

@@ -8,7 +8,9 @@ decides whether to wait (``async_op=False``) or to hand the work to the user.
 """
 from __future__ import annotations
 
+import collections
 import enum
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -45,13 +47,30 @@ class ReduceOp(enum.Enum):
 OP_CODES = {name: i for i, name in enumerate((
     "all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce_scatter",
     "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_to_all_single", "barrier",
-    "broadcast_object_list", "all_gather_object", "new_group"), start=1)}
+    "broadcast_object_list", "all_gather_object", "new_group", "all_to_all"), start=1)}
 _OP_NAMES = {v: k for k, v in OP_CODES.items()}
 _DTYPES = [np.dtype(t) for t in (np.float16, np.float32, np.float64, np.int32, np.int64,
                                  np.bool_, np.int8, np.uint8, np.int16)]
 _REDUCE_CODES = {op: i for i, op in enumerate(ReduceOp, start=1)}
 FP_DIMS = 8
 FP_LEN = 6 + FP_DIMS
+CHECK_EVERY = 16  # the periodic check's largest window (DISTGRAPH_CHECK_EVERY; 0 turns it off)
+HISTORY = 16  # collectives each group remembers for stall reports
+
+
+def check_every_from_env() -> int:
+    """``DISTGRAPH_CHECK_EVERY``: the periodic check's window (default 16; 0 turns it off)."""
+    raw = os.environ.get("DISTGRAPH_CHECK_EVERY", "")
+    if raw == "":
+        return CHECK_EVERY
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"DISTGRAPH_CHECK_EVERY: expected a whole number of collectives >= 0 (0 turns "
+                         f"the check off), got {raw!r}")
+    return value
 
 
 @dataclass(slots=True)
@@ -69,15 +88,15 @@ class OpDesc:
     def fingerprint(self) -> np.ndarray:
         """Fixed-size int64 vector (op, seq, dtype, reduce op, root, shape) for comparing ranks."""
         fp = np.full(FP_LEN, -1, dtype=np.int64)
-        fp[0] = self.seq
-        fp[1] = OP_CODES[self.name]
-        fp[2] = _DTYPES.index(np.dtype(self.dtype)) if self.dtype is not None else -1
-        fp[3] = _REDUCE_CODES.get(self.op, 0)
-        fp[4] = self.root
-        fp[5] = len(self.shape)
-        for i, d in enumerate(self.shape[:FP_DIMS]):
-            fp[6 + i] = d
+        row = self.fingerprint_row()
+        fp[:len(row)] = row
         return fp
+
+    def fingerprint_row(self) -> list:
+        """The leading entries of :meth:`fingerprint` (the rest is -1)."""
+        return [self.seq, OP_CODES[self.name],
+                _DTYPES.index(np.dtype(self.dtype)) if self.dtype is not None else -1,
+                _REDUCE_CODES.get(self.op, 0), self.root, len(self.shape), *self.shape[:FP_DIMS]]
 
     @staticmethod
     def describe_fingerprint(fp) -> str:
@@ -194,6 +213,25 @@ def _wait(work, timeout):
     wait(work, timeout)
 
 
+def _compare_windows(pg, tables):
+    """``tables``: ``(size, rows, FP_LEN)``; raise naming the first collective the ranks disagree on."""
+    if (tables == tables[0]).all():
+        return
+    rows = np.nonzero((tables != tables[0]).any(axis=(0, 2)))[0]
+    j = int(rows[0])
+    calls = [OpDesc.describe_fingerprint(t[j]) if t[j, 1] > 0 else "nothing" for t in tables]
+    seq = next(int(t[j, 0]) for t in tables if t[j, 1] > 0)
+    lines = "\n".join(f"  rank {pg.ranks[r]}: {c}" for r, c in enumerate(calls))
+    bad = [pg.ranks[r] for r in range(pg.size) if calls[r] != calls[0]]
+    raise CommError(
+        f"{pg.tag()} collective mismatch: ranks {bad} called something different from rank {pg.ranks[0]} "
+        f"at collective #{seq} of group {pg.ranks}, so its result (and what followed) is wrong:\n{lines}\n"
+        "Every rank must call the same collectives, in the same order, with the same shapes and dtypes; "
+        "look for a branch on the rank or data-dependent shapes. (Found by the periodic check, which "
+        "compares collectives a few calls after they ran; DISTGRAPH_DEBUG=1 compares each one before it "
+        "runs.)")
+
+
 class CompletedWork(Work):
     """A work that finished when it was issued (the single backend, empty groups)."""
 
@@ -226,20 +264,73 @@ class ProcessGroup(ABC):
         self.gpu = None  # the NCCL sibling that GPU tensors use, if any
         self.waiting = None  # the OpDesc a thread is waiting on right now
         self.local_rank, self.local_world_size = 0, 1
+        self.history = collections.deque(maxlen=HISTORY)  # recent OpDescs, for stall reports
+        # The periodic check (see begin()): the collectives since the last exchange, and the
+        # exchange in flight (a Work whose result is every rank's window).
+        self.check_every = 0  # backends with a side channel set check_every_from_env()
+        self._window = []
+        self._check = None
 
     def tag(self) -> str:
         """The ``[rank r/N]`` prefix of every error raised in distributed code."""
         return f"[rank {self.ranks[self.rank]}/{self.world_size}]"
 
     def begin(self, name, array=None, root=-1, op=None) -> OpDesc:
-        """Record the next collective (and, in debug mode, check every rank agrees on it)."""
+        """Record the next collective and check that every rank agrees on it.
+
+        With ``debug`` every collective is compared across ranks before it runs.
+        Otherwise the periodic check compares them a little later, off the critical
+        path: the collectives of a window are exchanged on a side communicator
+        without waiting, and the exchange is looked at when the next window is
+        sent.  Windows follow the sequence numbers (1, 1, 2, 4, 8, then
+        ``check_every``), a schedule every rank agrees on, so a mismatch raises
+        :class:`CommError` on every rank at the same collective.
+        """
+        if name not in OP_CODES:  # every rank must be able to describe every collective
+            raise ValueError(f"{self.tag()} begin: unknown collective {name!r}; add it to comm.base.OP_CODES")
         self.seq += 1
         desc = OpDesc(name, self.seq, tuple(array.shape) if array is not None else (),
                       array.dtype if array is not None else None, root, op)
         self.last = desc
-        if self.debug and self.size > 1:
-            self.check_consistency(desc)
+        self.history.append(desc)
+        if self.size > 1:
+            if self.debug:
+                self.check_consistency(desc)
+            elif self.check_every:
+                self._window.append(desc)
+                seq = self.seq
+                if seq >= self.check_every and seq % self.check_every == 0 or \
+                        seq < self.check_every and seq & (seq - 1) == 0:
+                    self._send_window()
         return desc
+
+    # -- the periodic check
+    def start_check_exchange(self, table) -> Work | None:
+        """All-gather ``table`` (``(rows, FP_LEN)`` int64) on a side channel without waiting;
+        None where the group has none (no periodic check then)."""
+        return None
+
+    def _send_window(self):
+        self.finish_check()
+        rows = max(self.check_every, 1)
+        table = np.full((rows, FP_LEN), -1, dtype=np.int64)
+        for i, d in enumerate(self._window[-rows:]):
+            row = d.fingerprint_row()
+            table[i, :len(row)] = row
+        self._window = []
+        self._check = self.start_check_exchange(table)
+
+    def finish_check(self, partial=False):
+        """Wait for the exchange in flight (if any) and raise :class:`CommError` on a mismatch.
+
+        ``partial``: also exchange the collectives not yet sent (``destroy_process_group``)."""
+        work, self._check = self._check, None
+        if work is not None:
+            work.wait()
+            _compare_windows(self, work._result)
+        if partial and self._window and self.check_every and not self.debug:
+            self._send_window()
+            self.finish_check()
 
     def check_consistency(self, desc: OpDesc):
         """Compare ``desc`` across ranks; raise :class:`CommError` on every rank on mismatch."""
@@ -304,8 +395,8 @@ class ProcessGroup(ABC):
     def new_group(self, ranks) -> ProcessGroup | None:
         """Collective over this group: the sub-group of ``ranks`` (group ranks), or None if not a member."""
 
-    def abort(self):
-        """Tear the job down without waiting for anyone (used at a timeout)."""
+    def abort(self, code=1):
+        """Tear the job down with exit status ``code``, without waiting for anyone (used at a timeout)."""
 
     def shutdown(self):
         """Release communicators (``destroy_process_group``)."""

@@ -135,17 +135,20 @@ def _init_mpi(name, requested, seconds, info, device_id):
         # Bind the GPU before MPI_Init and before any other CUDA call: otherwise every
         # rank opens a context on GPU 0 (and CUDA-aware MPI may do so inside MPI_Init).
         device = nccl.bind_device(info.local_rank if device_id is None else device_id)
-    from distgraph.comm.mpi import MPIProcessGroup  # noqa: PLC0415 - MPI_Init happens here
-    pg = MPIProcessGroup.world(seconds)
-    if pg.size > 1:
-        # Stop the daemon before mpi4py's own exit hook runs MPI_Finalize (atexit is LIFO).
-        atexit.register(watchdog.stop_daemon)
-        daemon = watchdog.daemon()
-        if pg.state_server is not None:
-            daemon.add_server(pg.state_server)
-        watchdog.install_excepthook(pg.tag(), pg.abort)
-    if want_nccl:
-        pg.gpu = nccl.NCCLProcessGroup(pg, device)
+    with watchdog.init_guard(info, watchdog.init_timeout_from_env(seconds)):
+        from distgraph.comm.mpi import MPIProcessGroup  # noqa: PLC0415 - MPI_Init happens here
+        pg = MPIProcessGroup.world(seconds)
+        if pg.size > 1:
+            # Stop the daemon before mpi4py's own exit hook runs MPI_Finalize (atexit is LIFO),
+            # and send the exit notice before that (registered later, so it runs earlier).
+            atexit.register(watchdog.stop_daemon)
+            daemon = watchdog.daemon()
+            if pg.state_server is not None:
+                daemon.add_server(pg.state_server)
+            watchdog.install_excepthook(pg.tag(), pg.abort)
+            watchdog.install_exit_hook(pg)
+        if want_nccl:
+            pg.gpu = nccl.NCCLProcessGroup(pg, device)
     return pg
 
 
@@ -196,6 +199,8 @@ def destroy_process_group(group=None):
     """
     global _world
     if group is None:
+        for pg in _groups:  # the collectives not yet compared (see ProcessGroup.begin)
+            pg.finish_check(partial=True)
         # The daemon uses the communicators: stop it before freeing them.
         watchdog.stop_daemon()
         for pg in reversed(_groups):
@@ -203,11 +208,13 @@ def destroy_process_group(group=None):
         _groups.clear()
         _world = None
         watchdog.uninstall_excepthook()
+        watchdog.uninstall_exit_hook()
         return
     if isinstance(group, GroupMember._NonMember):
         return  # nothing was created on this rank
     pg = resolve(group, "destroy_process_group")
     if pg in _groups:
+        pg.finish_check(partial=True)
         _shutdown(pg)
         _groups.remove(pg)
 

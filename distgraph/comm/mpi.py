@@ -16,12 +16,13 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import threading
 
 import numpy as np
 
 from distgraph import backend
 from distgraph.comm import watchdog
-from distgraph.comm.base import FP_LEN, CommError, ProcessGroup, ReduceOp, Work
+from distgraph.comm.base import FP_LEN, CommError, ProcessGroup, ReduceOp, Work, check_every_from_env
 
 __all__ = ["MPIProcessGroup", "MPIWork", "mpi_module", "cuda_aware"]
 
@@ -76,6 +77,28 @@ def _mpi_op(op: ReduceOp, dtype):
     return _OPS[op]
 
 
+# Pinned staging buffers whose copy back to the device may still be running, each with an
+# event recorded after its copy.  ``x.set(host)`` from pinned memory is asynchronous, and
+# CuPy's pinned pool would hand a freed buffer to the next staging while the GPU still
+# reads it: a buffer is dropped only once its event is done.
+_uploading: list = []
+_uploading_lock = threading.Lock()
+
+
+def _upload(cp, x, host):
+    """Copy a staged result back to ``x`` (on the current stream) and keep ``host`` alive
+    until that copy has completed."""
+    x.set(host)
+    event = cp.cuda.get_current_stream().record()
+    with _uploading_lock:
+        _uploading.append((event, host))
+
+
+def _release_uploaded():
+    with _uploading_lock:
+        _uploading[:] = [(e, h) for e, h in _uploading if not e.done]
+
+
 class MPIWork(Work):
     """A pending MPI request (or a few), tested by the waiter or the progress daemon."""
 
@@ -103,6 +126,9 @@ class MPIProcessGroup(ProcessGroup):
         self.state_server = state_server
         self._cuda_aware = None
         self._children = 0
+        # The periodic check's side channel (collective to create, as the group itself).
+        self.check_comm = comm.Dup() if self.size > 1 else None
+        self.check_every = check_every_from_env() if self.size > 1 else 0
 
     @classmethod
     def world(cls, timeout):
@@ -144,11 +170,12 @@ class MPIProcessGroup(ProcessGroup):
         if self._cuda_aware:
             return x
         import cupyx  # noqa: PLC0415 - only reached with CuPy arrays
+        _release_uploaded()
         host = cupyx.empty_pinned(x.shape, x.dtype)
         if read:
-            x.get(out=host)
+            x.get(out=host)  # blocking: the copy is complete before MPI reads ``host``
         if writeback:
-            then.append(lambda: x.set(host))
+            then.append(lambda: _upload(cp, x, host))
         return host
 
     def _issue(self, fn, arrays, writeback, reads=None):
@@ -183,6 +210,12 @@ class MPIProcessGroup(ProcessGroup):
         out = np.empty((self.size, FP_LEN), dtype=np.int64)
         self._wait_now([self.comm.Iallgather(fp, out)])
         return out
+
+    def start_check_exchange(self, table):
+        out = np.empty((self.size,) + table.shape, dtype=np.int64)
+        work = MPIWork(self.last, self, [self.check_comm.Iallgather(table, out)])
+        work._result, work._send = out, table  # the buffers live as long as the request
+        return work
 
     def all_reduce(self, x, op):
         MPI = _MPI
@@ -290,14 +323,17 @@ class MPIProcessGroup(ProcessGroup):
             return {self.ranks[self.rank]: _local_state(self)}
         return self.state_server.query(self.ranks)
 
-    def abort(self):
-        _MPI.COMM_WORLD.Abort(1)
+    def abort(self, code=1):
+        _MPI.COMM_WORLD.Abort(code)
 
     def shutdown(self):
         server = self.state_server
         if server is not None and self in server.groups:
             server.groups.remove(self)
         self.comm.Free()
+        if self.check_comm is not None:
+            self.check_comm.Free()
+            self.check_comm = None
         if server is not None and self.gid == "world":
             server.comm.Free()  # the side channel goes with the world group
 

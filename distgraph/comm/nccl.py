@@ -34,7 +34,7 @@ from distgraph import backend
 from distgraph.comm import watchdog
 from distgraph.comm.base import CommError, ProcessGroup, ReduceOp, Work
 
-__all__ = ["available", "bind_device", "NCCLProcessGroup", "NCCLWork"]
+__all__ = ["available", "bind_device", "nccl_version", "NCCLProcessGroup", "NCCLWork"]
 
 
 def _nccl():
@@ -79,9 +79,34 @@ def _dtype(nccl, x):
 def _redop(nccl, op, x):
     if str(x.dtype) == "bool":  # bytes 0/1: or is max, and is min
         return nccl.NCCL_MAX if op in (ReduceOp.SUM, ReduceOp.MAX) else nccl.NCCL_MIN
-    return {ReduceOp.SUM: nccl.NCCL_SUM, ReduceOp.AVG: nccl.NCCL_SUM,
-            ReduceOp.PRODUCT: nccl.NCCL_PROD, ReduceOp.MIN: nccl.NCCL_MIN,
-            ReduceOp.MAX: nccl.NCCL_MAX}[op]
+    if op is ReduceOp.AVG:
+        return nccl.NCCL_AVG if _native_avg(nccl, x) else nccl.NCCL_SUM
+    return {ReduceOp.SUM: nccl.NCCL_SUM, ReduceOp.PRODUCT: nccl.NCCL_PROD,
+            ReduceOp.MIN: nccl.NCCL_MIN, ReduceOp.MAX: nccl.NCCL_MAX}[op]
+
+
+def _native_avg(nccl, x) -> bool:
+    """Whether NCCL averages ``x`` itself (``ncclAvg``: NCCL 2.10+, CuPy's ``NCCL_AVG``; floating
+    dtypes only -- NCCL's integer average truncates).  Otherwise ``AVG`` is ``SUM`` followed
+    by a division on the NCCL stream, one more pass over the buffer."""
+    return (x.dtype.kind == "f" and hasattr(nccl, "NCCL_AVG")
+            and nccl_version(nccl) >= (2, 10, 0))
+
+
+def nccl_version(nccl) -> tuple:
+    """The loaded NCCL's ``(major, minor, patch)`` from ``get_version()``'s code
+    (``major*10000 + minor*100 + patch`` since 2.9, ``major*1000 + minor*100 + patch`` before)."""
+    code = int(nccl.get_version())
+    if code >= 10000:
+        return code // 10000, code % 10000 // 100, code % 100
+    return code // 1000, code % 1000 // 100, code % 100
+
+
+def _divide_after(nccl, op, x, out, size):
+    """The division that finishes ``AVG`` when NCCL cannot average ``x`` itself, else None."""
+    if op is not ReduceOp.AVG or _native_avg(nccl, x):
+        return None
+    return lambda: out.__itruediv__(size)
 
 
 class NCCLWork(Work):
@@ -193,7 +218,7 @@ class NCCLProcessGroup(ProcessGroup):
 
     def all_reduce(self, x, op):
         nccl, b = self.nccl, self._flat(x)
-        after = (lambda: x.__itruediv__(self.size)) if op is ReduceOp.AVG else None
+        after = _divide_after(nccl, op, x, x, self.size)
         return self._launch([x], lambda s: self.comm.allReduce(
             b.data.ptr, b.data.ptr, b.size, _dtype(nccl, b), _redop(nccl, op, x), s), after)
 
@@ -209,14 +234,13 @@ class NCCLProcessGroup(ProcessGroup):
 
     def reduce_scatter(self, out, x, op):
         nccl, b, o = self.nccl, self._flat(x), self._flat(out)
-        after = (lambda: out.__itruediv__(self.size)) if op is ReduceOp.AVG else None
+        after = _divide_after(nccl, op, x, out, self.size)
         return self._launch([out, x], lambda s: self.comm.reduceScatter(
             b.data.ptr, o.data.ptr, o.size, _dtype(nccl, b), _redop(nccl, op, x), s), after)
 
     def reduce(self, x, root, op):
         nccl, b = self.nccl, self._flat(x)
-        after = (lambda: x.__itruediv__(self.size)) if op is ReduceOp.AVG and \
-            self.rank == root else None
+        after = _divide_after(nccl, op, x, x, self.size) if self.rank == root else None
         return self._launch([x], lambda s: self.comm.reduce(
             b.data.ptr, b.data.ptr, b.size, _dtype(nccl, b), _redop(nccl, op, x), root, s), after)
 
@@ -295,11 +319,11 @@ class NCCLProcessGroup(ProcessGroup):
     def query_states(self):
         return self.mpi.query_states()
 
-    def abort(self):
+    def abort(self, code=1):
         try:
             self.comm.abort()  # frees NCCL's kernels so the process can exit
         finally:
-            self.mpi.abort()
+            self.mpi.abort(code)
 
     def shutdown(self):
         server = self.mpi.state_server

@@ -29,26 +29,43 @@ answer within ``QUERY_SECONDS`` is dead or stuck in C code holding the GIL.
 This needs ``MPI_THREAD_MULTIPLE`` (what mpi4py asks for by default); with a
 lower thread level the report covers this rank only and async progress
 happens when the caller waits or tests.
+
+The same side channel carries exit notices: a rank whose Python exits
+(``sys.exit(n)``, the end of its script) while its process group is up tells
+every other rank, at exit, how far it got in each group.  A rank that waits in
+a collective the exited rank never called ends the job at once, naming it and
+its exit code (an early ``sys.exit(0)`` is a failure while others still wait on
+it).  A wait that lasts ``PEEK_SECONDS`` also asks the group's ranks what they
+wait in, so that ranks stuck in *different* collectives end the job with that
+diagnosis instead of waiting for the timeout.  Start-up is bounded too
+(:class:`init_guard`): a rank that never reaches ``MPI_Init`` (it exited or
+crashed before ``init_process_group``) would leave the others waiting there.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import select
+import signal
 import socket
 import sys
 import threading
 import time
 import traceback
 
-__all__ = ["timeout_from_env", "stall_from_env", "wait", "daemon", "StateServer",
-           "install_excepthook", "uninstall_excepthook"]
+__all__ = ["timeout_from_env", "stall_from_env", "init_timeout_from_env", "wait", "daemon", "StateServer",
+           "install_excepthook", "uninstall_excepthook", "install_exit_hook", "uninstall_exit_hook",
+           "init_guard", "fail_job"]
 
 DEFAULT_TIMEOUT = 1800.0
 DEFAULT_STALL = 60.0
+DEFAULT_INIT_TIMEOUT = 300.0
 PROGRESS_INTERVAL = 2e-4
 SERVE_INTERVAL = 1e-2
 QUERY_SECONDS = 2.0
 SPIN_SECONDS = 1e-3
+PEEK_SECONDS = 3.0  # a wait this long asks the other ranks what they wait in, then every PEEK_SECONDS
 
 
 def _env_seconds(name, default):
@@ -72,6 +89,12 @@ def timeout_from_env(timeout=None) -> float:
             raise ValueError(f"init_process_group: expected timeout > 0 seconds, got {timeout!r}")
         return seconds
     return _env_seconds("DISTGRAPH_TIMEOUT", DEFAULT_TIMEOUT)
+
+
+def init_timeout_from_env(timeout: float) -> float:
+    """How long start-up (``MPI_Init`` and the first communicators) may take:
+    ``DISTGRAPH_INIT_TIMEOUT``, else the smaller of the collective timeout and 300 s."""
+    return _env_seconds("DISTGRAPH_INIT_TIMEOUT", min(timeout, DEFAULT_INIT_TIMEOUT))
 
 
 _stall_cache = None
@@ -103,6 +126,8 @@ def wait(work, timeout=None):
         issued = work.desc.started if work.desc is not None else start
         deadline = (issued if timeout is None else start) + limit
         stall_at = issued + stall_from_env()
+        peek_at = start + PEEK_SECONDS
+        server = getattr(pg, "state_server", None) if work.desc is not None else None
         pg.waiting = work.desc
         try:
             # Phase 1: spin (latency of a small collective is a few microseconds).
@@ -123,6 +148,12 @@ def wait(work, timeout=None):
                     else:
                         os.sched_yield()
                 now = time.monotonic()
+                if server is not None:
+                    if server.exited:
+                        check_exited(work, server)
+                    if now >= peek_at:
+                        peek(work)
+                        peek_at = time.monotonic() + PEEK_SECONDS
                 if not stalled and now >= stall_at:
                     stalled = True
                     report_stall(work, now - issued, limit)
@@ -141,21 +172,59 @@ def report_stall(work, elapsed, limit):
         sys.stderr.flush()
 
 
+def _arrival(work, states):
+    """``(arrived, missing)`` world ranks of the group, by their sequence numbers."""
+    pg, desc = work.pg, work.desc
+    arrived, missing = [], []
+    for r in pg.ranks:
+        st = states.get(r)
+        seq = st["groups"].get(pg.gid, {}).get("seq", 0) if st else -1
+        (arrived if seq >= desc.seq else missing).append(r)
+    return arrived, missing
+
+
+def disagreement(work, states):
+    """``{rank: call}`` when every member has issued collective ``#seq`` of this group but not
+    all the same one (then none of them can be trusted to complete); else None."""
+    pg, desc = work.pg, work.desc
+    calls = {}
+    for r in pg.ranks:
+        st = states.get(r)
+        g = st["groups"].get(pg.gid) if st else None
+        if g is None or g.get("seq", 0) < desc.seq:
+            return None
+        call = g.get("history", {}).get(desc.seq)
+        if call is None:
+            return None  # that rank is too far ahead to tell
+        calls[r] = call
+    first = calls[pg.ranks[0]]
+    return calls if any(c != first for c in calls.values()) else None
+
+
+def _disagreement_lines(work, calls):
+    pg = work.pg
+    first = calls[pg.ranks[0]]
+    bad = [r for r, c in calls.items() if c != first]
+    lines = [f"  ranks {bad} called something different from rank {pg.ranks[0]} at collective "
+             f"#{work.desc.seq} of group {pg.ranks}; each rank waits in:"]
+    lines += [f"  rank {r}: {c}" for r, c in calls.items()]
+    return bad, lines
+
+
 def stall_table(work, elapsed, limit, states):
     """The stall report: one table naming who arrived, who is missing and what they do."""
     pg, desc = work.pg, work.desc
     gid = pg.gid
-    arrived, missing = [], []
-    for r in pg.ranks:
-        st = states.get(r)
-        seq = st["groups"].get(gid, {}).get("seq", 0) if st else -1
-        (arrived if seq >= desc.seq else missing).append(r)
+    arrived, missing = _arrival(work, states)
     me = pg.ranks[pg.rank]
     if arrived and me != min(arrived):
         return f"{pg.tag()} stalled {elapsed:.1f} s in {desc}; rank {min(arrived)} prints the report"
     lines = [f"{pg.tag()} STALL: {desc} on group {pg.ranks} has waited {elapsed:.1f} s "
              f"(timeout {limit:g} s, then the job aborts)",
              f"  arrived: {arrived}   missing: {missing}"]
+    calls = disagreement(work, states)
+    if calls is not None:
+        lines += _disagreement_lines(work, calls)[1]
     for r in missing:
         st = states.get(r)
         if st is None:
@@ -170,32 +239,88 @@ def stall_table(work, elapsed, limit, states):
 
 
 def timeout_abort(work, elapsed, limit):
-    pg = work.pg
+    pg, desc = work.pg, work.desc
     states = pg.query_states() if hasattr(pg, "query_states") else {}
-    missing = [r for r in pg.ranks
-               if states.get(r) is None
-               or states[r]["groups"].get(pg.gid, {}).get("seq", 0) < work.desc.seq]
-    sys.stderr.write(
-        f"{pg.tag()} TIMEOUT: {work.desc} on group {pg.ranks} did not complete within "
-        f"{limit:g} s (waited {elapsed:.1f} s); ranks that never called it: {missing}. "
-        "Aborting the whole job so that no rank hangs. If the wait is legitimate, raise "
-        "init_process_group(timeout=...) or DISTGRAPH_TIMEOUT; otherwise look for a rank "
-        "that skipped this collective or died.\n")
-    _report_to_launcher(f"TIMEOUT: {work.desc} did not complete within {limit:g} s; ranks that never called it: "
-                        f"{missing}")
-    pg.abort()
-    os._exit(1)  # pg.abort() does not return; this is the belt to its braces
+    me = pg.ranks[pg.rank]
+    _, missing = _arrival(work, states)
+    calls = disagreement(work, states)
+    if calls is not None:
+        bad, lines = _disagreement_lines(work, calls)
+        fail_job(pg, f"{pg.tag()} TIMEOUT: {desc} on group {pg.ranks} did not complete within {limit:g} s: "
+                     "the ranks called different collectives.\n" + "\n".join(lines) + "\n"
+                     "Every rank must call the same collectives, in the same order; look for a branch on the "
+                     "rank. Aborting the whole job so that no rank hangs.",
+                 blame=bad, cause=f"ranks {bad} called a different collective than rank {pg.ranks[0]} at "
+                                  f"#{desc.seq} of group {pg.ranks}")
+    silent = [r for r in missing if states.get(r) is None]
+    who = f"rank {missing[0]}" if len(missing) == 1 else f"ranks {missing}"
+    fail_job(pg,
+             f"{pg.tag()} TIMEOUT: {who} never called {desc} on group {pg.ranks} (ranks that never called "
+             f"it: {missing}{'; no answer from ' + str(silent) if silent else ''}); rank {me} waited "
+             f"{elapsed:.1f} s (timeout {limit:g} s). Aborting the whole job so that no rank hangs. If the "
+             "wait is legitimate, raise init_process_group(timeout=...) or DISTGRAPH_TIMEOUT; otherwise look "
+             "for a rank that skipped this collective or died.",
+             blame=missing, cause=f"{who} never called {desc} (rank {me} waited {elapsed:.0f} s)")
 
 
-def _report_to_launcher(text):
-    """Under distgraph-run, one machine-readable line naming this rank; then, always, a moment
-    for the MPI's output forwarding to deliver what this rank wrote before MPI_Abort tears the
-    job down (Hydra drops output still in flight when it kills the ranks)."""
+def check_exited(work, server):
+    """End the job if a member of the work's group has exited before calling it."""
+    pg, desc = work.pg, work.desc
+    for r in pg.ranks:
+        info = server.exited.get(r)
+        if info is None or info["seqs"].get(pg.gid, 0) >= desc.seq:
+            continue
+        code, how = info["code"], info["how"]
+        status = f"exit code {code}" if code is not None else "exit code not known here"
+        early = (" (an early exit is a failure even with code 0 while other ranks still wait on it)"
+                 if not code else "")
+        last = info["last"].get(pg.gid) or "none"
+        fail_job(pg,
+                 f"{pg.tag()} PEER EXITED: rank {r} left the job ({how}, {status}) without calling "
+                 f"{desc} on group {pg.ranks}, which this rank waits in; its last collective on this group was "
+                 f"{last}. No collective can complete without it, so the whole job ends now{early}. Make "
+                 "every rank run the same collectives to the end, or stop every rank.",
+                 blame=[r], cause=f"rank {r} exited ({how}, {status}) while rank {pg.ranks[pg.rank]} "
+                                  f"waited in {desc}",
+                 code=code if isinstance(code, int) and 0 < code < 256 else 1)
+
+
+def peek(work):
+    """Ask the group what each rank waits in; end the job if they wait in different collectives."""
+    pg = work.pg
+    states = pg.query_states()
+    calls = disagreement(work, states)
+    if calls is None:
+        return
+    bad, lines = _disagreement_lines(work, calls)
+    fail_job(pg, f"{pg.tag()} COLLECTIVE MISMATCH: {work.desc} on group {pg.ranks} cannot complete: the ranks "
+                 "called different collectives.\n" + "\n".join(lines) + "\n"
+                 "Every rank must call the same collectives, in the same order, with the same shapes and "
+                 "dtypes; look for a branch on the rank. Aborting the whole job so that no rank hangs.",
+             blame=bad, cause=f"ranks {bad} called a different collective than rank {pg.ranks[0]} at "
+                              f"#{work.desc.seq} of group {pg.ranks}")
+
+
+def fail_job(pg, text, blame=None, cause=None, code=1):
+    """Write ``text``, tell the launcher whom to blame, and abort the whole job with ``code``."""
+    sys.stderr.write(text.rstrip("\n") + "\n")
+    _report_to_launcher(text, blame=blame, cause=cause, code=code)
+    pg.abort(code)
+    os._exit(code)  # pg.abort() does not return; this is the belt to its braces
+
+
+def _report_to_launcher(text, blame=None, cause=None, code=1):
+    """Under distgraph-run, one machine-readable line naming this rank (and, with ``blame``, the
+    ranks that caused the failure); then, always, a moment for the MPI's output forwarding to
+    deliver what this rank wrote before MPI_Abort tears the job down (Hydra drops output still
+    in flight when it kills the ranks)."""
     mark = os.environ.get("DISTGRAPH_FAIL_MARK")
     if mark:
         from distgraph.comm.env import discover
         report = {"rank": discover().rank, "host": socket.gethostname(), "time": time.time(),
-                  "code": 1, "tail": text.splitlines()[-40:]}
+                  "code": code, "tail": text.splitlines()[-40:]}
+        if blame:
+            report.update(blame=list(blame), cause=cause or text.splitlines()[0])
         sys.stderr.write(mark + json.dumps(report) + "\n")
     sys.stderr.flush()
     sys.stdout.flush()
@@ -213,7 +338,7 @@ def _main_stack(limit=8) -> str:
 class StateServer:
     """Answers 'what are you doing?' on a side communicator (see the module docstring)."""
 
-    QUERY, REPLY = 0x5D1, 0x5D2
+    QUERY, REPLY, EXIT = 0x5D1, 0x5D2, 0x5D3
 
     def __init__(self, comm, groups):
         from mpi4py import MPI  # noqa: PLC0415 - only MPI-backed groups get here
@@ -224,13 +349,15 @@ class StateServer:
         self._qid = 0
         self._lock = threading.Lock()  # serve() against query()'s bookkeeping
         self._query_lock = threading.Lock()  # one query at a time, or replies get mixed up
+        self.exited = {}  # world rank -> its exit notice (see announce_exit)
 
     def snapshot(self) -> dict:
         groups = {}
         for pg in list(self.groups):
             waiting = getattr(pg, "waiting", None)
             groups[pg.gid] = {"seq": pg.seq, "last": str(pg.last) if pg.last else None,
-                              "waiting": str(waiting) if waiting else None}
+                              "waiting": str(waiting) if waiting else None,
+                              "history": {d.seq: str(d) for d in list(pg.history)}}
         return {"groups": groups, "stack": _main_stack()}
 
     def serve(self):
@@ -242,10 +369,29 @@ class StateServer:
             while True:
                 msg = self.comm.improbe(MPI.ANY_SOURCE, self.QUERY, status)
                 if msg is None:
-                    return
+                    break
                 qid = msg.recv()
                 self._sends.append(self.comm.isend((qid, self.snapshot()), status.Get_source(),
                                                    self.REPLY))
+            while True:
+                msg = self.comm.improbe(MPI.ANY_SOURCE, self.EXIT, status)
+                if msg is None:
+                    return
+                self.exited[status.Get_source()] = msg.recv()
+
+    def announce_exit(self, code, how):
+        """Tell every other rank that this one exits now, and how far it got in each group."""
+        groups = list(self.groups)
+        info = {"code": code, "how": how, "seqs": {pg.gid: pg.seq for pg in groups},
+                "last": {pg.gid: str(pg.last) if pg.last else None for pg in groups}}
+        me = self.comm.Get_rank()
+        with self._lock:
+            sends = [self.comm.isend(info, r, self.EXIT) for r in range(self.comm.Get_size()) if r != me]
+        deadline = time.monotonic() + QUERY_SECONDS
+        while sends and time.monotonic() < deadline:  # small messages: they leave at once
+            sends = [r for r in sends if not r.Test()]
+            if sends:
+                time.sleep(1e-3)
 
     def query(self, ranks) -> dict:
         """States of ``ranks`` (world ranks); a rank missing from the result did not answer."""
@@ -326,6 +472,9 @@ class _Daemon(threading.Thread):
 
     @staticmethod
     def _check_deadline(w, now):
+        server = getattr(w.pg, "state_server", None)
+        if server is not None and server.exited and w.desc is not None:
+            check_exited(w, server)
         elapsed = now - w.desc.started
         if elapsed >= w.pg.timeout:
             timeout_abort(w, elapsed, w.pg.timeout)
@@ -390,3 +539,121 @@ def uninstall_excepthook():
     if _prev_hook is not None:
         sys.excepthook = _prev_hook
         _prev_hook = None
+
+
+# ------------------------------------------------------------- exit notices
+_exit_pg = None
+_real_exit = None
+_exit_status = []  # what the last sys.exit() was called with
+
+
+def _recording_exit(status=None):
+    """``sys.exit`` while a multi-rank group is up: remember the status for the exit notice."""
+    _exit_status[:] = [status]
+    _real_exit(status)
+
+
+def _announce_exit():
+    pg = _exit_pg
+    server = getattr(pg, "state_server", None)
+    if server is None:
+        return
+    if _exit_status:
+        status = _exit_status[0]
+        code = 0 if status is None else status if isinstance(status, int) else 1
+        how = f"it called sys.exit({status!r})"
+    else:
+        code, how = None, "its script ended, or raised SystemExit without sys.exit()"
+    try:
+        server.announce_exit(code, how)
+    except Exception as e:  # noqa: BLE001 - exiting anyway; the others fall back to the timeout
+        sys.stderr.write(f"{pg.tag()} could not tell the other ranks that this one exits: {e}\n")
+
+
+def install_exit_hook(pg):
+    """Send an exit notice to every rank when this process exits while ``pg`` is up.
+
+    Registered after the daemon's own exit hook, so it runs first (atexit is LIFO),
+    while the side channel is still served; mpi4py's ``MPI_Finalize`` runs after both.
+    """
+    global _exit_pg, _real_exit
+    if _exit_pg is None:
+        atexit.register(_announce_exit)
+    _exit_pg = pg
+    if _real_exit is None:
+        _real_exit = sys.exit
+        sys.exit = _recording_exit
+
+
+def uninstall_exit_hook():
+    """``destroy_process_group``: exiting is no longer anybody else's business."""
+    global _exit_pg, _real_exit
+    _exit_pg = None
+    if _real_exit is not None:
+        if sys.exit is _recording_exit:
+            sys.exit = _real_exit
+        _real_exit = None
+    _exit_status.clear()
+
+
+class init_guard:
+    """Bound start-up: if the block does not finish within ``seconds``, say why and end the process.
+
+    ``MPI_Init`` waits for every rank the launcher started; one that exited or
+    crashed before ``init_process_group`` leaves the others there forever.  A
+    blocked ``MPI_Init`` holds the GIL, so no Python thread can act: the guard is a
+    forked process (forked before MPI starts) that waits on a pipe; the block's end
+    closes the pipe, and if that does not happen in time the guard writes the
+    report and terminates this process.
+    """
+
+    def __init__(self, info, seconds):
+        self.info, self.seconds = info, seconds
+        self._pid = None
+
+    def __enter__(self):
+        if not hasattr(os, "fork"):
+            return self
+        parent = os.getpid()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the guard: nothing here may touch MPI or run the parent's atexit hooks
+            try:
+                os.close(w)
+                ready, _, _ = select.select([r], [], [], self.seconds)
+                if not ready:
+                    self._expire(parent)
+            finally:
+                os._exit(0)
+        os.close(r)
+        self._pid, self._w = pid, w
+        return self
+
+    def __exit__(self, *exc):
+        if self._pid is not None:
+            os.close(self._w)  # the guard sees end-of-file and exits
+            os.waitpid(self._pid, 0)
+            self._pid = None
+        return False
+
+    def _expire(self, parent):
+        i = self.info
+        text = (f"[rank {i.rank}/{i.world_size}] init_process_group: start-up did not complete within "
+                f"{self.seconds:g} s: some of the {i.world_size} ranks that {i.launcher} started never reached "
+                "it (they exited, crashed or hang before init_process_group: look at their output above). "
+                "Ending this rank so that the job does not hang; raise DISTGRAPH_INIT_TIMEOUT if start-up is "
+                "legitimately this slow.")
+        sys.stderr.write(text + "\n")
+        _report_to_launcher(text)
+        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 0)):
+            try:
+                os.kill(parent, sig)
+            except ProcessLookupError:
+                return
+            end = time.monotonic() + wait
+            while time.monotonic() < end:
+                try:
+                    os.kill(parent, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.05)

@@ -307,7 +307,10 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
-    """``-input[n, target[n]]`` (weighted); ``mean`` divides by the total weight of non-ignored targets."""
+    """``-input[n, target[n]]`` (weighted); ``mean`` divides by the total weight of non-ignored targets.
+
+    Targets outside ``[0, C)`` raise IndexError on the CPU; on a GPU they give a NaN loss
+    (checking would cost a host synchronisation per call; PyTorch raises a device-side assert)."""
     (x,) = autocast_float32(as_tensor(input))
     t = as_tensor(target, x)
     if t.dtype.kind not in "iu":
@@ -319,17 +322,26 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     valid = t.array != ignore_index
     safe = xp.where(valid, t.array, 0)
     c = x.shape[1] if x.ndim > 1 else x.shape[0]
-    if safe.size and (int(safe.min()) < 0 or int(safe.max()) >= c):
-        raise IndexError(f"nll_loss: target values must lie in [0, {c}) or equal ignore_index, "
-                         f"got min {int(safe.min())} max {int(safe.max())}")
+    bad = None
+    if backend.device_of(safe) == backend.CPU:
+        if safe.size and (int(safe.min()) < 0 or int(safe.max()) >= c):
+            raise IndexError(f"nll_loss: target values must lie in [0, {c}) or equal ignore_index, "
+                             f"got min {int(safe.min())} max {int(safe.max())}")
+    else:
+        # On a GPU this check would stop the host once per loss: out-of-range targets
+        # give a NaN loss instead (PyTorch raises a device-side assert).
+        bad = (safe < 0) | (safe >= c)
+        safe = xp.clip(safe, 0, c - 1)
     picked = x.gather(1, _make(xp.expand_dims(safe, 1), None, False)).squeeze(1) if x.ndim > 1 else x[safe]
     w = valid.astype(x.dtype)
     if weight is not None:
         w = w * weight.array[safe]
+    if bad is not None:
+        w = xp.where(bad, xp.asarray(math.nan, dtype=w.dtype), w)
     wt = _make(w, None, False)
     loss = -picked * wt
     if reduction == "mean":
-        return loss.sum() / float(w.sum())
+        return loss.sum() / _make(xp.asarray(w.sum()), None, False)  # on the device: no host read
     return _reduce(loss, reduction, "nll_loss")
 
 
@@ -354,10 +366,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     smooth = -(logp * w).sum(1) * valid / c
     if reduction == "mean":
         if weight is None:
-            denom = float(valid.array.sum())
+            denom = valid.array.sum()
         else:
-            denom = float((valid.array * weight.array[xp_of(t.array).where(t.array != ignore_index, t.array, 0)]).sum())
-        smooth = smooth.sum() / denom
+            denom = (valid.array * weight.array[xp_of(t.array).where(t.array != ignore_index, t.array, 0)]).sum()
+        smooth = smooth.sum() / _make(xp_of(denom).asarray(denom), None, False)
     else:
         smooth = _reduce(smooth, reduction, "cross_entropy")
     return nll * (1 - label_smoothing) + smooth * label_smoothing

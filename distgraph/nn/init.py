@@ -49,7 +49,7 @@ def uniform_(tensor, a=0.0, b=1.0):
 
 
 def normal_(tensor, mean=0.0, std=1.0):
-    return _fill(tensor, lambda g, s: g.normal(mean, std, s))
+    return _fill(tensor, lambda g, s: backend.normal(g, mean, std, s))
 
 
 def constant_(tensor, val):
@@ -100,10 +100,10 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
     """N(mean, std^2) restricted to [a, b] (redrawing out-of-range values)."""
     def draw(g, shape):
         xp = backend.xp_for(tensor.device)
-        out = g.normal(mean, std, shape)
+        out = backend.normal(g, mean, std, shape)
         bad = (out < a) | (out > b)
-        while bool(bad.any()):
-            out = xp.where(bad, g.normal(mean, std, shape), out)
+        while bool(bad.any()):  # a host read per round: initialisation, not the training step
+            out = xp.where(bad, backend.normal(g, mean, std, shape), out)
             bad = (out < a) | (out > b)
         return out
     return _fill(tensor, draw)
@@ -162,9 +162,9 @@ def sparse_(tensor, sparsity, std=0.01):
     zeros = int(math.ceil(sparsity * rows))
 
     def draw(g, shape):
-        w = g.normal(0, std, shape)
+        w = backend.normal(g, 0, std, shape)
         for c in range(cols):
-            w[g.permutation(rows)[:zeros], c] = 0
+            w[backend.permutation(g, rows)[:zeros], c] = 0
         return w
     return _fill(tensor, draw)
 

@@ -4,6 +4,11 @@
     mpiexec -n 2 python tests/comm/mpi_failures.py mismatch   # DISTGRAPH_DEBUG=1 catches it
     mpiexec -n 2 python tests/comm/mpi_failures.py die        # rank 1 is killed mid-job
     mpiexec -n 2 python tests/comm/mpi_failures.py exception  # rank 1 raises
+    mpiexec -n 2 python tests/comm/mpi_failures.py exit 3     # rank 1 calls sys.exit(3) early
+    mpiexec -n 2 python tests/comm/mpi_failures.py end        # rank 1's script ends early
+    mpiexec -n 2 python tests/comm/mpi_failures.py dtype      # float32 against int32, same bytes
+    mpiexec -n 2 python tests/comm/mpi_failures.py shape      # (8,) against (2, 4)
+    mpiexec -n 2 python tests/comm/mpi_failures.py preinit    # rank 1 exits before init_process_group
 
 ``tests/comm/test_failures.py`` runs them and checks the output and the time taken.
 """
@@ -25,8 +30,10 @@ def stuck_in_python(seconds):
         sum(range(1000))
 
 
-def main(scenario):
+def main(scenario, *args):
     timeout = float(os.environ.get("TEST_TIMEOUT", "5"))
+    if scenario == "preinit" and os.environ.get("PMI_RANK") == "1":
+        sys.exit(1)  # before MPI_Init: rank 0 waits there for it
     comm.init_process_group(timeout=timeout)
     r, n = comm.get_rank(), comm.get_world_size()
     t = dg.tensor(np.ones(8, dtype=np.float32))
@@ -56,6 +63,25 @@ def main(scenario):
         if r == 1:
             raise ValueError("boom on purpose")
         comm.all_reduce(t)
+    elif scenario == "exit":
+        if r == 1:
+            sys.exit(int(args[0]))
+        comm.all_reduce(t)
+    elif scenario == "end":
+        if r == 1:
+            return  # the script ends here on rank 1, while rank 0 goes on
+        comm.all_reduce(t)
+    elif scenario in ("dtype", "shape"):
+        # The same number of bytes: MPI reduces them without complaint, into garbage.
+        bad = (np.ones(8, dtype=np.int32) if scenario == "dtype" else np.ones((2, 4), dtype=np.float32))
+        comm.all_reduce(dg.tensor(bad) if r == 1 else t)
+        try:
+            for i in range(40):
+                comm.all_reduce(t)
+        except comm.CommError as e:
+            print(f"CAUGHT rank={r} i={i}: {e}", flush=True)
+    elif scenario == "preinit":
+        comm.all_reduce(t)
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
     comm.destroy_process_group()
@@ -63,4 +89,4 @@ def main(scenario):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -1,14 +1,54 @@
-"""NCCL backend on GPU tensors: runs where CuPy, NCCL and a GPU exist, skipped elsewhere."""
+"""NCCL backend: its choices against a fake ``cupy.cuda.nccl`` (CPU), and GPU tensors
+through real NCCL where CuPy, NCCL and a GPU exist (marked ``gpu``, skipped elsewhere)."""
 import re
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 import distgraph as dg
 from _mpirun import run_mpi
+from distgraph.comm import nccl as dg_nccl
+from distgraph.comm.base import ReduceOp
 
-pytestmark = pytest.mark.gpu
+
+def fake_nccl(code, avg=True):
+    consts = dict(NCCL_SUM=0, NCCL_PROD=1, NCCL_MAX=2, NCCL_MIN=3)
+    if avg:
+        consts["NCCL_AVG"] = 4  # CuPy's binding exports it (cupy_backends/cuda/libs/nccl.pxd)
+    return SimpleNamespace(get_version=lambda: code, **consts)
 
 
+@pytest.mark.parametrize("code, version", [(22803, (2, 28, 3)), (23000, (2, 30, 0)),
+                                           (21003, (2, 10, 3)), (2708, (2, 7, 8))])
+def test_nccl_version_codes(code, version):
+    assert dg_nccl.nccl_version(fake_nccl(code)) == version
+
+
+@pytest.mark.parametrize("code, avg, dtype, native", [
+    (22803, True, np.float32, True),    # NCCL 2.28: ncclAvg
+    (22803, True, np.float16, True),
+    (22803, True, np.int32, False),     # NCCL's integer average truncates: SUM + divide
+    (20903, True, np.float32, False),   # NCCL 2.9: no ncclAvg
+    (22803, False, np.float32, False),  # a CuPy without NCCL_AVG
+])
+def test_avg_uses_nccl_avg_when_nccl_has_it(code, avg, dtype, native):
+    n = fake_nccl(code, avg)
+    x = np.arange(4, dtype=dtype)
+    assert dg_nccl._redop(n, ReduceOp.AVG, x) == (4 if native else n.NCCL_SUM)
+    after = dg_nccl._divide_after(n, ReduceOp.AVG, x, x, 2)
+    if native:
+        assert after is None  # no second pass over the buffer
+    else:
+        assert callable(after)  # SUM, then the division on the NCCL stream
+        if x.dtype.kind == "f":
+            after()
+            np.testing.assert_array_equal(x, np.arange(4, dtype=dtype) / 2)
+    assert dg_nccl._redop(n, ReduceOp.SUM, x) == n.NCCL_SUM
+    assert dg_nccl._divide_after(n, ReduceOp.SUM, x, x, 2) is None
+
+
+@pytest.mark.gpu
 def test_nccl_collectives_match_numpy():
     if not dg.cuda.is_available():
         pytest.skip("needs CuPy and a CUDA GPU (the NCCL backend has never run on this machine)")

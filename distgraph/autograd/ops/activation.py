@@ -26,6 +26,8 @@ class Relu(Function):
 
 
 class Gelu(Function):
+    """float16 is computed in float32 and rounded once (PyTorch's "opmath"): float16 in,
+    float16 out, forward and gradient (erf's float16 loop would otherwise give float64)."""
     __slots__ = ("x", "approximate")
     saves = (0,)
 
@@ -34,21 +36,30 @@ class Gelu(Function):
 
     def forward(self, x):
         self.x = x
-        xp = xp_of(x)
+        xc = _opmath(x)
         if self.approximate == "tanh":
-            return 0.5 * x * (1 + xp.tanh(_GELU_C * (x + 0.044715 * x ** 3)))
-        return 0.5 * x * (1 + backend.erf(x / math.sqrt(2)))
+            y = 0.5 * xc * (1 + xp_of(x).tanh(_GELU_C * (xc + 0.044715 * xc ** 3)))
+        else:
+            y = 0.5 * xc * (1 + backend.erf(xc / math.sqrt(2)))
+        return y.astype(x.dtype, copy=False)
 
     def backward(self, gy):
-        x = self.x
+        x = _opmath(self.x)
         xp = xp_of(x)
         if self.approximate == "tanh":
             t = xp.tanh(_GELU_C * (x + 0.044715 * x ** 3))
             dt = (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * x * x)
-            return (gy * (0.5 * (1 + t) + 0.5 * x * dt),)
-        cdf = 0.5 * (1 + backend.erf(x / math.sqrt(2)))
-        pdf = xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        return (gy * (cdf + x * pdf),)
+            dy = 0.5 * (1 + t) + 0.5 * x * dt
+        else:
+            cdf = 0.5 * (1 + backend.erf(x / math.sqrt(2)))
+            pdf = xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+            dy = cdf + x * pdf
+        return ((_opmath(gy) * dy).astype(gy.dtype, copy=False),)
+
+
+def _opmath(x):
+    """float16 widened to float32 for the arithmetic; other dtypes as they are."""
+    return x.astype(backend.float32) if x.dtype == backend.float16 else x
 
 
 _GELU_C = math.sqrt(2 / math.pi)

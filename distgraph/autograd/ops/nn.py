@@ -297,7 +297,9 @@ class MaxPoolNd(Function):
             xp.maximum(y, v, out=y)                     # NaN propagates, as PyTorch
         pos = xp.full(y.shape, len(views) - 1, dtype=xp.int32)
         for k in range(len(views) - 2, -1, -1):       # the first position that holds the max wins
-            pos[(views[k] == y) | (views[k] != views[k])] = k
+            # copyto(where=), not pos[mask] = k: a boolean-mask store makes CuPy count the
+            # mask on the host (a synchronisation per window position)
+            xp.copyto(pos, k, where=(views[k] == y) | (views[k] != views[k]))
         self.argpos = pos
         return y
 

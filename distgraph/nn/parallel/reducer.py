@@ -42,11 +42,13 @@ class Bucket:
             self.views.append(self.buffer[off:off + p.numel()].reshape(p.shape))
             off += p.numel()
         self.flags = self.buffer[self.numel:]
+        self.used = [False] * len(params)  # this rank's flags, on the host
         self.pending = len(params)
         self.work = None
 
     def reset(self):
         self.pending = len(self.params)
+        self.used = [False] * len(self.params)
         self.work = None
 
 
@@ -123,6 +125,7 @@ class Reducer:
             else:
                 xp.multiply(p.grad.array, 1.0 / self.world_size, out=view)
             bucket.flags[k] = 1
+            bucket.used[k] = True
         else:
             view[...] = 0
             bucket.flags[k] = 0
@@ -156,8 +159,12 @@ class Reducer:
         for b in self.buckets:
             b.work.wait()
             self.timeline.append(("done", b.index))
+            # A parameter this rank used was used somewhere; only for the others is the
+            # reduced flag read back -- one host read per such bucket, none usually.
+            used = b.used if all(b.used) else \
+                [u or f != 0 for u, f in zip(b.used, backend.to_device(b.flags, backend.CPU))]
             for k, p in enumerate(b.params):
-                if float(b.flags[k]) == 0:      # no rank used it: leave .grad alone (None)
+                if not used[k]:                 # no rank used it: leave .grad alone (None)
                     continue
                 view = b.views[k]
                 if self.gradient_as_bucket_view:
