@@ -242,14 +242,22 @@ def generator(device: Device):
     key = str(device)
     gen = _generators.get(key)
     if gen is None:
-        if device.type == "cpu":
-            gen = np.random.default_rng(_seed)
-        else:
-            cp = require_cuda(device)
-            with cp.cuda.Device(device.index):
-                gen = cp.random.default_rng(_seed)
-        _generators[key] = gen
+        gen = _generators[key] = new_generator(device, _seed)
     return gen
+
+
+def new_generator(device: Device, seed):
+    """A fresh generator for ``device`` seeded with ``seed`` (not installed as its generator)."""
+    if device.type == "cpu":
+        return np.random.default_rng(seed)
+    cp = require_cuda(device)
+    with cp.cuda.Device(device.index):
+        return cp.random.default_rng(seed)
+
+
+def set_generator(device: Device, gen):
+    """Make ``gen`` the random generator of ``device`` (what ``generator(device)`` returns)."""
+    _generators[str(device)] = gen
 
 
 # CuPy's ``Generator`` (CuPy 14) has ``random``, ``uniform``, ``integers``, ``standard_normal``

@@ -174,6 +174,46 @@ def test_checkpoint_gives_the_same_gradients_with_dropout(input_requires_grad):
         np.testing.assert_array_equal(a, b)
 
 
+class _StatelessBitGen:
+    """Like CuPy's bit generators: ``state`` is a method, not a settable dict."""
+
+    def state(self):
+        return 0
+
+
+class _CupyLikeGenerator:
+    """A NumPy generator behind CuPy's surface: no settable bit-generator state."""
+
+    def __init__(self, seed):
+        self._g = np.random.default_rng(seed)
+        self.bit_generator = _StatelessBitGen()
+
+    def random(self, *a, **k):
+        return self._g.random(*a, **k)
+
+    def integers(self, *a, **k):
+        return self._g.integers(*a, **k)
+
+
+def test_checkpoint_replays_dropout_with_a_generator_without_settable_state(monkeypatch):
+    from distgraph import backend
+    cpu = dg.device("cpu")
+    monkeypatch.setattr(backend, "new_generator", lambda device, seed: _CupyLikeGenerator(seed))
+    monkeypatch.setitem(backend._generators, "cpu", _CupyLikeGenerator(3))
+    before = backend.generator(cpu)
+    drop = dg.nn.Dropout(0.5)
+    x = dg.ones(400, dtype=dg.float64, requires_grad=True)
+    y = checkpoint(lambda a: drop(a) * 3.0, x, use_reentrant=False)
+    forked = backend.generator(cpu)
+    assert forked is not before                  # the segment ran on a generator forked by seed
+    y.sum().backward()
+    assert backend.generator(cpu) is forked      # the recomputation did not change the stream after it
+    kept = y.detach().numpy() != 0
+    assert 100 < kept.sum() < 300
+    # the recomputed mask is the forward's: the gradient is 3 / (1 - p) exactly where y kept x
+    np.testing.assert_array_equal(x.grad.numpy(), np.where(kept, 6.0, 0.0))
+
+
 def test_checkpoint_several_outputs_and_keeps_no_graph_inside():
     x = dg.randn(3, dtype=dg.float64, requires_grad=True)
     u, v = checkpoint(lambda a: (a * 2, (a * a).sum()), x)

@@ -11,8 +11,9 @@ engine reaches them.
 Differences from PyTorch: there is one implementation, so ``use_reentrant`` is
 accepted and ignored (it behaves like ``use_reentrant=False``: the segment is
 recomputed even when no input requires grad, so parameters inside still get
-gradients); the random state is preserved for CPU generators (NumPy's
-``Generator``), and for CuPy's only when its bit generator exposes ``state``.
+gradients); CuPy's generators have no settable state, so on a GPU a checkpointed
+segment draws its random numbers from a generator seeded from the device's
+stream when the segment first runs, and seeded the same when it is recomputed.
 """
 from __future__ import annotations
 
@@ -28,19 +29,34 @@ from distgraph.autograd.tensor import Tensor, _make
 __all__ = ["checkpoint", "checkpoint_sequential"]
 
 
-def _rng_snapshot(devices):
+def _rng_snapshot(devices, fork=True):
+    """What replays each device's random stream: NumPy's generator state; for a generator
+    without a settable state (CuPy's bit generators), ``fork`` draws a seed from it and
+    continues on a fresh generator with that seed, which the recomputation seeds again
+    (without ``fork``: the generator object itself, to put back afterwards)."""
     states = {}
     for d in devices:
-        bitgen = getattr(backend.generator(d), "bit_generator", None)
-        state = getattr(bitgen, "state", None) if bitgen is not None else None
-        if state is not None:
-            states[d] = state
+        gen = backend.generator(d)
+        state = getattr(getattr(gen, "bit_generator", None), "state", None)
+        if isinstance(state, dict):
+            states[d] = ("state", state)
+        elif fork:
+            seed = int(gen.integers(0, 2**62))
+            backend.set_generator(d, backend.new_generator(d, seed))
+            states[d] = ("seed", seed)
+        else:
+            states[d] = ("object", gen)
     return states
 
 
 def _rng_restore(states):
-    for d, state in states.items():
-        backend.generator(d).bit_generator.state = state
+    for d, (kind, value) in states.items():
+        if kind == "state":
+            backend.generator(d).bit_generator.state = value
+        elif kind == "seed":
+            backend.set_generator(d, backend.new_generator(d, value))
+        else:
+            backend.set_generator(d, value)
 
 
 class _Recompute(Node):
@@ -53,7 +69,7 @@ class _Recompute(Node):
 
     def backward(self, gy):
         inputs = [_make(a.array, None, a.requires_grad) if isinstance(a, Tensor) else a for a in self.args]
-        saved_now = _rng_snapshot(self.devices) if self.rng is not None else None
+        saved_now = _rng_snapshot(self.devices, fork=False) if self.rng is not None else None
         try:
             if self.rng is not None:
                 _rng_restore(self.rng)
