@@ -52,14 +52,15 @@ _OP_NAMES = {v: k for k, v in OP_CODES.items()}
 _DTYPES = [np.dtype(t) for t in (np.float16, np.float32, np.float64, np.int32, np.int64,
                                  np.bool_, np.int8, np.uint8, np.int16)]
 _REDUCE_CODES = {op: i for i, op in enumerate(ReduceOp, start=1)}
+_DTYPE_CODES = {d: i for i, d in enumerate(_DTYPES)}
 FP_DIMS = 8
 FP_LEN = 6 + FP_DIMS
-CHECK_EVERY = 16  # the periodic check's largest window (DISTGRAPH_CHECK_EVERY; 0 turns it off)
+CHECK_EVERY = 64  # the periodic check's largest window (DISTGRAPH_CHECK_EVERY; 0 turns it off)
 HISTORY = 16  # collectives each group remembers for stall reports
 
 
 def check_every_from_env() -> int:
-    """``DISTGRAPH_CHECK_EVERY``: the periodic check's window (default 16; 0 turns it off)."""
+    """``DISTGRAPH_CHECK_EVERY``: the periodic check's window (default 64; 0 turns it off)."""
     raw = os.environ.get("DISTGRAPH_CHECK_EVERY", "")
     if raw == "":
         return CHECK_EVERY
@@ -91,6 +92,13 @@ class OpDesc:
         row = self.fingerprint_row()
         fp[:len(row)] = row
         return fp
+
+    def key(self) -> tuple:
+        """The fingerprint as a tuple of ints: its ``hash`` is the same in every process
+        (integers hash alike everywhere; strings, None and enums do not)."""
+        return (self.seq, OP_CODES[self.name],
+                _DTYPE_CODES.get(self.dtype, -2) if self.dtype is not None else -1,
+                _REDUCE_CODES.get(self.op, 0), self.root, self.shape)
 
     def fingerprint_row(self) -> list:
         """The leading entries of :meth:`fingerprint` (the rest is -1)."""
@@ -280,11 +288,13 @@ class ProcessGroup(ABC):
 
         With ``debug`` every collective is compared across ranks before it runs.
         Otherwise the periodic check compares them a little later, off the critical
-        path: the collectives of a window are exchanged on a side communicator
-        without waiting, and the exchange is looked at when the next window is
-        sent.  Windows follow the sequence numbers (1, 1, 2, 4, 8, then
-        ``check_every``), a schedule every rank agrees on, so a mismatch raises
-        :class:`CommError` on every rank at the same collective.
+        path: a digest of a window's collectives is exchanged on a side
+        communicator without waiting, and the exchange is looked at when the next
+        window is sent (only when the digests differ do the ranks exchange the
+        collectives themselves, to say which one differs).  Windows end at
+        collectives #1, 2, 4, 8, ... and then every ``check_every``: a schedule
+        every rank agrees on, so a mismatch raises :class:`CommError` on every rank
+        at the same collective, and one in the first steps of a job soon.
         """
         if name not in OP_CODES:  # every rank must be able to describe every collective
             raise ValueError(f"{self.tag()} begin: unknown collective {name!r}; add it to comm.base.OP_CODES")
@@ -306,19 +316,19 @@ class ProcessGroup(ABC):
 
     # -- the periodic check
     def start_check_exchange(self, table) -> Work | None:
-        """All-gather ``table`` (``(rows, FP_LEN)`` int64) on a side channel without waiting;
-        None where the group has none (no periodic check then)."""
+        """All-gather the int64 array ``table`` (the same shape on every rank) on a side channel,
+        without waiting; None where the group has none (no periodic check then)."""
         return None
 
     def _send_window(self):
+        """Exchange a digest of the collectives since the last exchange (three int64s a rank)."""
         self.finish_check()
-        rows = max(self.check_every, 1)
-        table = np.full((rows, FP_LEN), -1, dtype=np.int64)
-        for i, d in enumerate(self._window[-rows:]):
-            row = d.fingerprint_row()
-            table[i, :len(row)] = row
-        self._window = []
-        self._check = self.start_check_exchange(table)
+        window, self._window = self._window, []
+        digest = hash(tuple(d.key() for d in window))
+        work = self.start_check_exchange(np.array([window[0].seq, len(window), digest], dtype=np.int64))
+        if work is not None:
+            work.window = window
+        self._check = work
 
     def finish_check(self, partial=False):
         """Wait for the exchange in flight (if any) and raise :class:`CommError` on a mismatch.
@@ -327,7 +337,17 @@ class ProcessGroup(ABC):
         work, self._check = self._check, None
         if work is not None:
             work.wait()
-            _compare_windows(self, work._result)
+            digests = work._result
+            if not (digests == digests[0]).all():
+                # Every rank sees the same digests, so every rank asks for the details here.
+                rows = max(self.check_every, len(work.window))
+                table = np.full((rows, FP_LEN), -1, dtype=np.int64)
+                for i, d in enumerate(work.window[:rows]):
+                    row = d.fingerprint_row()
+                    table[i, :len(row)] = row
+                details = self.start_check_exchange(table)
+                details.wait()
+                _compare_windows(self, details._result)
         if partial and self._window and self.check_every and not self.debug:
             self._send_window()
             self.finish_check()
