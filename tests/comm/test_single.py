@@ -1,5 +1,6 @@
 """The single backend in this very process (a world of one), and init/teardown errors."""
 import datetime
+import os
 import sys
 from pathlib import Path
 
@@ -100,3 +101,28 @@ def test_timeout_settings(clean_env):
 def test_fingerprint_round_trip():
     desc = comm.base.OpDesc("all_reduce", 4, (2, 3), np.dtype(np.float32), -1, comm.ReduceOp.MAX)
     assert str(desc) == "all_reduce #4 shape=(2, 3) dtype=float32 op=MAX"
+
+
+def test_periodic_check_digest_is_the_same_in_every_process():
+    # The periodic check compares hash(tuple(desc.key() ...)) across ranks: it must not depend on
+    # the per-process string-hash seed (ranks get different seeds), only on the collectives.
+    import subprocess
+    import sys
+    code = ("import numpy as np; from distgraph.comm.base import OpDesc, ReduceOp; "
+            "w = [OpDesc(n, i, s, None if d is None else np.dtype(d), r, o) for i, (n, s, d, r, o) in enumerate(["
+            "('all_reduce', (8, 3), 'float32', -1, ReduceOp.AVG), ('broadcast', (2,), 'int64', 1, None), "
+            "('barrier', (), None, -1, None), ('all_gather_object', (), None, -1, None)])]; "
+            "print(hash(tuple(d.key() for d in w)))")
+    digests = set()
+    for seed in ("1", "2", "random"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1, digests
+    # ...and it tells a dtype, a shape and a reduce op apart
+    base = comm.base.OpDesc("all_reduce", 4, (2, 3), np.dtype(np.float32), -1, comm.ReduceOp.SUM)
+    for other in (comm.base.OpDesc("all_reduce", 4, (2, 3), np.dtype(np.int32), -1, comm.ReduceOp.SUM),
+                  comm.base.OpDesc("all_reduce", 4, (3, 2), np.dtype(np.float32), -1, comm.ReduceOp.SUM),
+                  comm.base.OpDesc("all_reduce", 4, (2, 3), np.dtype(np.float32), -1, comm.ReduceOp.MAX)):
+        assert hash(other.key()) != hash(base.key())
