@@ -7,25 +7,65 @@
 import sys as _sys
 
 
-def _checkout_launch():
-    """From a plain checkout (not installed), ``distgraph.launch`` is the top-level ``launch/``
-    folder, which pyproject.toml maps there only at install time: load it from there."""
+class _LauncherAlias:
+    """``distgraph.launch`` (and its submodules) are the very modules of ``distgraph_launch``
+    (also for ``python -m distgraph.launch``, which asks the loader for the code)."""
+
+    PREFIX = __name__ + ".launch"
+
+    @classmethod
+    def _real(cls, fullname):
+        return "distgraph_launch" + fullname[len(cls.PREFIX):]
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.PREFIX and not fullname.startswith(self.PREFIX + "."):
+            return None
+        import importlib.util
+        real = importlib.util.find_spec(self._real(fullname))
+        if real is None:
+            return None
+        spec = importlib.util.spec_from_loader(fullname, self, is_package=real.submodule_search_locations is not None)
+        if real.submodule_search_locations is not None:
+            spec.submodule_search_locations = list(real.submodule_search_locations)
+        spec.origin, spec.has_location = real.origin, real.has_location
+        return spec
+
+    def create_module(self, spec):
+        import importlib
+        module = importlib.import_module(self._real(spec.name))
+        spec.loader_state = module.__spec__  # the import system overwrites it: put back below
+        return module
+
+    def exec_module(self, module):
+        module.__spec__ = module.__spec__.loader_state
+
+    def get_code(self, fullname):  # runpy: ``python -m distgraph.launch``
+        import importlib.util
+        real = self._real(fullname)
+        return importlib.util.find_spec(real).loader.get_code(real)
+
+
+def _launcher_package():
+    """The launcher is the top-level ``launch/`` folder, installed as the package ``distgraph_launch``
+    (outside this package: it must start without importing any array code); ``distgraph.launch`` is
+    another name for it.  From a plain checkout (nothing installed) it is loaded from the folder."""
     import importlib.util
     import os
-    if importlib.util.find_spec(__name__ + ".launch") is not None:  # installed (or editable)
-        return
-    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch")
-    init = os.path.join(folder, "__init__.py")
-    if os.path.isfile(init):
-        spec = importlib.util.spec_from_file_location(__name__ + ".launch", init,
-                                                      submodule_search_locations=[folder])
+    if importlib.util.find_spec("distgraph_launch") is None:
+        folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch")
+        init = os.path.join(folder, "__init__.py")
+        if not os.path.isfile(init):
+            return
+        spec = importlib.util.spec_from_file_location("distgraph_launch", init, submodule_search_locations=[folder])
         module = importlib.util.module_from_spec(spec)
+        module.LOADED_BY_DISTGRAPH = True  # a new interpreter cannot import it by name (see launch/cli.py)
         _sys.modules[spec.name] = module
         spec.loader.exec_module(module)
-        globals()["launch"] = module  # what the import system does for a found submodule
+    if not any(isinstance(f, _LauncherAlias) for f in _sys.meta_path):
+        _sys.meta_path.insert(0, _LauncherAlias())
 
 
-_checkout_launch()
+_launcher_package()
 
 from distgraph import backend  # noqa: E402
 from distgraph.autograd import (Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad,
@@ -40,6 +80,7 @@ from distgraph import amp, autograd, comm, cuda, nn, optim, profiler, utils  # n
 from distgraph import accelerator, multiprocessing  # noqa: E402
 from distgraph.amp import autocast  # noqa: E402
 from distgraph import linalg, random, testing  # noqa: E402
+from distgraph import onnx  # noqa: E402 - dg.onnx; the onnx package itself loads on the first export
 from distgraph.random import (Generator, default_generator, fork_rng, get_rng_state, initial_seed,  # noqa: E402
                               manual_seed, seed, set_rng_state)
 from distgraph.types import *  # noqa: E402,F401,F403

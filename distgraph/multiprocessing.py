@@ -46,8 +46,8 @@ class ProcessExitedException(ProcessException):
 def _command(nprocs, child_argv):
     """The ``mpiexec`` argv ``distgraph-run`` would build (same launcher search, same flavour rules),
     without its per-rank wrapper and output tags: spawned ranks print as they would under torch."""
-    from distgraph.launch.cli import parser, resolve_plan  # noqa: PLC0415 - only when spawning
-    from distgraph.launch.command import LaunchError, build_command  # noqa: PLC0415
+    from distgraph_launch.cli import parser, resolve_plan  # noqa: PLC0415 - only when spawning
+    from distgraph_launch.command import LaunchError, build_command  # noqa: PLC0415
     try:
         plan = resolve_plan(parser().parse_args(["-n", str(int(nprocs)), "--skip-preflight", "--", *child_argv]))
     except LaunchError as e:

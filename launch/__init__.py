@@ -1,1 +1,2 @@
-"""distgraph's launcher (installed as ``distgraph.launch``, console script ``distgraph-run``)."""
+"""distgraph's launcher, console script ``distgraph-run``: installed as the top-level package
+``distgraph_launch`` (it imports no array code; ``distgraph.launch`` is another name for it)."""

@@ -1,6 +1,6 @@
 """``python -m distgraph.launch`` is ``distgraph-run``."""
 import sys
 
-from distgraph.launch.cli import main
+from .cli import main
 
 sys.exit(main())

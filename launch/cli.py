@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import importlib.metadata
+import importlib.util
 import collections
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -45,12 +48,12 @@ import sys
 import threading
 import time
 
-from distgraph.launch.command import (LaunchError, Plan, build_command, flavour_of, parse_hosts, quote,
+from .command import (LaunchError, Plan, build_command, flavour_of, parse_hosts, quote,
                                       read_hostfile, user_command)
-from distgraph.launch.procs import LAUNCHER_VAR, TOKEN_VAR, die_with_parent, kill_all, launcher_identity, new_token
-from distgraph.launch.rank import FAIL_MARK
-from distgraph.launch.stream import Demux, own_tag
-from distgraph.launch.verdict import exit_status, summary, verdict  # noqa: F401 (re-exported)
+from .procs import LAUNCHER_VAR, TOKEN_VAR, die_with_parent, kill_all, launcher_identity, new_token
+from .rank import FAIL_MARK
+from .stream import Demux, own_tag
+from .verdict import exit_status, summary, verdict  # noqa: F401 (re-exported)
 
 
 def parser():
@@ -157,9 +160,8 @@ def resolve_plan(a, environ=os.environ) -> Plan:
         launcher = launcher or shutil.which("srun") or "srun"
     gpus = a.gpus_per_host
     if gpus is None:
-        from distgraph import cuda
-        gpus = cuda.device_count()
-    wrapper = [sys.executable, "-m", "distgraph.launch.rank"]
+        gpus = gpu_count(environ)
+    wrapper = _wrapper()
     if gpus:
         wrapper += ["--gpus", str(gpus)] + (["--allow-shared-gpu"] if a.allow_shared_gpu else [])
     wrapper.append("--")
@@ -167,6 +169,46 @@ def resolve_plan(a, environ=os.environ) -> Plan:
     return Plan(nprocs=a.nprocs, command=command, flavour=flavour, launcher=launcher, hosts=hosts if a.hosts else [],
                 hostfile=a.hostfile, env=env, oversubscribe=a.nprocs > total_slots,
                 as_root=hasattr(os, "geteuid") and os.geteuid() == 0, wrapper=wrapper, extra=list(a.mpi_arg))
+
+
+def gpu_count(environ=os.environ) -> int:
+    """GPUs the ranks on this host will use, found without starting CUDA (the launcher imports no
+    array code): none without CuPy; else ``CUDA_VISIBLE_DEVICES``'s entries, or the NVIDIA driver's
+    ``/proc/driver/nvidia/gpus``."""
+    if importlib.util.find_spec("cupy") is None:
+        return 0
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v for v in visible.split(",") if v.strip()]
+        return 0 if not ids or ids[0].strip() in ("-1", "NoDevFiles") else len(ids)
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
+def _wrapper():
+    """``python -m distgraph_launch.rank``; from a plain checkout (not installed) a new interpreter
+    knows the launcher only through distgraph, which loads it from the folder."""
+    package = __package__ or "distgraph_launch"
+    if getattr(sys.modules.get(package), "LOADED_BY_DISTGRAPH", False):
+        code = ("import runpy, sys, distgraph; sys.argv[0] = 'distgraph_launch.rank'; "
+                "runpy.run_module('distgraph_launch.rank', run_name='__main__')")
+        return [sys.executable, "-c", code]
+    return [sys.executable, "-m", f"{package}.rank"]
+
+
+def distgraph_version() -> str:
+    """This host's distgraph version, read without importing distgraph."""
+    try:
+        return importlib.metadata.version("distgraph")
+    except importlib.metadata.PackageNotFoundError:
+        spec = importlib.util.find_spec("distgraph")
+        if spec is None or spec.origin is None:
+            return "missing"
+        with open(spec.origin) as f:
+            m = re.search(r"^__version__ = [\"']([^\"']+)", f.read(), re.M)
+        return m.group(1) if m else "unknown"
 
 
 _PROBE = ("import os, socket, sys\n"
@@ -198,7 +240,6 @@ def check_probe_output(text, python_version, dg_version, errors=""):
 
 def preflight_hosts(plan: Plan, timeout=60):
     """Run one probe per host through the same launcher: same Python, same distgraph, script present."""
-    import distgraph
     hosts = plan.hosts or (read_hostfile(plan.hostfile) if plan.hostfile else [])
     script = next((c for c in plan.command if c.endswith(".py")), "")
     probe = Plan(len(hosts), [sys.executable, "-c", _PROBE, os.path.abspath(script) if script else ""],
@@ -214,7 +255,7 @@ def preflight_hosts(plan: Plan, timeout=60):
             break
         time.sleep(0.5 * (attempt + 1))
     out_text = out.stdout if script else out.stdout.replace(" False", " True")  # not a script: nothing to find
-    return check_probe_output(out_text, sys.version.split()[0], distgraph.__version__, out.stderr)
+    return check_probe_output(out_text, sys.version.split()[0], distgraph_version(), out.stderr)
 
 
 def _run_probe(cmd, timeout):

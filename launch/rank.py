@@ -1,6 +1,6 @@
 """Per-rank wrapper that ``distgraph-run`` puts in front of the user's program.
 
-    python -m distgraph.launch.rank [--gpus K] [--allow-shared-gpu] -- prog args...
+    python -m distgraph_launch.rank [--gpus K] [--allow-shared-gpu] -- prog args...
 
 It reads its rank from the launcher's environment, exports torchrun's ``RANK``,
 ``LOCAL_RANK``, ``WORLD_SIZE`` and ``LOCAL_WORLD_SIZE`` from it, binds a GPU
@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-from distgraph.launch.procs import LAUNCHER_VAR, launcher_alive
+from .procs import LAUNCHER_VAR, launcher_alive
 
 FAIL_MARK = "@@distgraph-rank-failed "
 WATCH_INTERVAL = 0.5  # seconds between looks at the launcher
@@ -44,7 +44,7 @@ def main(argv=None):
     p.add_argument("program", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
     prog = a.program[1:] if a.program[:1] == ["--"] else a.program
-    from distgraph.comm.env import discover
+    from .env import discover
     info = discover()
     env = dict(os.environ)
     if a.gpus:
@@ -56,7 +56,7 @@ def main(argv=None):
     env["DISTGRAPH_FAIL_MARK"] = FAIL_MARK
     # torchrun's RANK/LOCAL_RANK/WORLD_SIZE/LOCAL_WORLD_SIZE, for scripts that read them before
     # (or without) importing distgraph.
-    from distgraph.comm.env import export_torch_env
+    from .env import export_torch_env
     export_torch_env(env)
     # One BLAS/OpenMP thread pool per core, shared by the ranks on this host, unless the user chose:
     # N ranks each starting as many threads as there are cores run dozens of times slower.

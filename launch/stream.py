@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from distgraph.launch.command import _TAGS
+from .command import _TAGS
 
 # Hydra's per-chunk tag in the middle of a line: taken only in front of a line ending (or a
 # line that is kept whole, see Demux).

@@ -15,7 +15,7 @@ def test_every_package_folder_is_listed_in_pyproject():
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(cfg["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "distgraph").rglob("__init__.py")}
-    found |= {"distgraph.launch"} if (ROOT / "launch" / "__init__.py").exists() else set()
+    found |= {"distgraph_launch"} if (ROOT / "launch" / "__init__.py").exists() else set()
     assert found == listed, f"pyproject packages {sorted(listed)} != package folders {sorted(found)}"
 
 

@@ -1,0 +1,332 @@
+"""dg.onnx.export: exported models pass onnx.checker and give distgraph's outputs in onnxruntime.
+
+Every model is exported with a dynamic batch axis (the LSTM and the unmasked transformer with a
+dynamic sequence axis too), then run in onnxruntime at the traced shapes and at other ones; the
+reference is distgraph's own eval-mode output on the same inputs (float32, rtol = atol = 1e-5).
+"""
+import importlib.util
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import distgraph as dg
+from distgraph import nn
+from distgraph.onnx import OnnxExporterError, TracingError, TrainingMode, UnsupportedOperatorError
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ models
+def mlp():
+    return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 32), nn.ReLU(),
+                         nn.Dropout(0.2), nn.Linear(32, 4))
+
+
+def lenet():
+    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84),
+                         nn.ReLU(), nn.Linear(84, 10))
+
+
+def resnet18():
+    """The example's ResNet-18 (CIFAR stem, 4 stages of 2 BasicBlocks), narrow for speed."""
+    spec = importlib.util.spec_from_file_location("train_resnet_for_onnx", ROOT / "examples" / "train_resnet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.resnet18(width=4)
+    rng = np.random.default_rng(1)
+    for m in model.modules():      # non-trivial running statistics, so that eval BatchNorm is tested
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.array[...] = rng.normal(0, 0.1, m.running_mean.shape)
+            m.running_var.array[...] = rng.uniform(0.5, 1.5, m.running_var.shape)
+    return model
+
+
+class LSTMLanguageModel(nn.Module):
+    def __init__(self, batch_first, vocab=40, width=16, hidden=24):
+        super().__init__()
+        self.batch_first = batch_first
+        self.embed = nn.Embedding(vocab, width)
+        self.lstm = nn.LSTM(width, hidden, num_layers=2, batch_first=batch_first)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, tokens, h0=None, c0=None):
+        y, (h, c) = self.lstm(self.embed(tokens), None if h0 is None else (h0, c0))
+        return self.head(y), h, c
+
+
+class Recurrent(nn.Module):
+    def __init__(self, cls, **options):
+        super().__init__()
+        self.rnn = cls(6, 5, num_layers=2, **options)
+
+    def forward(self, x):
+        return self.rnn(x)
+
+
+def encoder(norm_first, activation, batch_first=False):
+    layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, dropout=0.1, activation=activation,
+                                       norm_first=norm_first, batch_first=batch_first)
+    return nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16))
+
+
+class MaskedEncoder(nn.Module):
+    """A fixed float (causal) mask or a bool key-padding mask that is a model input."""
+
+    def __init__(self, model, causal):
+        super().__init__()
+        self.model, self.causal = model, causal
+
+    def forward(self, src, key_padding_mask=None):
+        mask = nn.Transformer.generate_square_subsequent_mask(src.shape[0]) if self.causal else None
+        return self.model(src, mask=mask, src_key_padding_mask=key_padding_mask)
+
+
+# ------------------------------------------------------------------ helpers
+def tokens(*shape, vocab=40, seed=0):
+    return dg.tensor(np.random.default_rng(seed).integers(0, vocab, shape))
+
+
+def randn(*shape, seed=0):
+    return dg.tensor(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
+
+
+def outputs(model, args):
+    """distgraph's eval-mode outputs (what export traces by default)."""
+    model.eval()
+    with dg.no_grad():
+        out = model(*args)
+    return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+
+
+def run_onnx(proto, args):
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)}
+    return sess.run(None, feeds)
+
+
+def assert_same(proto, model, args, what):
+    got, want = run_onnx(proto, args), outputs(model, args)
+    assert len(got) == len(want), f"{what}: onnxruntime gave {len(got)} outputs, distgraph {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.shape == w.shape, f"{what}, output {i}: onnxruntime shape {g.shape}, distgraph {w.shape}"
+        err = np.abs(g - w).max() if g.size else 0.0
+        assert np.allclose(g, w, **TOL), f"{what}, output {i}: max |onnxruntime - distgraph| = {err}"
+
+
+def padding_mask(n, s, seed):
+    m = np.zeros((n, s), bool)
+    m[np.arange(n), s - 1 - np.arange(n) % 2] = True      # mask one of the last keys of each sequence
+    return dg.tensor(m)
+
+
+# name: (build, traced args, other-shape args, input_names, dynamic_axes)
+CASES = {
+    "mlp": (mlp, [randn(3, 8)], [randn(7, 8, seed=1)], ["x"], {"x": {0: "batch"}, "output": {0: "batch"}}),
+    "lenet": (lenet, [randn(2, 1, 28, 28)], [randn(5, 1, 28, 28, seed=1)], ["image"], {"image": [0]}),
+    "resnet18": (resnet18, [randn(2, 3, 32, 32)], [randn(3, 3, 32, 32, seed=1)], ["image"], {"image": [0]}),
+    "lstm_seq_first": (lambda: LSTMLanguageModel(False), [tokens(6, 3)], [tokens(9, 5, seed=1)], ["tokens"],
+                       {"tokens": {0: "time", 1: "batch"}}),
+    "lstm_batch_first": (lambda: LSTMLanguageModel(True), [tokens(3, 6)], [tokens(4, 11, seed=1)], ["tokens"],
+                         {"tokens": {0: "batch", 1: "time"}}),
+    "lstm_given_state": (lambda: LSTMLanguageModel(True), [tokens(3, 6), randn(2, 3, 24), randn(2, 3, 24, seed=2)],
+                         [tokens(5, 4, seed=1), randn(2, 5, 24, seed=3), randn(2, 5, 24, seed=4)],
+                         ["tokens", "h0", "c0"], {"tokens": [0, 1], "h0": [1], "c0": [1]}),
+    "gru_bidirectional": (lambda: Recurrent(nn.GRU, bidirectional=True), [randn(4, 3, 6)], [randn(7, 2, 6, seed=1)],
+                          ["x"], {"x": [0, 1]}),
+    "rnn_relu_batch_first": (lambda: Recurrent(nn.RNN, nonlinearity="relu", batch_first=True), [randn(3, 4, 6)],
+                             [randn(2, 9, 6, seed=1)], ["x"], {"x": [0, 1]}),
+    "encoder_post_norm_relu": (lambda: encoder(False, "relu"), [randn(5, 2, 16)], [randn(8, 3, 16, seed=1)],
+                               ["src"], {"src": [0, 1]}),
+    "encoder_pre_norm_gelu": (lambda: encoder(True, "gelu"), [randn(5, 2, 16)], [randn(7, 4, 16, seed=1)],
+                              ["src"], {"src": [0, 1]}),
+    "encoder_batch_first": (lambda: encoder(True, "relu", batch_first=True), [randn(2, 5, 16)],
+                            [randn(4, 6, 16, seed=1)], ["src"], {"src": [0, 1]}),
+    "encoder_causal_mask_pre_norm": (lambda: MaskedEncoder(encoder(True, "relu"), True), [randn(5, 2, 16)],
+                                     [randn(5, 4, 16, seed=1)], ["src"], {"src": [1]}),
+    "encoder_causal_mask_gelu": (lambda: MaskedEncoder(encoder(False, "gelu"), True), [randn(5, 2, 16)],
+                                 [randn(5, 3, 16, seed=1)], ["src"], {"src": [1]}),
+    "encoder_padding_mask": (lambda: MaskedEncoder(encoder(False, "relu"), False),
+                             [randn(6, 2, 16), padding_mask(2, 6, 0)], [randn(6, 5, 16, seed=1), padding_mask(5, 6, 1)],
+                             ["src", "key_padding_mask"], {"src": [1], "key_padding_mask": [0]}),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_exported_model_matches_distgraph_in_onnxruntime(name):
+    build, args, other, input_names, axes = CASES[name]
+    dg.manual_seed(0)
+    model = build()
+    f = io.BytesIO()
+    proto = dg.onnx.export(model, tuple(args), f, input_names=input_names, dynamic_axes=axes)
+    onnx.checker.check_model(proto, full_check=True)
+    assert f.getvalue() == proto.SerializeToString(), "the bytes written to f are not the returned model"
+    assert model.training, "export should restore the training mode the model was in"
+    model.eval()
+    assert_same(proto, model, args, f"{name} at the traced shapes")
+    assert_same(proto, model, other, f"{name} at other sizes of the dynamic axes {axes}")
+    for o, w in zip(proto.graph.output, outputs(model, other)):   # declared output dims hold at other sizes
+        declared = [d.dim_value if d.HasField("dim_value") else None for d in o.type.tensor_type.shape.dim]
+        assert all(d in (None, n) for d, n in zip(declared, w.shape)), \
+            f"{name}: output {o.name} declares shape {declared}, but has shape {w.shape} at other input sizes"
+
+
+# ------------------------------------------------------------------ the options
+def test_parameters_are_initializers_named_as_in_state_dict_and_names_are_used():
+    dg.manual_seed(0)
+    model = mlp()
+    proto = dg.onnx.export(model, randn(2, 8), input_names=["features"], output_names=["logits"])
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for key, p in model.state_dict().items():
+        assert key in inits, f"parameter {key} missing from the initializers {sorted(inits)}"
+        np.testing.assert_array_equal(inits[key], p.numpy())
+    assert [i.name for i in proto.graph.input] == ["features"]
+    assert [o.name for o in proto.graph.output] == ["logits"]
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [2, 8], f"without dynamic_axes the input shape is the traced one, got {dims}"
+
+
+def test_default_names_follow_forward_and_list_dynamic_axes_get_torch_names():
+    dg.manual_seed(0)
+    proto = dg.onnx.export(LSTMLanguageModel(True), (tokens(2, 5),), dynamic_axes={"tokens": [0, 1]})
+    assert [i.name for i in proto.graph.input] == ["tokens"]
+    assert [o.name for o in proto.graph.output] == ["output_0", "output_1", "output_2"]
+    dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["tokens_dynamic_axes_1", "tokens_dynamic_axes_2"]
+
+
+def test_export_params_false_and_keep_initializers_as_inputs():
+    dg.manual_seed(0)
+    model, x = mlp(), randn(2, 8)
+    keys = list(model.state_dict())
+    proto = dg.onnx.export(model, x, export_params=False)
+    assert not proto.graph.initializer, [t.name for t in proto.graph.initializer]
+    assert [i.name for i in proto.graph.input] == ["input"] + keys
+    weights = [p.numpy() for p in model.state_dict().values()]
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, dict(zip(["input"] + keys, [x.numpy()] + weights)))[0]
+    np.testing.assert_allclose(got, outputs(model, [x])[0], **TOL)
+    proto = dg.onnx.export(model, x, keep_initializers_as_inputs=True)
+    assert [i.name for i in proto.graph.input] == ["input"] + keys
+    assert_same(proto, model, [x], "keep_initializers_as_inputs=True")
+
+
+def test_constant_folding_computes_batchnorm_statistics_at_export():
+    dg.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    model[1].running_var.array[...] = 2.0
+    x = randn(2, 3, 8, 8)
+    folded = dg.onnx.export(model, x)
+    plain = dg.onnx.export(model, x, do_constant_folding=False)
+    assert "1.running_var" not in {t.name for t in folded.graph.initializer}
+    assert "1.running_var" in {t.name for t in plain.graph.initializer}
+    assert len(folded.graph.node) < len(plain.graph.node)
+    for proto in (folded, plain):
+        onnx.checker.check_model(proto, full_check=True)
+        assert_same(proto, model, [x], "BatchNorm")
+
+
+@pytest.mark.parametrize("opset", [14, 17, 18, 20])
+def test_opset_version_is_honoured(opset):
+    dg.manual_seed(0)
+    model = encoder(True, "gelu")
+    proto = dg.onnx.export(model, randn(4, 2, 16), opset_version=opset)
+    assert [(o.domain, o.version) for o in proto.opset_import] == [("", opset)]
+    onnx.checker.check_model(proto, full_check=True)
+    assert_same(proto, model, [randn(4, 2, 16)], f"opset {opset}")
+
+
+def test_default_opset_and_bad_opsets():
+    proto = dg.onnx.export(mlp(), randn(2, 8))
+    assert proto.opset_import[0].version == 18
+    for bad in (13, onnx.defs.onnx_opset_version() + 1):
+        with pytest.raises(OnnxExporterError, match=f"expected opset_version from 14 to .*got {bad}"):
+            dg.onnx.export(mlp(), randn(2, 8), opset_version=bad)
+
+
+def test_writes_the_same_model_to_a_path_and_to_bytesio(tmp_path):
+    dg.manual_seed(0)
+    model, x = lenet(), randn(1, 1, 28, 28)
+    buf = io.BytesIO()
+    dg.onnx.export(model, (x,), buf)
+    dg.onnx.export(model, (x,), tmp_path / "lenet.onnx")
+    dg.onnx.export(model, (x,), str(tmp_path / "lenet2.onnx"))
+    assert (tmp_path / "lenet.onnx").read_bytes() == buf.getvalue() == (tmp_path / "lenet2.onnx").read_bytes()
+    assert_same(onnx.load(str(tmp_path / "lenet.onnx")), model, [x], "loaded from the file")
+
+
+def test_exports_in_eval_mode_and_restores_training_mode():
+    dg.manual_seed(0)
+    model, x = mlp(), randn(4, 8)
+    model.train()
+    proto = dg.onnx.export(model, x)
+    assert model.training and all(m.training for m in model.modules()), "the training flags were not restored"
+    model.eval()
+    assert_same(proto, model, [x], "a model exported while training (dropout must be off)")
+    with pytest.raises(OnnxExporterError, match="TRAINING is not supported"):
+        dg.onnx.export(model, x, training=TrainingMode.TRAINING)
+
+
+def test_inplace_relu_is_followed():
+    dg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 6), nn.ReLU(inplace=True), nn.Linear(6, 3))
+    x = randn(3, 6)
+    assert_same(dg.onnx.export(model, x), model, [x], "ReLU(inplace=True)")
+
+
+# ------------------------------------------------------------------ errors
+class CumsumHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+
+    def forward(self, x):
+        return self.body(x).cumsum(1)
+
+
+def test_unsupported_op_raises_naming_the_op_and_where():
+    with pytest.raises(UnsupportedOperatorError, match=r"unsupported operator 'Cumsum'") as e:
+        dg.onnx.export(CumsumHead(), randn(2, 4))
+    assert e.value.name == "Cumsum"
+    assert "test_onnx.py" in e.value.where and "forward" in e.value.where, e.value.where
+
+
+class AdvancedIndex(nn.Module):
+    def forward(self, x):
+        return nn.Sequential(nn.Identity())(x)[:, [0, 2]]
+
+
+def test_unsupported_form_of_a_supported_op_says_why():
+    with pytest.raises(UnsupportedOperatorError, match="GetItem.*advanced indexing"):
+        dg.onnx.export(AdvancedIndex(), randn(2, 4))
+
+
+class ValueMask(nn.Module):
+    def forward(self, x):
+        return x.masked_fill(x < 0, 0.0)    # the comparison is not an op of the graph
+
+
+def test_a_constant_that_depends_on_the_inputs_raises_instead_of_freezing_it():
+    with pytest.raises(TracingError, match="changes with the model's inputs.*comparison"):
+        dg.onnx.export(ValueMask(), randn(3, 4))
+
+
+def test_bad_names_raise():
+    with pytest.raises(OnnxExporterError, match="dynamic_axes names 'batch'"):
+        dg.onnx.export(mlp(), randn(2, 8), dynamic_axes={"batch": [0]})
+    with pytest.raises(OnnxExporterError, match="2 input_names"):
+        dg.onnx.export(mlp(), randn(2, 8), input_names=["a", "b"])
+
+
+def test_import_distgraph_does_not_import_onnx():
+    code = "import sys, distgraph as dg; dg.onnx.TrainingMode.EVAL; assert 'onnx' not in sys.modules"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
