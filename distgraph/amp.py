@@ -171,8 +171,8 @@ def _agree(found):
     try:
         from distgraph import comm
         if comm.is_initialized() and comm.get_world_size() > 1:
-            from distgraph.autograd.tensor import _make
-            t = _make(found.reshape(1), None, False)
+            from distgraph.autograd.tensor import wrap
+            t = wrap(found.reshape(1))
             comm.all_reduce(t, op=comm.ReduceOp.MAX)
             found = t.array.reshape(())
     except ImportError:

@@ -22,8 +22,8 @@ _initial_seed = None
 
 
 def _state_tensor(state: dict):
-    from distgraph.autograd.tensor import _make
-    return _make(np.frombuffer(json.dumps(state).encode(), dtype=np.uint8).copy(), None, False)
+    from distgraph.autograd.tensor import wrap
+    return wrap(np.frombuffer(json.dumps(state).encode(), dtype=np.uint8).copy())
 
 
 def _state_dict(t) -> dict:

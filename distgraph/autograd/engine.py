@@ -23,6 +23,7 @@ import numpy as np
 
 from distgraph import backend
 from distgraph.autograd import grad_mode
+from distgraph.autograd.function import _tracing
 
 _local = threading.local()
 
@@ -37,6 +38,31 @@ def queue_callback(fn):
     if callbacks is None:
         raise RuntimeError("queue_callback: no backward pass is running; call it from a hook during backward")
     callbacks.append(fn)
+
+
+class callback_scope:
+    """Collects ``queue_callback`` calls for a backward pass run outside ``run_backward``.
+
+    A graph replay (``distgraph.graph``) runs a recorded backward itself; the hooks it
+    calls (DDP's gradient-ready hook) queue callbacks as in eager.  ``run()`` calls them
+    as ``run_backward`` does when its pass ends; leaving the scope restores the outer one.
+    """
+
+    def __enter__(self):
+        self.outer = getattr(_local, "callbacks", None)
+        self.callbacks = self.outer if self.outer is not None else []
+        _local.callbacks = self.callbacks
+        return self
+
+    def run(self):
+        i = 0
+        while self.outer is None and i < len(self.callbacks):
+            self.callbacks[i]()
+            i += 1
+
+    def __exit__(self, *exc):
+        _local.callbacks = self.outer
+        return False
 
 
 def _leaf_hooks(t, g):
@@ -63,6 +89,9 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
     """
     from distgraph.autograd.tensor import Tensor
 
+    tracer = _tracing.tracer
+    if tracer is not None:  # capturing (distgraph.graph): the tracer records this pass's schedule
+        tracer.backward_begin(roots, grads, retain_graph, inputs)
     captured = None
     if inputs is not None:
         captured = {id(t): None for t in inputs}
@@ -137,6 +166,8 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
                 if node._versions:
                     node._check_versions()
                 gxs = node.backward(gy)
+                if tracer is not None:
+                    tracer.backward_node(node, gxs)
                 if check_nan:
                     _check_nan(node, gxs)
                 if not retain_graph:
@@ -162,6 +193,8 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
             i += 1
     finally:
         _local.callbacks = outer
+    if tracer is not None:
+        tracer.backward_end()
     if captured is not None:
         return [captured[id(t)] for t in inputs]
     return None
@@ -182,6 +215,9 @@ def _check_nan(node, gxs):
 
 
 def _finish_leaf(t, g, captured, handed):
+    tracer = _tracing.tracer
+    if tracer is not None:
+        tracer.backward_leaf(t)
     if captured is not None:
         if id(t) in captured:
             g = _leaf_hooks(t, g)

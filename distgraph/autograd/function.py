@@ -16,6 +16,7 @@ Class attributes an op may set:
 from __future__ import annotations
 
 import itertools
+import threading
 import traceback
 
 import numpy as np
@@ -23,6 +24,18 @@ import numpy as np
 from distgraph.autograd import grad_mode
 
 _next_seq = itertools.count().__next__
+
+
+class _TraceState(threading.local):
+    """This thread's graph tracer (``distgraph.graph`` capturing a function), or ``None``.
+
+    The tracer watches op applications (``before``/``after`` below) and backward passes
+    (``engine.run_backward``); it never changes what they compute.
+    """
+    tracer = None
+
+
+_tracing = _TraceState()
 
 
 class Node:
@@ -96,10 +109,15 @@ class Function(Node):
     def apply(self, *inputs):
         """Run the op on ``inputs`` (Tensors, or raw scalars/arrays) and return a Tensor."""
         from distgraph.autograd.tensor import Tensor, _make
+        tracer = _tracing.tracer
+        if tracer is not None:  # capturing (distgraph.graph): note the op's attributes before forward
+            tracer.before_op(self)
         arrays = [x.array if isinstance(x, Tensor) else x for x in inputs]
         y = self.forward(*arrays)
         if isinstance(y, np.generic):  # NumPy turns 0-d results into scalars
             y = np.asarray(y)
+        if tracer is not None:
+            tracer.after_op(self, inputs, y)
         if not grad_mode.is_grad_enabled():
             return _make(y, None, False)
         nxt = []

@@ -888,6 +888,19 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+def wrap(array, requires_grad=False) -> "Tensor":
+    """A Tensor around a raw NumPy/CuPy ``array`` the framework computed itself (a mask, a bucket
+    view): no copy, no checks, no graph. Internal: user code calls ``dg.tensor``/``dg.as_tensor``."""
+    return _make(array, None, requires_grad)
+
+
+def bump_version(*tensors):
+    """Record an in-place change of each tensor's storage made outside an autograd op (an optimizer
+    step, a collective, running statistics), so that a saved-tensor check notices it."""
+    for t in tensors:
+        t._version[0] += 1
+
+
 def _make(data, grad_fn, requires_grad):
     """Build a Tensor around ``data`` without checks (the engine's fast path)."""
     t = Tensor.__new__(Tensor)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from distgraph.comm.watchdog import wait as _wait
+
 __all__ = ["CommError", "ReduceOp", "OpDesc", "Work", "CompletedWork", "ProcessGroup"]
 
 
@@ -214,11 +216,14 @@ class Work:
         return f"<Work {self.desc} {state}>"
 
 
-def _wait(work, timeout):
-    global _wait
-    from distgraph.comm.watchdog import wait  # noqa: PLC0415 - watchdog imports this module
-    _wait = wait
-    wait(work, timeout)
+
+
+def average_in_place(x, size):
+    """The division that turns a ``SUM`` into ``ReduceOp.AVG`` (NumPy or CuPy ``x``, in place)."""
+    if isinstance(x, np.ndarray):
+        np.divide(x, size, out=x, casting="unsafe")
+    else:
+        x /= size
 
 
 def _compare_windows(pg, tables):

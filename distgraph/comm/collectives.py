@@ -15,7 +15,7 @@ import pickle
 import numpy as np
 
 from distgraph import backend
-from distgraph.autograd.tensor import Tensor
+from distgraph.autograd.tensor import Tensor, bump_version
 from distgraph.comm import group as _group
 from distgraph.comm import watchdog
 from distgraph.comm.base import CommError, ReduceOp
@@ -99,7 +99,7 @@ def _pick(pg, x):
 
 def _finish(work, async_op, written):
     for t in written:
-        t._version[0] += 1  # the collective overwrote the tensor in place
+        bump_version(t)  # the collective overwrote the tensor in place
     work._result = list(written)
     if async_op:
         if not work._done and work.pg.size > 1:

@@ -13,6 +13,9 @@ import warnings
 from distgraph.comm import env, watchdog
 from distgraph.comm.base import CommError, ProcessGroup
 from distgraph.comm.single import SingleProcessGroup
+from distgraph.utils import logging as _logging
+
+log = _logging.get_logger(__name__)
 
 __all__ = ["init_process_group", "is_initialized", "destroy_process_group", "new_group",
            "get_rank", "get_world_size", "get_local_rank", "get_local_world_size", "get_backend",
@@ -102,8 +105,7 @@ def init_process_group(backend="auto", init_method=None, timeout=None, world_siz
                             "or 'mpi' (the same MPI backend), or run on a GPU machine with distgraph[cuda12]")
     if name == "gloo":
         # PyTorch's CPU backend: here MPI does the same job (a world of one under plain python)
-        from distgraph.utils.logging import get_logger
-        get_logger(__name__).info("init_process_group: backend 'gloo' runs on distgraph's MPI backend")
+        log.info("init_process_group: backend 'gloo' runs on distgraph's MPI backend")
         name = "auto"
         backend = "mpi" if env.under_launcher() else "single"
     if name == "auto":
@@ -122,8 +124,8 @@ def init_process_group(backend="auto", init_method=None, timeout=None, world_siz
         pg.gpu.debug = pg.debug
     _world = pg
     _groups.append(pg)
-    from distgraph.utils.logging import get_logger
-    get_logger(__name__).info("process group up: backend %s, %d rank(s), local rank %d, timeout %g s%s",
+    _logging.set_rank_source(lambda: (pg.rank, pg.size))
+    log.info("process group up: backend %s, %d rank(s), local rank %d, timeout %g s%s",
                               get_backend(), pg.size, info.local_rank, seconds, ", debug checks on" if pg.debug else "")
 
 
@@ -207,6 +209,7 @@ def destroy_process_group(group=None):
             _shutdown(pg)
         _groups.clear()
         _world = None
+        _logging.set_rank_source(None)
         watchdog.uninstall_excepthook()
         watchdog.uninstall_exit_hook()
         return

@@ -22,7 +22,8 @@ import numpy as np
 
 from distgraph import backend
 from distgraph.comm import watchdog
-from distgraph.comm.base import FP_LEN, CommError, ProcessGroup, ReduceOp, Work, check_every_from_env
+from distgraph.comm.base import (FP_LEN, CommError, ProcessGroup, ReduceOp, Work, average_in_place,
+                                 check_every_from_env)
 
 __all__ = ["MPIProcessGroup", "MPIWork", "mpi_module", "cuda_aware"]
 
@@ -197,8 +198,7 @@ class MPIProcessGroup(ProcessGroup):
 
     def _avg(self, work, x, op):
         if op is ReduceOp.AVG:
-            work.then(lambda: np.divide(x, self.size, out=x, casting="unsafe")
-                      if isinstance(x, np.ndarray) else x.__itruediv__(self.size))
+            work.then(lambda: average_in_place(x, self.size))
         return work
 
     def _wait_now(self, requests):

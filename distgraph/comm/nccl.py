@@ -32,7 +32,7 @@ import time
 
 from distgraph import backend
 from distgraph.comm import watchdog
-from distgraph.comm.base import CommError, ProcessGroup, ReduceOp, Work
+from distgraph.comm.base import CommError, ProcessGroup, ReduceOp, Work, average_in_place
 
 __all__ = ["available", "bind_device", "nccl_version", "NCCLProcessGroup", "NCCLWork"]
 
@@ -106,7 +106,7 @@ def _divide_after(nccl, op, x, out, size):
     """The division that finishes ``AVG`` when NCCL cannot average ``x`` itself, else None."""
     if op is not ReduceOp.AVG or _native_avg(nccl, x):
         return None
-    return lambda: out.__itruediv__(size)
+    return lambda: average_in_place(out, size)
 
 
 class NCCLWork(Work):

@@ -54,6 +54,8 @@ import threading
 import time
 import traceback
 
+from distgraph_launch.env import discover
+
 __all__ = ["timeout_from_env", "stall_from_env", "init_timeout_from_env", "wait", "daemon", "StateServer",
            "install_excepthook", "uninstall_excepthook", "install_exit_hook", "uninstall_exit_hook",
            "init_guard", "fail_job"]
@@ -316,7 +318,6 @@ def _report_to_launcher(text, blame=None, cause=None, code=1):
     in flight when it kills the ranks)."""
     mark = os.environ.get("DISTGRAPH_FAIL_MARK")
     if mark:
-        from distgraph.comm.env import discover
         report = {"rank": discover().rank, "host": socket.gethostname(), "time": time.time(),
                   "code": code, "tail": text.splitlines()[-40:]}
         if blame:

@@ -7,7 +7,7 @@ import warnings
 
 from distgraph import backend
 from distgraph.autograd.ops._common import as_tensor, autocast_float32
-from distgraph.autograd.tensor import _make
+from distgraph.autograd.tensor import wrap, bump_version
 from distgraph.nn.spatial_functions import pad
 
 __all__ = ["dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "instance_norm",
@@ -44,7 +44,7 @@ def _feature_dropout(op, nd, input, p, training):
     if p == 1:
         return x * 0
     keep = _keep_mask(x, _channel_shape(x, batched and x.ndim >= 2), p) / (1 - p)
-    return x * _make(keep, None, False)
+    return x * wrap(keep)
 
 
 def dropout1d(input, p=0.5, training=True, inplace=False):
@@ -76,7 +76,7 @@ def _alpha_dropout(op, input, p, training, mask_shape):
     keep = _keep_mask(x, mask_shape(x), p)
     a = 1.0 / math.sqrt((_SELU_ALPHA_SCALED ** 2 * p + 1) * (1 - p))
     shift = (keep - 1) * (_SELU_ALPHA_SCALED * a) + _SELU_ALPHA_SCALED * a * p
-    return x * _make(keep * a, None, False) + _make(shift.astype(x.dtype), None, False)
+    return x * wrap(keep * a) + wrap(shift.astype(x.dtype))
 
 
 def alpha_dropout(input, p=0.5, training=False, inplace=False):
@@ -113,8 +113,8 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
             running_mean.array[...] = (1 - m) * running_mean.array + m * mean.array.mean(0).reshape(-1)
             unbiased = var.array * (n / max(n - 1, 1))
             running_var.array[...] = (1 - m) * running_var.array + m * unbiased.mean(0).reshape(-1)
-            running_mean._version[0] += 1
-            running_var._version[0] += 1
+            bump_version(running_mean)
+            bump_version(running_var)
     else:
         mean, var = running_mean.reshape(shape), running_var.reshape(shape)
     y = (x - mean) * (var + eps).rsqrt()

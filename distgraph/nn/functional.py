@@ -16,7 +16,7 @@ from distgraph.autograd.ops.activation import elu, gelu, leaky_relu, relu, silu,
 from distgraph.autograd.ops.elementwise import clamp, sigmoid, tanh, where
 from distgraph.autograd.ops.linalg import matmul
 from distgraph.autograd.ops.nn import log_softmax, softmax
-from distgraph.autograd.tensor import _make
+from distgraph.autograd.tensor import wrap, bump_version
 
 __all__ = ["relu", "gelu", "silu", "tanh", "sigmoid", "softplus", "leaky_relu", "elu", "softmax", "log_softmax",
            "linear", "conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
@@ -163,8 +163,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                 m = momentum
                 running_mean.array[...] = (1 - m) * running_mean.array + m * mean.array
                 running_var.array[...] = (1 - m) * running_var.array + m * var.array * (n / (n - 1))
-                running_mean._version[0] += 1
-                running_var._version[0] += 1
+                bump_version(running_mean)
+                bump_version(running_var)
     else:
         mean, var = running_mean, running_var
     y = (x - mean.reshape(shape)) * (var.reshape(shape) + eps).rsqrt()
@@ -230,7 +230,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
         return x * 0
     gen = backend.generator(x.device)
     keep = (gen.random(x.shape, dtype=backend.float32) >= p).astype(x.dtype) / (1 - p)
-    return x * _make(keep, None, False)
+    return x * wrap(keep)
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None):
@@ -256,7 +256,7 @@ def one_hot(tensor, num_classes=-1):
     xp = xp_of(idx)
     if num_classes < 0:
         num_classes = int(idx.max()) + 1 if idx.size else 0
-    return _make((idx[..., None] == xp.arange(num_classes)).astype(backend.int64), None, False)
+    return wrap((idx[..., None] == xp.arange(num_classes)).astype(backend.int64))
 
 
 # ------------------------------------------------------------------ losses
@@ -332,16 +332,16 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
         # give a NaN loss instead (PyTorch raises a device-side assert).
         bad = (safe < 0) | (safe >= c)
         safe = xp.clip(safe, 0, c - 1)
-    picked = x.gather(1, _make(xp.expand_dims(safe, 1), None, False)).squeeze(1) if x.ndim > 1 else x[safe]
+    picked = x.gather(1, wrap(xp.expand_dims(safe, 1))).squeeze(1) if x.ndim > 1 else x[safe]
     w = valid.astype(x.dtype)
     if weight is not None:
         w = w * weight.array[safe]
     if bad is not None:
         w = xp.where(bad, xp.asarray(math.nan, dtype=w.dtype), w)
-    wt = _make(w, None, False)
+    wt = wrap(w)
     loss = -picked * wt
     if reduction == "mean":
-        return loss.sum() / _make(xp.asarray(w.sum()), None, False)  # on the device: no host read
+        return loss.sum() / wrap(xp.asarray(w.sum()))  # on the device: no host read
     return _reduce(loss, reduction, "nll_loss")
 
 
@@ -361,7 +361,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     nll = nll_loss(logp, t, weight, ignore_index, reduction)
     if not label_smoothing:
         return nll
-    valid = _make((t.array != ignore_index).astype(x.dtype), None, False)
+    valid = wrap((t.array != ignore_index).astype(x.dtype))
     w = 1 if weight is None else weight.reshape((1, -1) + (1,) * (x.ndim - 2))
     smooth = -(logp * w).sum(1) * valid / c
     if reduction == "mean":
@@ -369,7 +369,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
             denom = valid.array.sum()
         else:
             denom = (valid.array * weight.array[xp_of(t.array).where(t.array != ignore_index, t.array, 0)]).sum()
-        smooth = smooth.sum() / _make(xp_of(denom).asarray(denom), None, False)
+        smooth = smooth.sum() / wrap(xp_of(denom).asarray(denom))
     else:
         smooth = _reduce(smooth, reduction, "cross_entropy")
     return nll * (1 - label_smoothing) + smooth * label_smoothing
@@ -385,7 +385,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if is_causal:
         L, S = q.shape[-2], k.shape[-2]
         allowed = xp.tril(xp.ones((L, S), dtype=bool))
-        s = where(_make(allowed, None, False), s, -math.inf)
+        s = where(wrap(allowed), s, -math.inf)
     if attn_mask is not None:
         m = as_tensor(attn_mask, q)
         s = where(m, s, -math.inf) if m.dtype == backend.bool_ else s + m

@@ -11,11 +11,11 @@ from __future__ import annotations
 from distgraph import backend
 from distgraph.autograd.function import Node, _next_seq
 from distgraph.autograd.packing import pack, unpack
-from distgraph.autograd.tensor import Tensor, _make
+from distgraph.autograd.tensor import Tensor, wrap
 
 
 def _wrap(a):
-    return None if a is None else _make(a, None, False)
+    return None if a is None else wrap(a)
 
 
 def _arrays(gs, what, n):

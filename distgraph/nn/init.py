@@ -5,6 +5,7 @@ import math
 
 from distgraph import backend
 from distgraph.autograd import grad_mode
+from distgraph.autograd.tensor import bump_version
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "zeros_", "ones_", "constant_", "xavier_uniform_",
            "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_", "eye_", "dirac_",
@@ -33,7 +34,7 @@ def _fill(tensor, draw):
     with grad_mode.no_grad():
         gen = backend.generator(tensor.device)
         tensor.array[...] = draw(gen, tensor.shape).astype(tensor.dtype, copy=False)
-        tensor._version[0] += 1
+        bump_version(tensor)
     return tensor
 
 

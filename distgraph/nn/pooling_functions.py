@@ -15,7 +15,7 @@ from distgraph import backend
 from distgraph.autograd.ops import nn as _nn
 from distgraph.autograd.ops._common import as_tensor, xp_of
 from distgraph.autograd.ops.linalg import matmul
-from distgraph.autograd.tensor import _make
+from distgraph.autograd.tensor import wrap
 from distgraph.nn.spatial_functions import ntuple, pad, take
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",
@@ -85,7 +85,7 @@ def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
         shape[y.ndim - nd + i] = out[i]
         coord = xp.arange(out[i], dtype=np.int64).reshape(shape) * s[i] - p[i] + kpos * d[i]
         flat = flat * x.shape[x.ndim - nd + i] + coord
-    return y, _make(flat, None, False)
+    return y, wrap(flat)
 
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -145,7 +145,7 @@ def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
     if divisor_override:
         return total / divisor_override
     div = _divisor(xp_of(x.array), x.dtype, x.shape[2:], out, k, s, p, count_include_pad)
-    return total / _make(div, None, False)
+    return total / wrap(div)
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
@@ -194,7 +194,7 @@ def _adaptive_avg(x, out):
         start, end = _bounds(n, o)
         cols = np.arange(n)
         a = ((cols >= start[:, None]) & (cols < end[:, None])) / (end - start)[:, None]
-        m = _make(xp_of(x.array).asarray(a.T, dtype=x.dtype), None, False)
+        m = wrap(xp_of(x.array).asarray(a.T, dtype=x.dtype))
         x = matmul(x.movedim(axis, -1), m).movedim(-1, axis)
     return x
 
@@ -247,7 +247,7 @@ def _adaptive_max(op, nd, input, output_size, return_indices):
         shape[local.ndim - nd + i] = out[i]
         o = xp.arange(out[i]).reshape(shape)
         flat = flat * sizes[i] + xp.asarray(gathers[i])[o, j]
-    return values, _make(flat, None, False)
+    return values, wrap(flat)
 
 
 def adaptive_max_pool1d(input, output_size, return_indices=False):

@@ -14,7 +14,7 @@ import numpy as np
 from distgraph.autograd.ops import nn as _nn
 from distgraph.autograd.ops._common import as_tensor, autocast_low, xp_of
 from distgraph.autograd.ops.linalg import matmul
-from distgraph.autograd.tensor import _make
+from distgraph.autograd.tensor import wrap
 
 __all__ = ["pad", "interpolate", "upsample", "upsample_nearest", "upsample_bilinear", "conv3d",
            "conv_transpose1d", "conv_transpose3d", "unfold", "fold", "pixel_shuffle", "pixel_unshuffle"]
@@ -191,7 +191,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         for idx, w in _linear_taps(n_in, out[d], s, bool(align_corners), mode == "bicubic"):
             shape = [1] * x.ndim
             shape[axis] = out[d]
-            term = take(x, idx, axis) * _make(xp_of(x.array).asarray(w.reshape(shape), dtype=x.dtype), None, False)
+            term = take(x, idx, axis) * wrap(xp_of(x.array).asarray(w.reshape(shape), dtype=x.dtype))
             y = term if y is None else y + term
         x = y
     return x

@@ -7,7 +7,7 @@ import numpy as np
 
 from distgraph import backend
 from distgraph.autograd import grad_mode
-from distgraph.autograd.tensor import Tensor, _make
+from distgraph.autograd.tensor import Tensor, wrap
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "vector_to_parameters"]
 
@@ -23,7 +23,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     """
     grads = [p.grad.array for p in _params(parameters) if p.grad is not None]
     if not grads:
-        return _make(np.zeros((), np.float32), None, False)
+        return wrap(np.zeros((), np.float32))
     xp = backend.get_array_module(grads[0])
     norm_type = float(norm_type)
     if norm_type == math.inf:
@@ -39,7 +39,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         with grad_mode.no_grad():
             for g in grads:
                 g *= coef
-    return _make(xp.asarray(total), None, False)
+    return wrap(xp.asarray(total))
 
 
 def clip_grad_value_(parameters, clip_value):

@@ -10,6 +10,7 @@ import math
 
 from distgraph import backend
 from distgraph.autograd import enable_grad
+from distgraph.autograd.tensor import bump_version
 from distgraph.optim.optimizer import Optimizer, as_state_tensor
 
 __all__ = ["LBFGS"]
@@ -142,7 +143,7 @@ class LBFGS(Optimizer):
         for p in self._params:
             n = p.array.size
             p.array += (t * d[offset:offset + n]).reshape(p.array.shape).astype(p.array.dtype, copy=False)
-            p._version[0] += 1
+            bump_version(p)
             offset += n
 
     def _evaluate(self, closure):
@@ -232,7 +233,7 @@ class LBFGS(Optimizer):
                     out = self._evaluate(closure)
                     for p, a in zip(self._params, x0):
                         p.array[...] = a
-                        p._version[0] += 1
+                        bump_version(p)
                     return out
 
                 loss, g, t, ls_evals = _strong_wolfe(evaluate, t, d, loss, g, gtd)

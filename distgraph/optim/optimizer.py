@@ -24,6 +24,7 @@ import numpy as np
 
 from distgraph import backend
 from distgraph.autograd import Tensor, enable_grad
+from distgraph.autograd.tensor import bump_version
 
 __all__ = ["Optimizer", "required"]
 
@@ -181,7 +182,7 @@ class Optimizer:
                     g = p.grad
                     g.grad_fn, g.requires_grad = None, False
                     g.array.fill(0)
-                    g._version[0] += 1
+                    bump_version(g)
 
     def step(self, closure=None):
         """Perform one update of every parameter that has a gradient.
@@ -202,7 +203,7 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is not None:
                     self._update(p, p.grad.array, self.state[p], group)
-                    p._version[0] += 1  # an in-place change of p: keep autograd's version check honest
+                    bump_version(p)  # an in-place change of p: keep autograd's version check honest
         return loss
 
     def _update(self, p, g, state, group):

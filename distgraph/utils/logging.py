@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 
-__all__ = ["get_logger", "set_level", "rank_tag", "LOG_LEVEL_ENV", "FORMAT"]
+__all__ = ["get_logger", "set_level", "set_rank_source", "rank_tag", "LOG_LEVEL_ENV", "FORMAT"]
 
 LOG_LEVEL_ENV = "DISTGRAPH_LOG_LEVEL"
 FORMAT = "%(asctime)s %(levelname)s [rank %(rank)s/%(world_size)s] %(name)s: %(message)s"
@@ -29,13 +29,23 @@ _ROOT = "distgraph"
 _configured = False
 
 
+_rank_source = None  # () -> (rank, world size), set by the comm layer while a process group is up
+
+
+def set_rank_source(source):
+    """``source() -> (rank, world_size)``: where log lines read the rank from (``init_process_group``
+    sets it; None: the launcher's environment).  The comm layer calls this, so that logging needs
+    nothing from comm."""
+    global _rank_source
+    _rank_source = source
+
+
 def _rank_world():
     """(rank, world size): the process group's when initialised, else the launcher's environment."""
     try:
-        from distgraph.comm import group
-        if group.is_initialized():
-            return group.get_rank(), group.get_world_size()
-        from distgraph.comm.env import discover
+        if _rank_source is not None:
+            return _rank_source()
+        from distgraph_launch.env import discover  # stdlib only: no import of distgraph.comm
         info = discover()
         return info.rank, info.world_size
     except Exception:  # a malformed launcher variable must not break logging

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from distgraph import backend
-from distgraph.autograd.tensor import _make
+from distgraph.autograd.tensor import wrap
 
 
 def allreduce_hook(state, bucket):
@@ -29,5 +29,5 @@ def fp16_compress_hook(state, bucket):
     from distgraph import comm
     buf = bucket.buffer().array
     low = buf.astype(backend.float16)
-    work = comm.all_reduce(_make(low, None, False), group=state, async_op=True)
+    work = comm.all_reduce(wrap(low), group=state, async_op=True)
     return _CastBack(work, low, buf)

@@ -23,7 +23,7 @@ PyTorch's ``find_unused_parameters=True``), without any extra collective.
 from __future__ import annotations
 
 from distgraph import backend, profiler
-from distgraph.autograd.tensor import _make
+from distgraph.autograd.tensor import wrap
 
 FIRST_BUCKET_BYTES = 1024 * 1024  # PyTorch's default: a small first bucket starts communication early
 
@@ -143,7 +143,7 @@ class Reducer:
                 b.work = self.comm_hook(self.hook_state, GradBucket(b))
             else:
                 from distgraph import comm
-                b.work = comm.all_reduce(_make(b.buffer, None, False), group=self.group, async_op=True)
+                b.work = comm.all_reduce(wrap(b.buffer), group=self.group, async_op=True)
             if profiler.enabled() and hasattr(b.work, "then"):
                 b.work.then(lambda b=b, start=start: profiler.record(
                     f"allreduce bucket {b.index}", "allreduce", start, profiler.now_us(), bytes=int(b.buffer.nbytes)))
@@ -169,9 +169,9 @@ class Reducer:
                 view = b.views[k]
                 if self.gradient_as_bucket_view:
                     if p.grad is None or p.grad.array is not view:
-                        p.grad = _make(view, None, False)
+                        p.grad = wrap(view)
                 elif p.grad is None:
-                    p.grad = _make(view.copy(), None, False)
+                    p.grad = wrap(view.copy())
                 else:
                     p.grad.array[...] = view
         self.active = False
@@ -189,7 +189,7 @@ class GradBucket:
 
     def buffer(self):
         """The flat bucket as a Tensor; the hook must leave the reduced values in it."""
-        return _make(self._b.buffer, None, False)
+        return wrap(self._b.buffer)
 
     def parameters(self):
         return list(self._b.params)

@@ -4,13 +4,13 @@ from __future__ import annotations
 from distgraph.autograd import grad_mode
 from distgraph.autograd.function import Function
 from distgraph.autograd.ops._common import xp_of
-from distgraph.autograd.tensor import _make
+from distgraph.autograd.tensor import wrap, bump_version
 from distgraph.nn.layers import _BatchNorm
 
 
 def _allreduce(arr, group):
     from distgraph import comm
-    t = _make(arr, None, False)
+    t = wrap(arr)
     comm.all_reduce(t, group=group)
     return t.array
 
@@ -82,8 +82,8 @@ class SyncBatchNorm(_BatchNorm):
             with grad_mode.no_grad():
                 self.running_mean.array[...] = (1 - m) * self.running_mean.array + m * mean
                 self.running_var.array[...] = (1 - m) * self.running_var.array + m * var * (n / (n - 1))
-                self.running_mean._version[0] += 1
-                self.running_var._version[0] += 1
+                bump_version(self.running_mean)
+                bump_version(self.running_var)
         return out
 
     @classmethod

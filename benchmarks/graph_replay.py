@@ -1,0 +1,146 @@
+"""Capture and replay (``dg.compile``) beside distgraph eager and PyTorch eager, in one run.
+
+Measures:
+  1. per-op overhead: a chain of small elementwise ops (``* 1.001``, ``+ 0.01``, ``tanh``) on
+     16x16 float32, forward + backward, in microseconds per op;
+  2. small-model training steps (zero_grad, forward, loss, backward, SGD step), milliseconds:
+     an MLP 784-256-256-10 at batch 32 and a transformer encoder block (d=64, 4 heads, seq 16, batch 8).
+
+The goal of issue 14: replay at most half of distgraph eager's time on the chain, and faster
+than PyTorch eager there. Replayed results are checked against eager before timing.
+
+Run:  python benchmarks/graph_replay.py [--threads 1] [--repeat 5] [--chain 300]
+Torch is optional (`pip install -e '.[bench]'`); without it only distgraph is timed.
+"""
+import argparse
+import os
+import platform
+import sys
+import time
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--threads", type=int, default=1, help="BLAS / torch intra-op threads (default 1)")
+parser.add_argument("--repeat", type=int, default=5, help="timed repeats; the median is reported")
+parser.add_argument("--chain", type=int, default=300, help="ops in the elementwise chain")
+args = parser.parse_args()
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(args.threads)  # before NumPy loads its BLAS
+
+import numpy as np  # noqa: E402
+
+import distgraph as dg  # noqa: E402
+
+try:
+    import torch
+    torch.set_num_threads(args.threads)
+except ImportError:
+    torch = None
+
+
+def median_time(fn, repeat, inner):
+    for _ in range(3):
+        fn()  # warm up (and, for compiled steps, capture twice)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t0) / inner)
+    return float(np.median(times))
+
+
+# ----------------------------------------------------------- elementwise chain
+def chain(x, n):
+    def run():
+        y = x
+        for _ in range(n // 3):
+            y = y * 1.001
+            y = y + 0.01
+            y = y.tanh()
+        y.sum().backward()
+        x.grad = None
+        return y
+    return run
+
+
+# ----------------------------------------------------------- training steps
+def mlp_step(lib):
+    rng = np.random.default_rng(0)
+    sizes = (784, 256, 256, 10)
+    layers = []
+    for i, o in zip(sizes, sizes[1:]):
+        layers += [lib.nn.Linear(i, o), lib.nn.ReLU()]
+    model = lib.nn.Sequential(*layers[:-1])
+    opt = lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = lib.tensor(rng.standard_normal((32, 784)).astype(np.float32))
+    y = lib.tensor(rng.standard_normal((32, 10)).astype(np.float32))
+
+    def step():
+        opt.zero_grad()
+        loss = lib.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def block_step(lib):
+    lib.manual_seed(0)
+    rng = np.random.default_rng(0)
+    block = lib.nn.TransformerEncoderLayer(64, 4, dim_feedforward=128, dropout=0.0, batch_first=True)
+    opt = lib.optim.SGD(block.parameters(), lr=0.01)
+    x = lib.tensor(rng.standard_normal((8, 16, 64)).astype(np.float32))
+    y = lib.tensor(rng.standard_normal((8, 16, 64)).astype(np.float32))
+
+    def step():
+        opt.zero_grad()
+        loss = lib.nn.functional.mse_loss(block(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def check_replay(make_eager, make_compiled, what):
+    """Replayed values must be eager's (both start from the same state)."""
+    e, c = make_eager(), dg.compile(make_compiled(), fullgraph=True)
+    for _ in range(4):
+        ye, yc = e(), c()
+    err = float(np.max(np.abs(ye.array - yc.array)))
+    assert c.stats["replays"] == 2 and err < 1e-4, f"{what}: replay differs from eager by {err} ({c.stats})"
+
+
+def main():
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+          f"python {platform.python_version()}, numpy {np.__version__}, "
+          f"torch {torch.__version__ if torch else 'not installed'}, threads {args.threads}")
+    n = args.chain
+    dg.manual_seed(0)
+    chain_x = dg.randn(16, 16, requires_grad=True)
+    check_replay(lambda: chain(chain_x, n), lambda: chain(chain_x, n), "chain")
+    for make in (mlp_step, block_step):
+        seeded = lambda make=make: (dg.manual_seed(0), make(dg))[1]  # noqa: E731 - twins from one seed
+        check_replay(seeded, seeded, make.__name__)
+
+    rows = []
+    eager = median_time(chain(dg.randn(16, 16, requires_grad=True), n), args.repeat, 5) / n * 1e6
+    replay = median_time(dg.compile(chain(dg.randn(16, 16, requires_grad=True), n)), args.repeat, 5) / n * 1e6
+    th = median_time(chain(torch.randn(16, 16, requires_grad=True), n), args.repeat, 5) / n * 1e6 if torch else None
+    rows.append(("elementwise chain 16x16 fwd+bwd, us/op", eager, replay, th))
+    for name, make, inner in (("MLP 784-256-256-10 b32 step, ms", mlp_step, 20),
+                              ("transformer block d64 s16 b8 step, ms", block_step, 5)):
+        eager = median_time(make(dg), args.repeat, inner) * 1e3
+        replay = median_time(dg.compile(make(dg)), args.repeat, inner) * 1e3
+        th = median_time(make(torch), args.repeat, inner) * 1e3 if torch else None
+        rows.append((name, eager, replay, th))
+    print(f"{'benchmark':40s} {'dg eager':>9s} {'dg replay':>10s} {'torch':>8s} {'replay/eager':>13s} "
+          f"{'replay/torch':>13s}")
+    for name, eager, replay, th in rows:
+        vs_torch = f"{replay / th:12.2f}x" if th else "          n/a"
+        print(f"{name:40s} {eager:9.2f} {replay:10.2f} {th if th else float('nan'):8.2f} "
+              f"{replay / eager:12.2f}x {vs_torch}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""``dg.compile``: capture a function on its first calls, then replay it.
+
+Per key (``guards.key``: argument shapes/dtypes/devices/requires_grad, grad mode, autocast,
+the modules' training flags and parameter identities) a compiled function goes through:
+
+1. **capture** (call 1): the function runs eagerly while a tracer records it;
+2. **check** (call 2): it runs eagerly and is recorded again; the two records must agree
+   (``tape.compare``), which tells parameters (the same object each call) from tensors made
+   anew each call, and finds values that change from call to call where no op made them;
+3. **replay** (call 3 on): the generated tape runs; its guards (host reads) are re-checked
+   before any side effect.
+
+Anything the tape cannot replay faithfully — a refusal during capture, two records that
+disagree, a guard that fails — makes that key run eagerly from then on, with one warning
+(``CaptureWarning``) saying why and what to change.  Results are always eager's.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+
+from distgraph.autograd.function import _tracing
+from distgraph.graph import guards
+from distgraph.graph.capture import Capture
+from distgraph.graph.intercept import intercepting
+from distgraph.graph.tape import GuardFailed, Tape, compare
+from distgraph.utils.logging import get_logger
+
+log = get_logger("distgraph.graph")
+
+MAX_CHECKS = 4  # captures to wait for two calls with different input values (see Verdict.unproven)
+
+
+class CaptureWarning(UserWarning):
+    """A compiled function (or one of its keys) runs eagerly; the message says why."""
+
+
+class CaptureError(RuntimeError):
+    """``compile(..., fullgraph=True)``: the function cannot be replayed as one tape."""
+
+
+class _Entry:
+    __slots__ = ("prev", "tape", "eager", "checks", "replays")
+
+    def __init__(self):
+        self.prev, self.tape, self.eager, self.checks, self.replays = None, None, None, 0, 0
+
+
+class CompiledFunction:
+    """A function that replays its recorded tape for keys it has seen twice (see the module docstring).
+
+    Attributes:
+        fn: the wrapped function (or module).
+        stats: counts of ``captures``, ``replays`` and ``eager`` calls.
+    """
+
+    def __init__(self, fn, *, fullgraph=False, cache_size=8):
+        self.fn = fn
+        self.fullgraph = fullgraph
+        self.cache_size = cache_size
+        self._cache = {}
+        self._modules = None
+        self._warned = set()
+        self.stats = {"captures": 0, "replays": 0, "eager": 0}
+        functools.update_wrapper(self, fn, updated=())
+
+    def __getattr__(self, name):  # a compiled module still answers .parameters(), .train(), ...
+        if name == "fn":
+            raise AttributeError(name)
+        return getattr(self.fn, name)
+
+    # ------------------------------------------------------------ calling
+    def __call__(self, *args, **kwargs):
+        if _tracing.tracer is not None:   # inside another capture: let the outer tracer see the ops
+            return self.fn(*args, **kwargs)
+        if self._modules is None:
+            self._modules = guards.find_modules(self.fn, (), {})
+        modules = self._modules
+        if any(_is_module(a) for a in list(args) + list(kwargs.values())):
+            modules = modules + [m for m in guards.find_modules(None, args, kwargs) if m not in modules]
+        tensors = []
+        key = guards.key(args, kwargs, modules, tensors)
+        entry = self._cache.get(key)
+        if entry is None:
+            if len(self._cache) >= self.cache_size:
+                self._give_up("cache", f"more than {self.cache_size} different argument shapes/flags: the "
+                              "new ones run eagerly (raise cache_size, or pad inputs to a few shapes)")
+                self.stats["eager"] += 1
+                return self.fn(*args, **kwargs)
+            entry = self._cache[key] = _Entry()
+        if entry.tape is not None:
+            try:
+                out = entry.tape.run(tensors)
+                self.stats["replays"] += 1
+                entry.replays += 1
+                return out
+            except GuardFailed as e:
+                entry.tape = None
+                entry.eager = (f"a guard failed on replay ({e}): the function's Python code depends on "
+                               "tensor values; it runs eagerly from now on")
+                self._give_up(entry.eager, entry.eager)
+        if entry.eager is not None:
+            self.stats["eager"] += 1
+            return self.fn(*args, **kwargs)
+        return self._capture(entry, args, kwargs, tensors, modules)
+
+    def _capture(self, entry, args, kwargs, tensors, modules):
+        cap = Capture(tensors)
+        cap.watch_module_state(guards.module_tensors(modules))
+        for m in modules:
+            d = m.__dict__
+            if d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_hooks"] or d["_backward_pre_hooks"]:
+                cap.refuse(f"module {type(m).__name__} has forward/backward hooks, which a replay would not call")
+        self.stats["captures"] += 1
+        with intercepting():
+            _tracing.tracer = cap
+            try:
+                out = self.fn(*args, **kwargs)
+                cap.finish(out)
+            finally:
+                _tracing.tracer = None
+        if cap.refusal is not None:
+            entry.eager = cap.refusal
+            self._give_up(cap.refusal, cap.refusal)
+            return out
+        if entry.prev is None:
+            entry.prev = cap
+            return out
+        verdict = compare(entry.prev, cap)
+        if verdict.refusal is not None:
+            entry.eager = verdict.refusal
+            self._give_up(verdict.refusal, verdict.refusal)
+        elif (verdict.unproven or verdict.retry) and entry.checks < MAX_CHECKS:
+            entry.checks += 1      # wait for a call with other input values (see Verdict.unproven)
+            entry.prev = cap
+        elif verdict.retry:
+            entry.eager = "the leaves' .grad (None or not) differs from call to call before backward"
+            self._give_up(entry.eager, entry.eager)
+        elif verdict.unproven:
+            entry.eager = ("tensors made inside the function by raw array code kept their values, but every "
+                           "call so far had the same input values, so they may depend on the inputs")
+            self._give_up(entry.eager, entry.eager)
+        else:
+            entry.tape = Tape(cap, verdict)
+            entry.prev = None
+            log.info("compile: %s captured as a tape of %d ops", getattr(self.fn, "__qualname__", self.fn),
+                     entry.tape.n_ops)
+        return out
+
+    def _give_up(self, key, reason):
+        name = getattr(self.fn, "__qualname__", type(self.fn).__name__)
+        if self.fullgraph:
+            raise CaptureError(f"compile({name}, fullgraph=True): {reason}")
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"compile: {name} runs eagerly (same results, no replay): {reason}", CaptureWarning,
+                          stacklevel=4)
+
+    # ------------------------------------------------------------ inspecting
+    def tapes(self):
+        """The replayable tapes, one per key (``tape.source`` is the generated code)."""
+        return [e.tape for e in self._cache.values() if e.tape is not None]
+
+    def eager_reasons(self):
+        """Why each key that runs eagerly does."""
+        return [e.eager for e in self._cache.values() if e.eager is not None]
+
+
+def _is_module(x):
+    from distgraph.nn.module import Module
+    return isinstance(x, Module)
+
+
+def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mode=None, options=None,
+            disable=False, cache_size=8):
+    """Capture ``model`` (a function or module) and replay it as a static tape of array operations.
+
+    PyTorch's ``torch.compile`` signature. The first call for a key records the ops (forward,
+    ``loss.backward()``, ``optimizer.step()``), the second checks the record, later calls replay it
+    without building the autograd graph. Usable as ``@dg.compile`` and ``@dg.compile(...)``.
+
+    Args:
+        model: the function or module.
+        fullgraph: raise ``CaptureError`` instead of falling back to eager.
+        dynamic, backend, mode, options: accepted for PyTorch compatibility; ignored (there is
+            one backend; CUDA graphs are not used yet, see docs/graph.md).
+        disable: return ``model`` unchanged.
+        cache_size: tapes kept per function (one per argument shapes/flags key).
+
+    Returns:
+        A ``CompiledFunction`` (or ``model`` when ``disable``).
+    """
+    if model is None:
+        return lambda m: compile(m, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode,
+                                 options=options, disable=disable, cache_size=cache_size)
+    if disable:
+        return model
+    if not callable(model):
+        raise TypeError(f"compile: expected a function or a module, got {type(model).__name__}")
+    return CompiledFunction(model, fullgraph=fullgraph, cache_size=cache_size)

@@ -1,0 +1,411 @@
+"""Tape: two captures compared, then one of them turned into straight-line replay code.
+
+``compare(a, b)`` checks that two eager runs with the same key did the same thing (same ops
+with the same attributes, wired the same way; the same reads with the same values; the same
+calls; the same backward schedule) and sorts each tensor made outside the ops into
+
+* *persistent*: the same object in both runs (a parameter, a buffer): read live on replay;
+* *constant*: a new object each run with the same value both times (a causal mask built in
+  forward): baked into the tape;
+* anything else (a new value each run: raw-array code on the data, or random numbers drawn
+  outside an op) makes the function not replayable.
+
+``Tape(capture, verdict)`` generates one Python function that runs the recorded ops' forward
+and backward rules on arrays in the recorded order, calls the leaves' gradient hooks
+(``engine._finish_leaf``: DDP's hooks launch their bucket all-reduces there, in eager's order),
+re-runs recorded calls (``optimizer.step()``), and checks every guard before the first side
+effect.  ``Tape.source`` is that code, for reading.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from distgraph import backend
+from distgraph.autograd import engine, grad_mode
+from distgraph.autograd.tensor import Tensor, _make
+from distgraph.graph.capture import is_array
+
+
+class GuardFailed(Exception):
+    """A replay read a tensor value different from the capture's; nothing had been changed yet."""
+
+
+class ReplayError(RuntimeError):
+    """A replay found a backward rule behaving unlike its capture, after gradients were written."""
+
+
+# ------------------------------------------------------------------ comparing
+def _same_value(x, y):
+    if is_array(x) or is_array(y):
+        if not (is_array(x) and is_array(y)) or type(x) is not type(y):
+            return False
+        if x.shape != y.shape or x.dtype != y.dtype:
+            return False
+        xp = backend.get_array_module(x)
+        return bool(xp.array_equal(x, y, equal_nan=x.dtype.kind in "fc"))
+    if type(x) is not type(y):
+        return False
+    if isinstance(x, float) and math.isnan(x):
+        return math.isnan(y)
+    try:
+        return bool(x == y)
+    except Exception:
+        return x is y
+
+
+def _same_enc(x, y):
+    if type(x) is not type(y):
+        return False
+    if isinstance(x, tuple) and x and x[0] == "const" and len(x) == 2:
+        return isinstance(y, tuple) and len(y) == 2 and y[0] == "const" and _same_value(x[1], y[1])
+    if isinstance(x, (tuple, list)):
+        return len(x) == len(y) and all(_same_enc(a, b) for a, b in zip(x, y))
+    if isinstance(x, dict):
+        return x.keys() == y.keys() and all(_same_enc(x[k], y[k]) for k in x)
+    return _same_value(x, y)
+
+
+class Verdict:
+    """The outcome of ``compare``: a refusal, or how to treat each outside tensor and raw array."""
+
+    def __init__(self):
+        self.refusal = None
+        self.persistent_ext, self.persistent_raw = set(), set()
+        self.unproven = False  # constants seen only with equal inputs: they might depend on them
+        self.retry = False     # the leaves' .grad states differed: the next call may settle them
+
+
+def compare(a, b) -> Verdict:
+    v = Verdict()
+
+    def no(reason):
+        v.refusal = reason
+        return v
+
+    if len(a.entries) != len(b.entries) or a.entries != b.entries:
+        return no("two calls with the same argument shapes ran different sequences of ops, reads and "
+                  "calls: its Python code branches on something that is not an argument's shape (a tensor "
+                  "value read without a guard, a Python counter, random choice)")
+    for k, (x, y) in enumerate(zip(a.ops, b.ops)):
+        if x.cls is not y.cls or x.shape != y.shape or x.dtype != y.dtype:
+            return no(f"op #{k}: {x.cls.__name__}{x.shape} on one call, {y.cls.__name__}{y.shape} on the next")
+        if not _same_enc(x.inputs, y.inputs) or not _same_enc(x.init, y.init):
+            return no(f"op #{k} ({x.cls.__name__}): its inputs or attributes differ between two calls "
+                      "(a Python number computed from data, or a different wiring)")
+    for r, (x, y) in enumerate(zip(a.reads, b.reads)):
+        if x[0] != y[0] or x[1] != y[1] or x[3] != y[3]:
+            return no(f"host read #{r} differs between two calls")
+        if not _same_value(x[2], y[2]):
+            return no(f"a tensor value read on the host ({x[0]}) changes from call to call: "
+                      "each replay would have to fall back; return the tensor instead and read it outside "
+                      "the compiled function (e.g. loss.item() after the call)")
+    for c, (x, y) in enumerate(zip(a.calls, b.calls)):
+        if x[0] is not y[0] or not _same_enc(x[1:], y[1:]):
+            return no(f"recorded call #{c} ({getattr(x[0], '__qualname__', x[0])}) differs between two calls")
+    for x, y in zip(a.backwards, b.backwards):
+        if not all(_same_enc(x[k], y[k]) for k in ("roots", "grads", "events", "check_pre")):
+            return no("the backward schedule differs between two calls")
+        if not _same_enc(x["pre"], y["pre"]):
+            v.retry = True   # .grad None on the first call only (accumulating across calls): record again
+    if not _same_enc(a.outputs, b.outputs):
+        return no("the function's outputs differ in structure (or in a returned Python value) between two calls")
+    if len(a.ext) != len(b.ext) or len(a.raws) != len(b.raws):
+        return no("the function used a different number of tensors made outside its ops on two calls")
+    args_equal = all(_same_value(x, y) for x, y in zip(a.arg_values, b.arg_values))
+    leaves = {ev[1] for bw in b.backwards for ev in bw["events"] if ev[0] == "leaf"}
+    leaves |= {r[1] for bw in b.backwards for r in bw["roots"] if r[0] == "leaf"}
+    for n, (x, y) in enumerate(zip(a.ext, b.ext)):
+        if x is y:
+            v.persistent_ext.add(n)
+            continue
+        if ("ext", n) in leaves:
+            return no(f"a tensor that requires grad is created inside the function (shape {tuple(y.shape)}) "
+                      "and gets a gradient: pass it as an argument, or make it once outside")
+        if not _same_value(x.array, y.array):
+            return no(f"a tensor of shape {tuple(y.shape)} made outside the ops (raw array code on the data, "
+                      "or random numbers drawn outside an op) changes from call to call; a replay cannot "
+                      "recompute it. Compute it with tensor ops, or pass it as an argument")
+        v.unproven |= args_equal
+    for n, (x, y) in enumerate(zip(a.raws, b.raws)):
+        if x is y:
+            v.persistent_raw.add(n)
+            continue
+        if not _same_value(x, y):
+            return no(f"an array of shape {tuple(y.shape)} held by an op was made outside the ops and "
+                      "changes from call to call (an index computed from the data with raw array code); "
+                      "a replay cannot recompute it")
+        v.unproven |= args_equal
+    return v
+
+
+# ------------------------------------------------------------------ code generation
+_LITERALS = (int, bool, str, type(None))
+
+
+class _Gen:
+    def __init__(self, cap, verdict):
+        self.cap, self.verdict = cap, verdict
+        self.ns = {"_make": _make, "GuardFailed": GuardFailed, "_same": _same_value,
+                   "ReplayError": ReplayError, "_finish_leaf": engine._finish_leaf, "_Scope": _BackwardScope,
+                   "_fix0": _fix0, "_ones_like": _ones_like}
+        self.lines = []
+        self.consts = {}
+
+    def const(self, v):
+        t = type(v)
+        if t in _LITERALS or (t is float and math.isfinite(v)):
+            return repr(v)
+        key = id(v)
+        name = self.consts.get(key)
+        if name is None:
+            name = self.consts[key] = f"c{len(self.consts)}"
+            self.ns[name] = v
+        return name
+
+    def ref(self, r):
+        kind = r[0]
+        if kind == "arg":
+            return f"a{r[1]}"
+        if kind == "op":
+            return f"v{r[1]}"
+        if kind == "call":
+            return f"w{r[1]}_{r[2]}"
+        if kind == "ext":
+            return f"E{r[1]}.array" if r[1] in self.verdict.persistent_ext else f"K{r[1]}"
+        if kind == "raw":
+            return f"R{r[1]}"
+        raise AssertionError(r)
+
+    def expr(self, e):
+        kind = e[0]
+        if kind in ("in", "array"):
+            return self.ref(e[1])
+        if kind == "const":
+            return self.const(e[1])
+        if kind == "tensor":
+            return f"E{e[1]}"
+        if kind == "argt":
+            return f"A[{e[1]}]"
+        if kind == "wrap":
+            return f"_make({self.ref(e[1])}, None, False)"
+        if kind == "grad":
+            return grad_name(e[1])
+        if kind == "tuple":
+            inner = ", ".join(self.expr(x) for x in e[1])
+            return f"({inner}{',' if len(e[1]) == 1 else ''})"
+        if kind == "list":
+            return "[" + ", ".join(self.expr(x) for x in e[1]) + "]"
+        if kind == "dict":
+            return "{" + ", ".join(f"{self.const(k)}: {self.expr(x)}" for k, x in e[1]) + "}"
+        raise AssertionError(e)
+
+    def dynamic(self, e):
+        """Whether an encoded value must be rebuilt on each replay (it holds a replayed array)."""
+        kind = e[0]
+        if kind in ("in", "array"):
+            r = e[1]
+            return r[0] in ("arg", "op", "call") or (r[0] == "ext" and r[1] in self.verdict.persistent_ext)
+        if kind in ("tensor", "argt", "wrap"):
+            return True
+        if kind in ("tuple", "list"):
+            return any(self.dynamic(x) for x in e[1])
+        if kind == "dict":
+            return any(self.dynamic(x) for _, x in e[1])
+        return False
+
+    def static_value(self, e):
+        """The value of an encoded attribute that needs no rebuilding (constants, raw arrays)."""
+        kind = e[0]
+        if kind == "const":
+            return e[1]
+        if kind in ("in", "array"):
+            r = e[1]
+            if r[0] == "raw":
+                return self.cap.raws[r[1]]
+            if r[0] == "ext":
+                return self.cap.ext[r[1]].array
+        if kind == "tuple":
+            return tuple(self.static_value(x) for x in e[1])
+        if kind == "list":
+            return [self.static_value(x) for x in e[1]]
+        if kind == "dict":
+            return {k: self.static_value(x) for k, x in e[1]}
+        raise AssertionError(e)
+
+    def emit(self, line, indent=1):
+        self.lines.append("    " * indent + line)
+
+
+def leaf_expr(ref):
+    return f"A[{ref[1]}]" if ref[0] == "argt" else f"E{ref[1]}"
+
+
+def grad_name(ref):
+    return "gr_" + "_".join(map(str, ref))
+
+
+def _fix0(y):
+    return np.asarray(y) if isinstance(y, np.generic) else y
+
+
+def _ones_like(a):
+    return backend.get_array_module(a).ones_like(a)
+
+
+class _BackwardScope:
+    """Grad mode off and DDP's end-of-backward callbacks collected, as ``run_backward`` does."""
+
+    def __init__(self):
+        self.scope = engine.callback_scope().__enter__()
+        self.prev = grad_mode.is_grad_enabled()
+        grad_mode._set(False)
+        self.handed = set()
+
+    def done(self):
+        grad_mode._set(self.prev)
+        self.scope.run()
+
+    def close(self):
+        grad_mode._set(self.prev)
+        self.scope.__exit__(None, None, None)
+
+
+def _clone(op):
+    """A fresh instance of a recorded op holding only what its constructor set (the recorded
+    node itself had its saved arrays released by the capture's backward)."""
+    node = op.node
+    new = op.cls.__new__(op.cls)
+    nig = getattr(node, "needs_input_grad", None)
+    if nig is not None:
+        new.needs_input_grad = list(nig)
+    new._released = False
+    return new
+
+
+class Tape:
+    """A captured function, replayable on new arguments with the same key."""
+
+    def __init__(self, cap, verdict):
+        self.cap = cap
+        g = _Gen(cap, verdict)
+        ns = g.ns
+        for n, t in enumerate(cap.ext):
+            if n in verdict.persistent_ext:
+                ns[f"E{n}"] = t
+            else:
+                ns[f"K{n}"] = t.array
+                ns[f"E{n}"] = t
+        for n, a in enumerate(cap.raws):
+            ns[f"R{n}"] = a
+        self.n_ops = len(cap.ops)
+        for i in range(len(cap.args)):
+            g.emit(f"a{i} = A[{i}].array")
+        effect = cap.first_effect if cap.first_effect is not None else len(cap.entries)
+        self.guards = sum(1 for kind, _ in cap.entries[:effect] if kind == "read")
+        for pos, (kind, idx) in enumerate(cap.entries):
+            if kind == "op":
+                self._op(g, idx)
+            elif kind == "read":
+                _, ref, value, _ = cap.reads[idx]
+                ns[f"G{idx}"] = value
+                g.emit(f"if not _same({g.ref(ref)}, G{idx}):")
+                g.emit(f"raise GuardFailed('host read #{idx} ({cap.reads[idx][0]}) differs from the capture')", 2)
+            elif kind == "call":
+                self._call(g, idx)
+            elif kind == "backward":
+                self._backward(g, idx)
+            elif kind == "nograd":
+                g.emit(f"{leaf_expr(idx)}.grad = None")
+        g.emit(f"return {g.expr(cap.outputs)}")
+        self.source = "def replay(A):\n" + "\n".join(g.lines) + "\n"
+        exec(compile(self.source, f"<distgraph.graph tape of {len(cap.ops)} ops>", "exec"), ns)
+        self.run = ns["replay"]
+
+    def _op(self, g, k):
+        op = self.cap.ops[k]
+        clone = _clone(op)
+        g.ns[f"op{k}"] = clone
+        g.ns[f"f{k}"] = clone.forward
+        for name, e in op.init.items():
+            if g.dynamic(e):
+                g.emit(f"op{k}.{name} = {g.expr(e)}")
+            else:
+                setattr(clone, name, g.static_value(e))
+        args = ", ".join(g.expr(e) for e in op.inputs)
+        call = f"f{k}({args})"
+        g.emit(f"v{k} = {'_fix0(' + call + ')' if op.ndim0 else call}")
+
+    def _call(self, g, c):
+        func, args, kwargs, out = self.cap.calls[c]
+        g.ns[f"call{c}"] = func
+        g.emit(f"r{c} = call{c}(*{g.expr(args)}, **{g.expr(kwargs)})")
+        self._bind_result(g, out, f"r{c}")
+
+    def _bind_result(self, g, e, path):
+        if e[0] == "out" and e[1][0] == "call":
+            g.emit(f"{g.ref(e[1])} = {path}.array")
+        elif e[0] == "tuple":
+            for i, x in enumerate(e[1]):
+                self._bind_result(g, x, f"{path}[{i}]")
+
+    def _backward(self, g, b):
+        bw = self.cap.backwards[b]
+        cap = self.cap
+        ops = cap.ops
+        have = set()
+
+        def buf(key):
+            return f"gb{key[1]}" if key[0] == "node" else "gl_" + "_".join(map(str, key[1]))
+
+        if bw["check_pre"]:   # the function's first side effect: a failed check changes nothing
+            for ref, was_none in bw["pre"]:
+                g.emit(f"if ({leaf_expr(ref)}.grad is None) is not {was_none}:")
+                g.emit(f"raise GuardFailed('.grad of {leaf_expr(ref)} was {'' if was_none else 'not '}None "
+                       "when the capture ran backward')", 2)
+        g.emit("_s = _Scope()")
+        g.emit("try:")
+        for r, gr in zip(bw["roots"], bw["grads"]):
+            key = ("node", r[1]) if r[0] == "node" else ("leaf", r[1])
+            root_array = f"v{r[1]}" if r[0] == "node" else f"{leaf_expr(r[1])}.array"
+            val = f"_ones_like({root_array})" if gr[0] == "ones" else g.ref(gr[1])
+            if key in have:
+                g.emit(f"{buf(key)} = {buf(key)} + {val}", 2)
+            else:
+                g.emit(f"{buf(key)} = {val}", 2)
+                have.add(key)
+        for ev in bw["events"]:
+            if ev[0] == "leaf":
+                key = ("leaf", ev[1])
+                g.emit(f"_finish_leaf({leaf_expr(ev[1])}, {buf(key)}, None, _s.handed)", 2)
+                g.emit(f"del {buf(key)}", 2)
+                have.discard(key)
+                continue
+            _, k, nones = ev
+            node = ops[k].node
+            g.ns[f"b{k}"] = g.ns[f"op{k}"].backward
+            g.emit(f"gx = b{k}(gb{k})", 2)
+            g.emit(f"del gb{k}", 2)
+            for i, nxt in enumerate(node.next):
+                if nxt is None:
+                    continue
+                if nones[i]:
+                    g.emit(f"if gx[{i}] is not None:", 2)
+                    g.emit(f"raise ReplayError('op #{k} ({ops[k].cls.__name__}): its backward returned a gradient "
+                           f"for input {i} where the capture got None; report this as a bug')", 3)
+                    continue
+                if isinstance(nxt, Tensor):
+                    key = ("leaf", cap.leaf_ref(nxt))
+                else:
+                    key = ("node", cap.node_index[id(nxt)])
+                if key in have:
+                    g.emit(f"{buf(key)} = {buf(key)} + gx[{i}]", 2)
+                else:
+                    g.emit(f"{buf(key)} = gx[{i}]", 2)
+                    have.add(key)
+        g.emit("_s.done()", 2)
+        g.emit("finally:")
+        g.emit("_s.close()", 2)
+        for ref in dict.fromkeys(ev[1] for ev in bw["events"] if ev[0] == "leaf"):
+            g.emit(f"{grad_name(ref)} = {leaf_expr(ref)}.grad")

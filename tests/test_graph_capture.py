@@ -1,0 +1,336 @@
+"""Capture and replay (``dg.compile``, distgraph/graph/): replayed == eager, guards, recapture, DDP.
+
+Each model test builds two identical models (same seed), trains one eagerly and one through a
+compiled step, on the same batches, and compares losses, gradients and parameters after every
+step in float64 at 1e-10.  The first two compiled calls are captures (eager), later ones replays.
+"""
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import distgraph as dg
+import distgraph.nn as nn
+import distgraph.nn.functional as F
+from distgraph.graph import CaptureError, CaptureWarning, compile
+
+TOL = 1e-10
+STEPS = 5
+
+
+def _close(a, b, what):
+    a = a.array if isinstance(a, dg.Tensor) else np.asarray(a)
+    b = b.array if isinstance(b, dg.Tensor) else np.asarray(b)
+    assert a.shape == b.shape, f"{what}: replayed shape {a.shape}, eager shape {b.shape}"
+    err = float(np.max(np.abs(a - b))) if a.size else 0.0
+    assert err <= TOL, f"{what}: replayed and eager differ by {err:.3g} (> {TOL}); replayed {a.ravel()[:4]}, " \
+                       f"eager {b.ravel()[:4]}"
+
+
+def _twins(make):
+    dg.manual_seed(0)
+    a = make()
+    dg.manual_seed(0)
+    b = make()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert np.array_equal(p.array, q.array)
+    return a, b
+
+
+def _train_both(make, batches, loss_fn, opt_cls=dg.optim.SGD, opt_kw=None, seed_each_step=True):
+    """Train eager and compiled twins; compare after each step; return the compiled step."""
+    opt_kw = opt_kw or {"lr": 0.05, "momentum": 0.9}
+    eager_m, comp_m = _twins(make)
+    eager_opt, comp_opt = opt_cls(eager_m.parameters(), **opt_kw), opt_cls(comp_m.parameters(), **opt_kw)
+
+    def body(model, opt):
+        def step(x, y):
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+
+    eager_step = body(eager_m, eager_opt)
+    comp_step = compile(body(comp_m, comp_opt), fullgraph=True)
+    for i, (x, y) in enumerate(batches):
+        if seed_each_step:
+            dg.manual_seed(100 + i)
+        le = eager_step(x, y)
+        if seed_each_step:
+            dg.manual_seed(100 + i)
+        lc = comp_step(x, y)
+        _close(lc, le, f"loss at step {i}")
+        for (n, p), q in zip(comp_m.named_parameters(), eager_m.parameters()):
+            _close(p.grad, q.grad, f"grad of {n} at step {i}")
+            _close(p, q, f"parameter {n} after step {i}")
+    assert comp_step.stats["replays"] == len(batches) - 2, comp_step.stats
+    return comp_step
+
+
+def _batches(shape, target, n=STEPS, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        x = dg.tensor(rng.standard_normal(shape), dtype=dg.float64)
+        out.append((x, dg.tensor(target(rng), dtype=dg.float64)))
+    return out
+
+
+# ------------------------------------------------------------------ models
+def test_mlp_sgd_momentum_matches_eager():
+    make = lambda: nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(),  # noqa: E731
+                                 nn.Linear(16, 3)).double()
+    _train_both(make, _batches((4, 8), lambda r: r.standard_normal((4, 3))), F.mse_loss)
+
+
+def test_mlp_adam_with_dropout_matches_eager():
+    """Dropout's mask is redrawn on every replay from the same generator as eager's."""
+    make = lambda: nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 2)).double()  # noqa: E731
+    step = _train_both(make, _batches((6, 8), lambda r: r.standard_normal((6, 2))), F.mse_loss,
+                       dg.optim.Adam, {"lr": 1e-2})
+    assert "Dropout" in step.tapes()[0].source or any(
+        type(op.node).__name__ == "Dropout" for op in step.tapes()[0].cap.ops)
+
+
+def test_cnn_matches_eager():
+    class CNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(2, 4, 3, padding=1)
+            self.conv2 = nn.Conv2d(4, 4, 3, stride=2)
+            self.pool = nn.MaxPool2d(2)
+            self.fc = nn.Linear(4 * 1 * 1, 3)
+
+        def forward(self, x):
+            h = F.relu(self.conv1(x))
+            h = self.pool(F.relu(self.conv2(h)))
+            return self.fc(h.flatten(1))
+    _train_both(lambda: CNN().double(), _batches((2, 2, 7, 7), lambda r: r.standard_normal((2, 3))), F.mse_loss)
+
+
+def test_transformer_block_matches_eager():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.1, batch_first=True)
+            self.head = nn.Linear(8, 1)
+
+        def forward(self, x):
+            return self.head(self.layer(x)).squeeze(-1)
+    _train_both(lambda: Block().double(), _batches((2, 5, 8), lambda r: r.standard_normal((2, 5))), F.mse_loss,
+                dg.optim.AdamW, {"lr": 1e-3})
+
+
+# ------------------------------------------------------------------ schedules, shapes, guards
+def test_lr_scheduler_change_is_honoured_on_replay():
+    make = lambda: nn.Linear(4, 2).double()  # noqa: E731
+    eager_m, comp_m = _twins(make)
+    opts = [dg.optim.SGD(m.parameters(), lr=0.1) for m in (eager_m, comp_m)]
+    scheds = [dg.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5) for o in opts]
+
+    def body(m, o):
+        def step(x):
+            o.zero_grad()
+            (m(x) ** 2).sum().backward()
+            o.step()
+        return step
+    eager_step, comp_step = body(eager_m, opts[0]), compile(body(comp_m, opts[1]))
+    for x, _ in _batches((3, 4), lambda r: 0, n=6):
+        eager_step(x)
+        comp_step(x)
+        for s in scheds:
+            s.step()   # outside the step: the replay must read the new lr
+        for p, q in zip(comp_m.parameters(), eager_m.parameters()):
+            _close(p, q, "parameter after a scheduled step")
+    assert comp_step.stats["replays"] == 4
+
+
+def test_new_shape_recaptures_and_old_tape_is_kept():
+    w = dg.tensor(np.linspace(-1, 1, 12).reshape(4, 3), dtype=dg.float64, requires_grad=True)
+
+    def f(x):
+        y = (x @ w).tanh().sum()
+        y.backward()
+        g = w.grad
+        w.grad = None
+        return y, g
+    cf = compile(f)
+    for n in (2, 2, 2, 5, 5, 5, 2):
+        x = dg.tensor(np.random.default_rng(n).standard_normal((n, 4)), dtype=dg.float64)
+        (yc, gc), (ye, ge) = cf(x), f(x)
+        _close(yc, ye, f"value at batch {n}")
+        _close(gc, ge, f"gradient at batch {n}")
+    assert cf.stats == {"captures": 4, "replays": 3, "eager": 0}, cf.stats
+    assert len(cf.tapes()) == 2
+
+
+def test_training_flag_is_part_of_the_key():
+    m = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)).double()
+
+    @compile
+    def f(x):
+        with dg.no_grad():
+            return m(x)
+    x = dg.ones(2, 4, dtype=dg.float64)
+    m.eval()
+    outs = [f(x) for _ in range(3)]
+    m.train()
+    f(x)
+    assert f.stats["captures"] == 3 and f.stats["replays"] == 1, f.stats
+    _close(outs[2], m.eval()(x), "eval-mode replay")
+
+
+def test_data_dependent_branch_falls_back_to_eager_with_one_warning():
+    w = dg.tensor([1.0, -2.0], dtype=dg.float64)
+
+    def f(x):
+        with dg.no_grad():
+            y = x * w
+            if y.sum().item() > 0:       # a host read: a guard
+                return y * 2
+            return y * -1
+    cf = compile(f)
+    pos, neg = dg.tensor([3.0, 1.0], dtype=dg.float64), dg.tensor([1.0, 3.0], dtype=dg.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for x in (pos, pos, pos, pos, neg, pos, neg):
+            _close(cf(x), f(x), "value of a guarded branch")
+    msgs = [str(c.message) for c in caught if issubclass(c.category, CaptureWarning)]
+    assert len(msgs) == 1 and "guard failed" in msgs[0], msgs
+    assert cf.stats["replays"] == 2 and cf.stats["eager"] == 3, cf.stats  # the failed replay ran eagerly
+
+
+def test_value_read_every_call_is_refused_clearly():
+    m = nn.Linear(3, 1).double()
+    opt = dg.optim.SGD(m.parameters(), lr=0.1)
+
+    def step(x):
+        opt.zero_grad()
+        loss = m(x).pow(2).mean()
+        loss.backward()
+        opt.step()
+        return loss.item()            # read after backward: cannot be re-checked
+    cf = compile(step, fullgraph=True)
+    with pytest.raises(CaptureError, match="read it outside"):
+        cf(dg.ones(2, 3, dtype=dg.float64))
+
+
+def test_in_place_update_outside_ops_is_refused():
+    bn = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)).double()
+
+    def step(x):
+        bn(x).sum().backward()
+    cf = compile(step, fullgraph=True)
+    with pytest.raises(CaptureError, match="running statistics"):
+        cf(dg.ones(4, 3, dtype=dg.float64))
+
+
+def test_raw_array_value_that_changes_is_refused():
+    """A tensor built by raw array code from the data is a per-call value the tape cannot recompute."""
+    w = dg.tensor([[1.0, 2.0]], dtype=dg.float64, requires_grad=True)
+
+    def f(x):
+        shifted = dg.tensor(x.detach().array + 1.0)   # raw NumPy on the data: invisible to the tape
+        loss = (w * shifted).sum()
+        loss.backward()
+        w.grad = None
+    cf = compile(f, fullgraph=True)
+    cf(dg.tensor([[1.0, 2.0]], dtype=dg.float64))
+    with pytest.raises(CaptureError, match="changes from call to call"):
+        cf(dg.tensor([[5.0, 7.0]], dtype=dg.float64))
+
+
+def test_raw_array_value_is_not_trusted_while_inputs_repeat():
+    w = dg.tensor([[1.0, 2.0]], dtype=dg.float64, requires_grad=True)
+
+    def f(x):
+        shifted = dg.tensor(x.detach().array + 1.0)
+        (w * shifted).sum().backward()
+        g = w.grad
+        w.grad = None
+        return g
+    cf = compile(f)
+    same = dg.tensor([[1.0, 2.0]], dtype=dg.float64)
+    for _ in range(4):
+        cf(same)
+    assert cf.stats["replays"] == 0, "a raw-array value seen only with equal inputs must not be baked"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CaptureWarning)
+        other = dg.tensor([[3.0, 4.0]], dtype=dg.float64)
+        _close(cf(other), f(other), "gradient with other inputs")
+
+
+def test_forward_only_outputs_needing_grad_run_eagerly():
+    m = nn.Linear(2, 2).double()
+    cm = compile(m)
+    with pytest.warns(CaptureWarning, match="compile the whole training step"):
+        y = cm(dg.ones(1, 2, dtype=dg.float64))
+    y.sum().backward()                 # the eager graph is intact
+    assert m.weight.grad is not None
+    assert list(cm.parameters()) == list(m.parameters())
+
+
+def test_dg_compile_is_this_implementation():
+    assert dg.compile is compile
+    assert dg.compile(len, disable=True) is len
+
+
+def test_replay_does_not_build_the_graph():
+    w = dg.tensor(np.ones((3, 3)), dtype=dg.float64, requires_grad=True)
+
+    @compile
+    def f(x):
+        y = (x @ w).sum()
+        y.backward()
+        w.grad = None
+        return y
+    x = dg.ones(2, 3, dtype=dg.float64)
+    for _ in range(3):
+        y = f(x)
+    assert y.grad_fn is None and not y.requires_grad
+    assert "def replay(A):" in f.tapes()[0].source
+
+
+# ------------------------------------------------------------------ DDP on 2 ranks
+def test_ddp_two_ranks_replay_matches_eager_and_keeps_bucket_order():
+    from mpi_util import run_mpi
+    prog = Path(__file__).parent / "parallel" / "graph_ddp_prog.py"
+    proc, _ = run_mpi(2, prog, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("graph_ddp ok") == 2, proc.stdout[-3000:]
+
+
+def test_gradients_accumulated_across_calls_match_eager():
+    w = dg.tensor([1.0, 2.0], dtype=dg.float64, requires_grad=True)
+    w_ref = dg.tensor([1.0, 2.0], dtype=dg.float64, requires_grad=True)
+
+    def body(p):
+        def f(x):
+            (p * x).tanh().sum().backward()   # no zero_grad: .grad accumulates over calls
+        return f
+    cf, ef = compile(body(w)), body(w_ref)
+    for i in range(6):
+        x = dg.tensor([0.5 * i, -0.25 * i], dtype=dg.float64)
+        cf(x)
+        ef(x)
+        _close(w.grad, w_ref.grad, f"accumulated gradient after call {i}")
+    assert cf.stats["replays"] == 3, cf.stats   # .grad None on call 1 only: one more check
+
+
+def test_cross_entropy_with_changing_targets_runs_eagerly():
+    """nll_loss builds its gather index with raw NumPy: refused (never baked) when targets change."""
+    m = nn.Linear(4, 3).double()
+    opt = dg.optim.SGD(m.parameters(), lr=0.1)
+
+    def step(x, y):
+        opt.zero_grad()
+        F.cross_entropy(m(x), y).backward()
+        opt.step()
+    cf = compile(step, fullgraph=True)
+    rng = np.random.default_rng(0)
+    cf(dg.tensor(rng.standard_normal((5, 4))), dg.tensor(np.array([0, 1, 2, 0, 1])))
+    with pytest.raises(CaptureError, match="held by an op was made outside the ops"):
+        cf(dg.tensor(rng.standard_normal((5, 4))), dg.tensor(np.array([2, 2, 1, 0, 0])))
