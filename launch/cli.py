@@ -51,7 +51,7 @@ import time
 from .command import (LaunchError, Plan, build_command, flavour_of, parse_hosts, quote,
                                       read_hostfile, user_command)
 from .procs import LAUNCHER_VAR, TOKEN_VAR, die_with_parent, kill_all, launcher_identity, new_token
-from .rank import FAIL_MARK
+from .rank import EXIT_MARK, FAIL_MARK
 from .stream import Demux, own_tag
 from .verdict import exit_status, summary, verdict  # noqa: F401 (re-exported)
 
@@ -289,6 +289,7 @@ class Watcher:
         self.cmd, self.env, self.timeout = cmd, env, timeout
         self.flavour, self.prefix, self.quiet_others = flavour, prefix, quiet_others
         self.failures = []
+        self.exits = []  # ranks whose program ended with status 0 (EXIT_MARK)
         self.stopping = False
         self.reason, self.stop_time, self.stop_signal = None, None, None
         # When MPI_Abort takes the wrappers down before they can report, the
@@ -299,7 +300,7 @@ class Watcher:
 
     def _stream(self, fd, dst, is_err=False):
         """Forward one of the job's streams segment by segment, as the bytes arrive."""
-        demux = Demux(self.flavour, keep_whole=(FAIL_MARK,))
+        demux = Demux(self.flavour, keep_whole=(FAIL_MARK, EXIT_MARK))
         decode = codecs.getincrementaldecoder("utf-8")(errors="replace")
         state = {"line": collections.defaultdict(str), "last": None}
         while True:
@@ -320,17 +321,21 @@ class Watcher:
         line[rank] += text
         if text.endswith("\n"):
             whole = line.pop(rank).split("\r")[-1]  # a progress bar's last state
-            mark = whole.find(FAIL_MARK)  # after the start when it ends a partial line (a bar's last update)
-            if mark >= 0:
+            for marker, reports, failed in ((FAIL_MARK, self.failures, True), (EXIT_MARK, self.exits, False)):
+                mark = whole.find(marker)  # after the start when it ends a partial line (a bar's last update)
+                if mark < 0:
+                    continue
                 try:
-                    self.failures.append(json.loads(whole[mark + len(FAIL_MARK):]))
+                    reports.append(json.loads(whole[mark + len(marker):]))
                 except ValueError:
                     pass
-                self.stop_soon(None)
-                text = text[:max(0, text.find(FAIL_MARK))]
+                if failed:
+                    self.stop_soon(None)
+                text = text[:max(0, text.find(marker))]
                 if not whole[:mark].strip():
                     return
                 text += "\n"  # end the partial line the report followed
+                break
             if rank is not None and is_err:
                 self.tails[rank].append(whole.rstrip("\n"))
                 if self.first_traceback is None and "Traceback (most recent call last)" in whole:
@@ -451,9 +456,13 @@ def run_attempts(a, plan):
         if w.survivors:
             _say(f"distgraph-run: warning: processes {w.survivors} of the job did not die of SIGKILL within "
                  "10 s (stuck in the kernel?); check them with ps")
-        if rc == 0 and not w.failures:
+        finished = {e.get("rank") for e in w.exits}
+        # Every rank's wrapper reports the end of its program: status 0 from mpiexec with reports
+        # missing means MPI stopped ranks that had not finished (Hydra does when one leaves early).
+        if rc == 0 and not w.failures and (not plan.wrapper or len(finished) >= plan.nprocs):
             return 0
-        lines, status = verdict(w.failures, w.reason, rc, w.first_traceback, w.tails, w.stop_time, w.stop_signal)
+        lines, status = verdict(w.failures, w.reason, rc, w.first_traceback, w.tails, w.stop_time, w.stop_signal,
+                                exits=w.exits, nprocs=plan.nprocs)
         _say("\n".join(lines))
         if w.reason or attempt + 1 == attempts:  # stopped on purpose (a signal, --timeout), or out of restarts
             return status

@@ -33,6 +33,7 @@ import time
 from .procs import LAUNCHER_VAR, launcher_alive
 
 FAIL_MARK = "@@distgraph-rank-failed "
+EXIT_MARK = "@@distgraph-rank-exited "  # the program ended with status 0 (evidence if the job then fails)
 WATCH_INTERVAL = 0.5  # seconds between looks at the launcher
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -80,14 +81,15 @@ def main(argv=None):
     code = child.wait()
     if orphaned.is_set():
         return code if code >= 0 else 128 - code  # nobody is left to read a report
-    if code != 0:
-        report = {"rank": info.rank, "host": socket.gethostname(), "time": time.time(), "tail": []}
-        if code < 0:
-            report["signal"] = signal.Signals(-code).name
-        else:
-            report["code"] = code
-        sys.stderr.write(FAIL_MARK + json.dumps(report) + "\n")
-        sys.stderr.flush()
+    report = {"rank": info.rank, "host": socket.gethostname(), "time": time.time(), "tail": []}
+    if code < 0:
+        report["signal"] = signal.Signals(-code).name
+    else:
+        report["code"] = code
+    # Status 0 is reported too: if the job then fails (MPI kills the others when one rank leaves
+    # before they are done), the launcher names the rank that left first.
+    sys.stderr.write((FAIL_MARK if code != 0 else EXIT_MARK) + json.dumps(report) + "\n")
+    sys.stderr.flush()
     return code if code >= 0 else 128 - code
 
 

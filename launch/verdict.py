@@ -42,8 +42,13 @@ def _code_of(report):
     return int(report.get("code") or 1)
 
 
-def verdict(failures, reason, rc, first_traceback=None, tails=None, stop_time=None, stop_signal=None):
-    """(closing lines, the job's exit status): see :func:`summary` and :func:`exit_status`."""
+def verdict(failures, reason, rc, first_traceback=None, tails=None, stop_time=None, stop_signal=None,
+            exits=None, nprocs=None):
+    """(closing lines, the job's exit status): see :func:`summary` and :func:`exit_status`.
+
+    ``exits``: reports of ranks whose program ended with status 0; when the job failed with no
+    failure report, the first of them is the likely cause (a rank that left while others ran).
+    With ``nprocs``, a status 0 from mpiexec with fewer reports than ranks is a failure too."""
     tails = tails or {}
     if reason:
         failures = [f for f in failures if stop_time is None or f["time"] < stop_time]
@@ -81,6 +86,17 @@ def verdict(failures, reason, rc, first_traceback=None, tails=None, stop_time=No
     code = (128 + int(stop_signal)) if stop_signal else (TIMEOUT_STATUS if reason else (rc or 1))
     if reason:
         return [f"distgraph-run: job stopped: {reason} (exit status {code})"], code
+    if rc == 0 and nprocs:
+        missing = sorted(set(range(nprocs)) - {e.get("rank") for e in exits or ()})
+        return [f"distgraph-run: mpiexec exited with status 0, but ranks {missing} never reported the end of their "
+                "program: the MPI launcher stopped them (it does when one rank leaves early, e.g. with os._exit) "
+                "or they were killed; the job did not finish"], 1
+    if exits:
+        first = min(exits, key=lambda f: f["time"])
+        return [f"distgraph-run: rank {first['rank']} on host {first['host']} exited first, with exit code 0, while "
+                f"other ranks were still running; the MPI launcher then stopped the job (exit status {rc}). A rank "
+                "that leaves early (os._exit, or before init_process_group) ends the job: let every rank run to the "
+                "end"], code
     return [f"distgraph-run: the job failed with exit status {rc} before any rank reported (see the output "
             "above)"], code
 

@@ -14,7 +14,7 @@ if mode == "sum":
     t = dg.ones(2) * (rank + 1)
     comm.all_reduce(t)
     print(f"sum={t.tolist()} world={world} local={comm.get_local_rank()} FOO={os.environ.get('FOO')}", flush=True)
-elif mode in ("raise", "kill", "exit3", "exit0", "hang", "sleep"):
+elif mode in ("raise", "kill", "exit3", "exit0", "osexit0", "hang", "sleep"):
     for step in range(10_000):
         t = dg.ones(2)
         if not (mode == "hang" and rank == 1 and step == 3):
@@ -28,6 +28,8 @@ elif mode in ("raise", "kill", "exit3", "exit0", "hang", "sleep"):
                 os.kill(os.getpid(), signal.SIGKILL)
             if mode == "exit3":
                 sys.exit(3)
+            if mode == "osexit0":
+                os._exit(0)  # no Python exit hook runs: only the wrapper sees it
             if mode == "exit0":
                 sys.exit(0)  # a clean exit, but early: rank 0 still waits in the next all_reduce
         if mode == "sleep":

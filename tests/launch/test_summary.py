@@ -74,3 +74,24 @@ def test_a_stop_by_the_launcher_is_not_blamed_on_a_rank():
 def test_no_report_at_all_keeps_mpiexecs_status():
     assert exit_status([], None, 7) == 7
     assert "before any rank reported" in summary([], None, 7)
+
+
+def test_a_rank_that_exited_with_status_0_is_named_when_the_job_then_fails():
+    from distgraph_launch.verdict import verdict
+    exits = [{"rank": 3, "host": "b", "time": 12.0, "code": 0, "tail": []},
+             {"rank": 1, "host": "a", "time": 10.0, "code": 0, "tail": []}]
+    lines, status = verdict([], None, 9, exits=exits)
+    assert lines[0].startswith("distgraph-run: rank 1 on host a exited first, with exit code 0, while other ranks "
+                               "were still running; the MPI launcher then stopped the job (exit status 9)"), lines
+    assert status == 9
+    # a real failure report wins over an exit with status 0
+    fail = [{"rank": 0, "host": "a", "time": 11.0, "code": 5, "tail": []}]
+    lines, status = verdict(fail, None, 5, exits=exits)
+    assert "rank 0 on host a failed first, with exit code 5" in lines[0] and status == 5
+
+
+def test_status_0_with_ranks_missing_is_a_failure():
+    from distgraph_launch.verdict import verdict
+    exits = [{"rank": 1, "host": "a", "time": 10.0, "code": 0, "tail": []}]
+    lines, status = verdict([], None, 0, exits=exits, nprocs=3)
+    assert status == 1 and "ranks [0, 2] never reported the end of their program" in lines[0], lines
