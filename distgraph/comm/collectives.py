@@ -17,7 +17,7 @@ import numpy as np
 from distgraph import backend
 from distgraph.autograd.tensor import Tensor, bump_version
 from distgraph.comm import group as _group
-from distgraph.comm import watchdog
+from distgraph.comm import daemon
 from distgraph.comm.base import CommError, ReduceOp
 
 __all__ = ["all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce_scatter",
@@ -103,7 +103,7 @@ def _finish(work, async_op, written):
     work._result = list(written)
     if async_op:
         if not work._done and work.pg.size > 1:
-            watchdog.daemon().add(work)  # guarantees progress without the caller polling
+            daemon.daemon().add(work)  # guarantees progress without the caller polling
         return work
     work.wait()
     return None

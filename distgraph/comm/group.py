@@ -10,7 +10,7 @@ import atexit
 import os
 import warnings
 
-from distgraph.comm import env, watchdog
+from distgraph.comm import daemon, env, exits, watchdog
 from distgraph.comm.base import CommError, ProcessGroup
 from distgraph.comm.single import SingleProcessGroup
 from distgraph.utils import logging as _logging
@@ -137,18 +137,17 @@ def _init_mpi(name, requested, seconds, info, device_id):
         # Bind the GPU before MPI_Init and before any other CUDA call: otherwise every
         # rank opens a context on GPU 0 (and CUDA-aware MPI may do so inside MPI_Init).
         device = nccl.bind_device(info.local_rank if device_id is None else device_id)
-    with watchdog.init_guard(info, watchdog.init_timeout_from_env(seconds)):
+    with exits.init_guard(info, watchdog.init_timeout_from_env(seconds)):
         from distgraph.comm.mpi import MPIProcessGroup  # noqa: PLC0415 - MPI_Init happens here
         pg = MPIProcessGroup.world(seconds)
         if pg.size > 1:
             # Stop the daemon before mpi4py's own exit hook runs MPI_Finalize (atexit is LIFO),
             # and send the exit notice before that (registered later, so it runs earlier).
-            atexit.register(watchdog.stop_daemon)
-            daemon = watchdog.daemon()
+            atexit.register(daemon.stop_daemon)
             if pg.state_server is not None:
-                daemon.add_server(pg.state_server)
-            watchdog.install_excepthook(pg.tag(), pg.abort)
-            watchdog.install_exit_hook(pg)
+                daemon.daemon().add_server(pg.state_server)
+            exits.install_excepthook(pg.tag(), pg.abort)
+            exits.install_exit_hook(pg)
         if want_nccl:
             pg.gpu = nccl.NCCLProcessGroup(pg, device)
     return pg
@@ -204,14 +203,14 @@ def destroy_process_group(group=None):
         for pg in _groups:  # the collectives not yet compared (see ProcessGroup.begin)
             pg.finish_check(partial=True)
         # The daemon uses the communicators: stop it before freeing them.
-        watchdog.stop_daemon()
+        daemon.stop_daemon()
         for pg in reversed(_groups):
             _shutdown(pg)
         _groups.clear()
         _world = None
         _logging.set_rank_source(None)
-        watchdog.uninstall_excepthook()
-        watchdog.uninstall_exit_hook()
+        exits.uninstall_excepthook()
+        exits.uninstall_exit_hook()
         return
     if isinstance(group, GroupMember._NonMember):
         return  # nothing was created on this rank

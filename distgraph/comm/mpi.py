@@ -21,7 +21,7 @@ import threading
 import numpy as np
 
 from distgraph import backend
-from distgraph.comm import watchdog
+from distgraph.comm import daemon
 from distgraph.comm.base import (FP_LEN, CommError, ProcessGroup, ReduceOp, Work, average_in_place,
                                  check_every_from_env)
 
@@ -139,7 +139,7 @@ class MPIProcessGroup(ProcessGroup):
         comm = world.Dup()
         server = None
         if MPI.Query_thread() >= MPI.THREAD_MULTIPLE and world.Get_size() > 1:
-            server = watchdog.StateServer(world.Dup(), [])
+            server = daemon.StateServer(world.Dup(), [])
         pg = cls(comm, range(world.Get_size()), timeout, world.Get_size(), "world", server)
         local = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
         pg.local_rank, pg.local_world_size = local.Get_rank(), local.Get_size()
@@ -318,7 +318,7 @@ class MPIProcessGroup(ProcessGroup):
         return pg
 
     def query_states(self):
-        """Every member's state (see :class:`watchdog.StateServer`), keyed by world rank."""
+        """Every member's state (see :class:`daemon.StateServer`), keyed by world rank."""
         if self.state_server is None:
             return {self.ranks[self.rank]: _local_state(self)}
         return self.state_server.query(self.ranks)

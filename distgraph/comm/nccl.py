@@ -31,7 +31,7 @@ import sys
 import time
 
 from distgraph import backend
-from distgraph.comm import watchdog
+from distgraph.comm import daemon
 from distgraph.comm.base import CommError, ProcessGroup, ReduceOp, Work, average_in_place
 
 __all__ = ["available", "bind_device", "nccl_version", "NCCLProcessGroup", "NCCLWork"]
@@ -206,7 +206,7 @@ class NCCLProcessGroup(ProcessGroup):
                     after()
             event = self.stream.record()
         work = NCCLWork(self.last, self, event, arrays)
-        watchdog.daemon().add(work)
+        daemon.daemon().add(work)
         return work
 
     def _flat(self, x):

