@@ -7,7 +7,9 @@ Measures:
      an MLP 784-256-256-10 at batch 32 and a transformer encoder block (d=64, 4 heads, seq 16, batch 8).
 
 The goal of issue 14: replay at most half of distgraph eager's time on the chain, and faster
-than PyTorch eager there. Replayed results are checked against eager before timing.
+than PyTorch eager there. Replay is timed twice: with preallocated buffers and ``out=`` fusion of
+elementwise ops (the default) and without (``options={"fuse": False}``: the same inlined ufuncs,
+each allocating a fresh array). Replayed results are checked against eager before timing.
 
 Run:  python benchmarks/graph_replay.py [--threads 1] [--repeat 5] [--chain 300]
 Torch is optional (`pip install -e '.[bench]'`); without it only distgraph is timed.
@@ -101,9 +103,9 @@ def block_step(lib):
     return step
 
 
-def check_replay(make_eager, make_compiled, what):
+def check_replay(make_eager, make_compiled, what, fuse=True):
     """Replayed values must be eager's (both start from the same state)."""
-    e, c = make_eager(), dg.compile(make_compiled(), fullgraph=True)
+    e, c = make_eager(), dg.compile(make_compiled(), fullgraph=True, options={"fuse": fuse})
     for _ in range(4):
         ye, yc = e(), c()
     err = float(np.max(np.abs(ye.array - yc.array)))
@@ -117,28 +119,33 @@ def main():
     n = args.chain
     dg.manual_seed(0)
     chain_x = dg.randn(16, 16, requires_grad=True)
-    check_replay(lambda: chain(chain_x, n), lambda: chain(chain_x, n), "chain")
-    for make in (mlp_step, block_step):
-        seeded = lambda make=make: (dg.manual_seed(0), make(dg))[1]  # noqa: E731 - twins from one seed
-        check_replay(seeded, seeded, make.__name__)
+    for fuse in (True, False):
+        check_replay(lambda: chain(chain_x, n), lambda: chain(chain_x, n), "chain", fuse)
+        for make in (mlp_step, block_step):
+            seeded = lambda make=make: (dg.manual_seed(0), make(dg))[1]  # noqa: E731 - twins from one seed
+            check_replay(seeded, seeded, make.__name__, fuse)
+
+    def compiled(fn, fuse):
+        return dg.compile(fn, options={"fuse": fuse})
 
     rows = []
     eager = median_time(chain(dg.randn(16, 16, requires_grad=True), n), args.repeat, 5) / n * 1e6
-    replay = median_time(dg.compile(chain(dg.randn(16, 16, requires_grad=True), n)), args.repeat, 5) / n * 1e6
+    fused, plain = (median_time(compiled(chain(dg.randn(16, 16, requires_grad=True), n), f), args.repeat, 5) / n * 1e6
+                    for f in (True, False))
     th = median_time(chain(torch.randn(16, 16, requires_grad=True), n), args.repeat, 5) / n * 1e6 if torch else None
-    rows.append(("elementwise chain 16x16 fwd+bwd, us/op", eager, replay, th))
+    rows.append(("elementwise chain 16x16 fwd+bwd, us/op", eager, fused, plain, th))
     for name, make, inner in (("MLP 784-256-256-10 b32 step, ms", mlp_step, 20),
                               ("transformer block d64 s16 b8 step, ms", block_step, 5)):
         eager = median_time(make(dg), args.repeat, inner) * 1e3
-        replay = median_time(dg.compile(make(dg)), args.repeat, inner) * 1e3
+        fused, plain = (median_time(compiled(make(dg), f), args.repeat, inner) * 1e3 for f in (True, False))
         th = median_time(make(torch), args.repeat, inner) * 1e3 if torch else None
-        rows.append((name, eager, replay, th))
-    print(f"{'benchmark':40s} {'dg eager':>9s} {'dg replay':>10s} {'torch':>8s} {'replay/eager':>13s} "
-          f"{'replay/torch':>13s}")
-    for name, eager, replay, th in rows:
-        vs_torch = f"{replay / th:12.2f}x" if th else "          n/a"
-        print(f"{name:40s} {eager:9.2f} {replay:10.2f} {th if th else float('nan'):8.2f} "
-              f"{replay / eager:12.2f}x {vs_torch}")
+        rows.append((name, eager, fused, plain, th))
+    print(f"{'benchmark':40s} {'dg eager':>9s} {'replay':>8s} {'no fuse':>8s} {'torch':>8s} {'replay/eager':>13s} "
+          f"{'fuse/no fuse':>13s} {'replay/torch':>13s}")
+    for name, eager, fused, plain, th in rows:
+        vs_torch = f"{fused / th:12.2f}x" if th else "          n/a"
+        print(f"{name:40s} {eager:9.2f} {fused:8.2f} {plain:8.2f} {th if th else float('nan'):8.2f} "
+              f"{fused / eager:12.2f}x {fused / plain:12.2f}x {vs_torch}")
     return 0
 
 

@@ -320,17 +320,165 @@ def test_gradients_accumulated_across_calls_match_eager():
     assert cf.stats["replays"] == 3, cf.stats   # .grad None on call 1 only: one more check
 
 
-def test_cross_entropy_with_changing_targets_runs_eagerly():
-    """nll_loss builds its gather index with raw NumPy: refused (never baked) when targets change."""
-    m = nn.Linear(4, 3).double()
-    opt = dg.optim.SGD(m.parameters(), lr=0.1)
+def _class_batches(n=STEPS, seed=0, ignore=False):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        y = rng.integers(0, 3, 5)
+        if ignore:
+            y[rng.integers(0, 5)] = -100
+        out.append((dg.tensor(rng.standard_normal((5, 4)), dtype=dg.float64), dg.tensor(y)))
+    return out
 
+
+@pytest.mark.parametrize("kw", [{}, {"label_smoothing": 0.1}, {"reduction": "sum"}], ids=["mean", "smoothing", "sum"])
+def test_cross_entropy_with_changing_targets_replays(kw):
+    """nll_loss builds its index and weights with ops on the target: new targets each step replay."""
+    make = lambda: nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()  # noqa: E731
+    step = _train_both(make, _class_batches(), lambda out, y: F.cross_entropy(out, y, **kw))
+    names = {type(op.node).__name__ for op in step.tapes()[0].cap.ops}
+    assert {"_TargetIndex", "_TargetWeight"} <= names, names
+
+
+def test_cross_entropy_with_weight_and_ignored_targets_replays():
+    weight = dg.tensor([0.5, 2.0, 1.0], dtype=dg.float64)
+    make = lambda: nn.Sequential(nn.Linear(4, 3)).double()  # noqa: E731
+    _train_both(make, _class_batches(ignore=True),
+                lambda out, y: F.cross_entropy(out, y, weight=weight, label_smoothing=0.05))
+
+
+def test_nll_loss_target_out_of_range_still_raises_on_replay():
+    m = nn.Linear(4, 3).double()
+
+    @compile
     def step(x, y):
+        loss = F.nll_loss(F.log_softmax(m(x), 1), y)
+        loss.backward()
+        m.zero_grad()
+        return loss
+    for x, y in _class_batches(3):
+        step(x, y)
+    assert step.stats["replays"] == 1, step.stats
+    with pytest.raises(IndexError, match="target values must lie in"):
+        step(dg.tensor(np.zeros((5, 4))), dg.tensor(np.array([0, 1, 3, 0, 0])))
+
+
+# ------------------------------------------------------------------ buffers and out= fusion
+# One row per fused op: f(x, y) on tensors that require grad (x > 0 where log / div need it).
+FUSED = {
+    "add_broadcast": lambda x, y: x + y[0],
+    "sub_scalar_left": lambda x, y: 2.5 - x * y,
+    "mul": lambda x, y: x * y,
+    "div": lambda x, y: x / (y + 3.0),
+    "neg_exp": lambda x, y: (-x).exp() * y,
+    "log": lambda x, y: (x * x + 1.0).log() - y,
+    "tanh_chain": lambda x, y: ((x * 1.001 + 0.01).tanh() * 1.001 + 0.01).tanh() + y,
+    "sigmoid": lambda x, y: (x * y).sigmoid(),
+    "relu": lambda x, y: F.relu(x - 0.1) * y,
+    "int_scalar": lambda x, y: (x * 3 + 1) / 2 - y,
+}
+
+
+def _fused_step(fn, x, y):
+    def step(a):
+        loss = fn(a * x, y).sum()
+        loss.backward()
+        gx, gy = x.grad, y.grad
+        x.grad = y.grad = None
+        return loss, gx, gy
+    return step
+
+
+@pytest.mark.parametrize("dtype", [dg.float32, dg.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", list(FUSED))
+def test_fused_ops_are_bit_identical_to_eager(name, dtype):
+    rng = np.random.default_rng(1)
+    x = dg.tensor(rng.uniform(0.5, 1.5, (4, 3)), dtype=dtype, requires_grad=True)
+    y = dg.tensor(rng.uniform(0.5, 1.5, (4, 3)), dtype=dtype, requires_grad=True)
+    eager, comp = _fused_step(FUSED[name], x, y), compile(_fused_step(FUSED[name], x, y), fullgraph=True)
+    for i in range(6):
+        a = dg.tensor(rng.uniform(0.5, 1.5, (4, 3)), dtype=dtype)
+        for r, e, what in zip(comp(a), eager(a), ("loss", "grad x", "grad y")):
+            assert r.dtype == e.dtype and np.array_equal(r.array, e.array), \
+                f"{name} {what} at call {i}: replayed {r.array.ravel()[:3]}, eager {e.array.ravel()[:3]}"
+    tape = comp.tapes()[0]
+    assert comp.stats["replays"] == 4 and "out=" in tape.source, tape.source
+
+
+def test_replayed_results_are_not_overwritten_by_the_next_replay():
+    """Returned tensors, .grad arrays and parameters never live in a reused buffer."""
+    w = dg.tensor(np.linspace(0.1, 1.2, 12).reshape(4, 3), dtype=dg.float64, requires_grad=True)
+    opt = dg.optim.SGD([w], lr=0.1, momentum=0.9)
+
+    @compile
+    def step(x):
         opt.zero_grad()
-        F.cross_entropy(m(x), y).backward()
+        h = ((x * w + 0.5).tanh() * 2.0).exp()     # returned: must be fresh every replay
+        loss = (h * h).sum()
+        loss.backward()
         opt.step()
-    cf = compile(step, fullgraph=True)
+        return loss, h, w.grad
+    kept = []
     rng = np.random.default_rng(0)
-    cf(dg.tensor(rng.standard_normal((5, 4))), dg.tensor(np.array([0, 1, 2, 0, 1])))
-    with pytest.raises(CaptureError, match="held by an op was made outside the ops"):
-        cf(dg.tensor(rng.standard_normal((5, 4))), dg.tensor(np.array([2, 2, 1, 0, 0])))
+    for _ in range(6):
+        out = step(dg.tensor(rng.standard_normal((4, 3)), dtype=dg.float64))
+        kept.append((out, [t.array.copy() for t in out]))
+    assert step.stats["replays"] == 4 and step.tapes()[0].n_buffers + step.tapes()[0].n_inplace > 0
+    for n, (out, copies) in enumerate(kept):
+        for t, c in zip(out, copies):
+            assert np.array_equal(t.array, c), f"a result of call {n} was overwritten by a later replay"
+    assert len({id(out[1].array) for out, _ in kept}) == len(kept)
+
+
+def test_elementwise_chain_runs_in_place_in_one_buffer():
+    x = dg.tensor(np.linspace(-1, 1, 16).reshape(4, 4), dtype=dg.float64, requires_grad=True)
+
+    def chain():
+        y = x
+        for _ in range(5):
+            y = (y * 1.001 + 0.01).tanh()
+        y.sum().backward()
+        g = x.grad
+        x.grad = None
+        return g
+    comp = compile(chain)
+    for _ in range(4):
+        g = comp()
+    assert np.array_equal(g.array, chain().array)
+    tape = comp.tapes()[0]
+    # forward: x*a writes a buffer, +b and tanh run in it; the backward reuses dead activations
+    assert tape.n_buffers >= 1 and tape.n_inplace >= 10, (tape.n_buffers, tape.n_inplace, tape.source)
+
+
+def test_fusion_switch_off_gives_the_same_values_without_out():
+    fn = FUSED["tanh_chain"]
+    rng = np.random.default_rng(2)
+    mk = lambda: dg.tensor(rng.uniform(0.5, 1.5, (4, 3)), dtype=dg.float64, requires_grad=True)  # noqa: E731
+    x, y = mk(), mk()
+    on, off = compile(_fused_step(fn, x, y)), compile(_fused_step(fn, x, y), options={"fuse": False})
+    for _ in range(4):
+        a = dg.tensor(rng.uniform(0.5, 1.5, (4, 3)), dtype=dg.float64)
+        for r, e in zip(on(a), off(a)):
+            assert np.array_equal(r.array, e.array)
+    assert "out=" in on.tapes()[0].source and "out=" not in off.tapes()[0].source
+
+
+def test_zero_dim_and_transposed_arguments():
+    """0-d results are fresh arrays (no buffer); an argument with other strides is another key."""
+    w = dg.tensor(np.arange(1.0, 7.0).reshape(2, 3), dtype=dg.float64, requires_grad=True)
+
+    def f(x):
+        s = ((x * w).sum() * 0.5).tanh()         # 0-d elementwise ops
+        s.backward()
+        g = w.grad
+        w.grad = None
+        return s, g
+    cf = compile(f)
+    base = np.random.default_rng(3).standard_normal((3, 2))
+    for n in range(7):
+        x = dg.tensor(base.T.copy() * (n + 1)) if n < 4 else dg.tensor(base * (n + 1)).T  # C-ordered, then views
+        for r, e in zip(cf(x), f(x)):
+            assert r.shape == e.shape and np.array_equal(r.array, e.array)
+            assert isinstance(r.array, np.ndarray)
+        assert x.array.flags.c_contiguous == (n < 4)
+    assert cf.stats == {"captures": 4, "replays": 3, "eager": 0}, cf.stats

@@ -29,6 +29,7 @@ import threading
 import numpy as np
 
 from distgraph.autograd.function import Function, _saved_slots
+from distgraph.backend import get_array_module
 from distgraph.autograd.tensor import Tensor
 
 # Ops whose output shape depends on the data (not only on input shapes): a replay
@@ -45,12 +46,33 @@ class Refused(Exception):
 
 
 class OpRecord:
-    __slots__ = ("node", "cls", "init", "inputs", "ndim0", "shape", "dtype")
+    """One op application. ``in_shapes``: each input array's shape (None for other inputs); ``xp``: the
+    output's array module; ``aliases``: the output shared memory with an input (a view op)."""
+    __slots__ = ("node", "cls", "init", "inputs", "ndim0", "shape", "dtype", "in_shapes", "xp", "aliases")
 
-    def __init__(self, node, init, inputs, y):
+    def __init__(self, node, init, inputs, y, arrays):
         self.node, self.cls, self.init, self.inputs = node, type(node), init, inputs
         self.ndim0 = y.ndim == 0
         self.shape, self.dtype = tuple(y.shape), y.dtype
+        self.in_shapes = tuple(tuple(a.shape) if is_array(a) else None for a in arrays)
+        self.xp = get_array_module(y)
+        self.aliases = _shares(y, arrays)
+
+
+def _arrays_in(v):
+    if is_array(v):
+        yield v
+    elif isinstance(v, (tuple, list)):
+        for x in v:
+            yield from _arrays_in(x)
+
+
+def _shares(y, values):
+    """Whether array ``y`` may share memory with an array among ``values`` (nested tuples and lists)."""
+    if not is_array(y):
+        return False
+    xp = get_array_module(y)
+    return any(type(a) is type(y) and xp.may_share_memory(a, y) for a in _arrays_in(list(values)))
 
 
 class Capture:
@@ -75,6 +97,7 @@ class Capture:
         self.outputs = None
         self.pending_init = None
         self.grad_expect = {}           # id(leaf) -> [leaf, the .grad tensor it should hold now]
+        self.bw_alias = set()           # ops whose backward returned a view of an array it saved
         self.grad_of = {}               # id(a .grad tensor a backward made) -> its leaf's reference
         self.arg_values = [t.array.copy() for t in args]  # to tell whether two captures saw the same data
         for i, t in enumerate(args):
@@ -221,8 +244,9 @@ class Capture:
             self.refuse(f"{type(node).__name__}: its output shape depends on the data")
         if not isinstance(node, Function):
             self.refuse(f"{type(node).__name__}: not a distgraph Function")
-        refs = []
+        refs, arrays = [], []
         for x in inputs:
+            arrays.append(x.array if isinstance(x, Tensor) else x)
             if isinstance(x, Tensor):
                 refs.append(("in", self.tensor_ref(x)))
             elif is_array(x):
@@ -230,7 +254,8 @@ class Capture:
             else:
                 refs.append(("const", x))
         k = len(self.ops)
-        self.ops.append(OpRecord(node, init, refs, y))
+        attrs = [getattr(node, n, None) for n in _saved_slots(type(node)) if n in init]
+        self.ops.append(OpRecord(node, init, refs, y, arrays + attrs))
         self.node_index[id(node)] = k
         self._bind(y, ("op", k))
         self.entries.append(("op", k))
@@ -340,6 +365,9 @@ class Capture:
             self.refuse(f"{node.name()}: a hook on an intermediate tensor (register_hook / retain_grad) "
                         "is not replayed")
         nones = tuple(gx is None for gx in gxs)
+        saved = [getattr(node, n, None) for n in _saved_slots(type(node))]
+        if any(_shares(gx, saved) for gx in gxs if gx is not None):
+            self.bw_alias.add(k)
         b["events"].append(("node", k, nones))
 
     def backward_leaf(self, t):

@@ -54,8 +54,9 @@ class CompiledFunction:
         stats: counts of ``captures``, ``replays`` and ``eager`` calls.
     """
 
-    def __init__(self, fn, *, fullgraph=False, cache_size=8):
+    def __init__(self, fn, *, fullgraph=False, cache_size=8, fuse=True):
         self.fn = fn
+        self.fuse = fuse
         self.fullgraph = fullgraph
         self.cache_size = cache_size
         self._cache = {}
@@ -141,7 +142,7 @@ class CompiledFunction:
                            "call so far had the same input values, so they may depend on the inputs")
             self._give_up(entry.eager, entry.eager)
         else:
-            entry.tape = Tape(cap, verdict)
+            entry.tape = Tape(cap, verdict, fuse=self.fuse)
             entry.prev = None
             log.info("compile: %s captured as a tape of %d ops", getattr(self.fn, "__qualname__", self.fn),
                      entry.tape.n_ops)
@@ -182,8 +183,10 @@ def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mo
     Args:
         model: the function or module.
         fullgraph: raise ``CaptureError`` instead of falling back to eager.
-        dynamic, backend, mode, options: accepted for PyTorch compatibility; ignored (there is
-            one backend; CUDA graphs are not used yet, see docs/graph.md).
+        options: ``{"fuse": False}`` turns off preallocated buffers and ``out=`` fusion of elementwise
+            ops in the replay (on by default; see ``distgraph/graph/fuse.py``). Other keys are ignored.
+        dynamic, backend, mode: accepted for PyTorch compatibility; ignored (there is one backend; CUDA
+            graphs are not used yet, see docs/graph.md).
         disable: return ``model`` unchanged.
         cache_size: tapes kept per function (one per argument shapes/flags key).
 
@@ -197,4 +200,5 @@ def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mo
         return model
     if not callable(model):
         raise TypeError(f"compile: expected a function or a module, got {type(model).__name__}")
-    return CompiledFunction(model, fullgraph=fullgraph, cache_size=cache_size)
+    fuse = bool((options or {}).get("fuse", True))
+    return CompiledFunction(model, fullgraph=fullgraph, cache_size=cache_size, fuse=fuse)

@@ -3,7 +3,7 @@
 A call's *key* holds everything the Python code of a captured function may branch on
 without reading a tensor's value:
 
-* the call's arguments: every tensor's shape, dtype, device and ``requires_grad``; every
+* the call's arguments: every tensor's shape, strides, dtype, device and ``requires_grad``; every
   other argument's value (numbers, strings, ``None``, nested tuples/lists/dicts) or, for
   objects, their identity;
 * grad mode and the autocast dtype;
@@ -32,7 +32,8 @@ def flatten(obj, tensors: list):
         tensors.append(obj)
         a = obj.array
         dev = "cpu" if isinstance(a, np.ndarray) else f"cuda:{a.device.id}"
-        return ("T", a.shape, a.dtype.str, dev, obj.requires_grad)
+        # strides: a replay writes into buffers laid out as the capture's arrays were (see fuse.py)
+        return ("T", a.shape, a.strides, a.dtype.str, dev, obj.requires_grad)
     t = type(obj)
     if t in _SCALARS:
         return (t.__name__, obj)

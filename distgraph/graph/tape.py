@@ -14,7 +14,9 @@ calls; the same backward schedule) and sorts each tensor made outside the ops in
 and backward rules on arrays in the recorded order, calls the leaves' gradient hooks
 (``engine._finish_leaf``: DDP's hooks launch their bucket all-reduces there, in eager's order),
 re-runs recorded calls (``optimizer.step()``), and checks every guard before the first side
-effect.  ``Tape.source`` is that code, for reading.
+effect.  The tape is built as a list of instructions (``fuse.Program``): elementwise ops of
+``fuse.RULES`` are inlined as ufunc calls that write into reused buffers (``out=``, see fuse.py).
+``Tape.source`` is the generated code, for reading.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import numpy as np
 from distgraph import backend
 from distgraph.autograd import engine, grad_mode
 from distgraph.autograd.tensor import Tensor, _make
+from distgraph.graph import fuse as _fuse
 from distgraph.graph.capture import is_array
 
 
@@ -150,7 +153,6 @@ class _Gen:
         self.ns = {"_make": _make, "GuardFailed": GuardFailed, "_same": _same_value,
                    "ReplayError": ReplayError, "_finish_leaf": engine._finish_leaf, "_Scope": _BackwardScope,
                    "_fix0": _fix0, "_ones_like": _ones_like}
-        self.lines = []
         self.consts = {}
 
     def const(self, v):
@@ -234,10 +236,6 @@ class _Gen:
             return {k: self.static_value(x) for k, x in e[1]}
         raise AssertionError(e)
 
-    def emit(self, line, indent=1):
-        self.lines.append("    " * indent + line)
-
-
 def leaf_expr(ref):
     return f"A[{ref[1]}]" if ref[0] == "argt" else f"E{ref[1]}"
 
@@ -285,12 +283,17 @@ def _clone(op):
 
 
 class Tape:
-    """A captured function, replayable on new arguments with the same key."""
+    """A captured function, replayable on new arguments with the same key.
 
-    def __init__(self, cap, verdict):
-        self.cap = cap
+    ``fuse``: run the elementwise ops of ``fuse.RULES`` as inlined ufuncs writing into buffers reused
+    across replays (``out=``) and in place along chains; off, they are inlined but allocate fresh arrays.
+    """
+
+    def __init__(self, cap, verdict, fuse=True):
+        self.cap, self.fuse = cap, fuse
         g = _Gen(cap, verdict)
         ns = g.ns
+        ns["_M"] = {}
         for n, t in enumerate(cap.ext):
             if n in verdict.persistent_ext:
                 ns[f"E{n}"] = t
@@ -300,8 +303,11 @@ class Tape:
         for n, a in enumerate(cap.raws):
             ns[f"R{n}"] = a
         self.n_ops = len(cap.ops)
+        self.prog = p = _fuse.Program(ns)
+        self.fused = self._fusable()
+        self.held = {}      # op -> the variables its clone keeps for its backward
         for i in range(len(cap.args)):
-            g.emit(f"a{i} = A[{i}].array")
+            p.line(f"a{i} = A[{i}].array")
         effect = cap.first_effect if cap.first_effect is not None else len(cap.entries)
         self.guards = sum(1 for kind, _ in cap.entries[:effect] if kind == "read")
         for pos, (kind, idx) in enumerate(cap.entries):
@@ -310,102 +316,195 @@ class Tape:
             elif kind == "read":
                 _, ref, value, _ = cap.reads[idx]
                 ns[f"G{idx}"] = value
-                g.emit(f"if not _same({g.ref(ref)}, G{idx}):")
-                g.emit(f"raise GuardFailed('host read #{idx} ({cap.reads[idx][0]}) differs from the capture')", 2)
+                p.line(f"if not _same({g.ref(ref)}, G{idx}):\n"
+                       f"    raise GuardFailed('host read #{idx} ({cap.reads[idx][0]}) differs from the capture')",
+                       reads=_vars_ref(ref))
             elif kind == "call":
                 self._call(g, idx)
             elif kind == "backward":
                 self._backward(g, idx)
             elif kind == "nograd":
-                g.emit(f"{leaf_expr(idx)}.grad = None")
-        g.emit(f"return {g.expr(cap.outputs)}")
-        self.source = "def replay(A):\n" + "\n".join(g.lines) + "\n"
-        exec(compile(self.source, f"<distgraph.graph tape of {len(cap.ops)} ops>", "exec"), ns)
-        self.run = ns["replay"]
+                p.line(f"{leaf_expr(idx)}.grad = None")
+        p.line(f"return {g.expr(cap.outputs)}", escapes=_vars_enc(cap.outputs))
+        self.ns = ns
+        self.source = self._compile("first")
+        self._first = ns["replay"]
+
+    def run(self, tensors):
+        """The first replay allocates every array as eager does and keeps them; those become the
+        buffers of the code that later replays run (``self.run`` is replaced by it)."""
+        out = self._first(tensors)
+        arrays = self.ns.pop("_M")
+        self.plan, buffers = _fuse.plan(self.prog.instrs, arrays)
+        for v in buffers:
+            self.ns[f"B_{v}"] = arrays[v]
+        self.n_buffers = len(buffers) if self.fuse else 0
+        self.n_inplace = sum(1 for h in self.plan.values() if h[0] == "inplace") if self.fuse else 0
+        self.source = self._compile("steady")
+        self.run = self.ns["replay"]
+        return out
+
+    def _compile(self, mode):
+        src = _fuse.source(self.prog.instrs, "def replay(A):", mode, getattr(self, "plan", None), self.fuse)
+        exec(compile(src, f"<distgraph.graph tape of {self.n_ops} ops>", "exec"), self.ns)
+        return src
+
+    # ------------------------------------------------------------ ops
+    def _fusable(self):
+        """Ops run as inlined ufuncs: their class is in fuse.RULES, their inputs are arguments, op outputs,
+        outside tensors or numbers, and each backward through them gave gradients exactly where needed."""
+        cap, out = self.cap, set()
+        expected = {}
+        for bw in cap.backwards:
+            for ev in bw["events"]:
+                if ev[0] == "node":
+                    expected.setdefault(ev[1], set()).add(ev[2])
+        for k, op in enumerate(cap.ops):
+            if op.cls not in _fuse.RULES or op.xp.__name__ not in ("numpy", "cupy"):
+                continue
+            ok = all(e[0] == "const" and type(e[1]) in (int, float, bool) or
+                     e[0] == "in" and e[1][0] in ("arg", "op", "ext", "raw") for e in op.inputs)
+            nxt = getattr(op.node, "next", None)
+            if k in expected:
+                ok = ok and nxt is not None and expected[k] == {tuple(n is None for n in nxt)}
+            if ok:
+                out.add(k)
+        return out
+
+    def _operand(self, g, e):
+        if e[0] == "const":
+            return _fuse.Operand(g.const(e[1]))
+        r = e[1]
+        return _fuse.Operand(g.ref(r), f"v{r[1]}" if r[0] == "op" else None)
 
     def _op(self, g, k):
-        op = self.cap.ops[k]
+        op, p = self.cap.ops[k], self.prog
+        if k in self.fused:
+            fwd = _fuse.RULES[op.cls][0]
+            fwd(p, op.xp, *(self._operand(g, e) for e in op.inputs), var=f"v{k}", fix0=op.ndim0, indent=1)
+            return
         clone = _clone(op)
         g.ns[f"op{k}"] = clone
         g.ns[f"f{k}"] = clone.forward
+        held = [v for e in op.inputs for v in _vars_enc(e)]
         for name, e in op.init.items():
             if g.dynamic(e):
-                g.emit(f"op{k}.{name} = {g.expr(e)}")
+                p.line(f"op{k}.{name} = {g.expr(e)}", reads=_vars_enc(e))
+                held += _vars_enc(e)
             else:
                 setattr(clone, name, g.static_value(e))
         args = ", ".join(g.expr(e) for e in op.inputs)
         call = f"f{k}({args})"
-        g.emit(f"v{k} = {'_fix0(' + call + ')' if op.ndim0 else call}")
+        view = op.aliases or op.cls.__module__.endswith("ops.shape") or op.cls.__name__ == "GetItem"
+        p.line(f"v{k} = {'_fix0(' + call + ')' if op.ndim0 else call}", reads=held, define=f"v{k}",
+               alias=held if view else ())
+        self.held[k] = held + [f"v{k}"]
 
     def _call(self, g, c):
         func, args, kwargs, out = self.cap.calls[c]
         g.ns[f"call{c}"] = func
-        g.emit(f"r{c} = call{c}(*{g.expr(args)}, **{g.expr(kwargs)})")
+        self.prog.line(f"r{c} = call{c}(*{g.expr(args)}, **{g.expr(kwargs)})",
+                       escapes=_vars_enc(args) + _vars_enc(kwargs))
         self._bind_result(g, out, f"r{c}")
 
     def _bind_result(self, g, e, path):
         if e[0] == "out" and e[1][0] == "call":
-            g.emit(f"{g.ref(e[1])} = {path}.array")
+            self.prog.line(f"{g.ref(e[1])} = {path}.array")
         elif e[0] == "tuple":
             for i, x in enumerate(e[1]):
                 self._bind_result(g, x, f"{path}[{i}]")
 
+    # ------------------------------------------------------------ backward
     def _backward(self, g, b):
         bw = self.cap.backwards[b]
-        cap = self.cap
+        cap, p = self.cap, self.prog
         ops = cap.ops
-        have = set()
+        cur = {}    # ("node", k) | ("leaf", ref) -> the gradient summed so far (an Operand)
 
-        def buf(key):
-            return f"gb{key[1]}" if key[0] == "node" else "gl_" + "_".join(map(str, key[1]))
+        def xp_of_key(key):
+            if key[0] == "node":
+                return ops[key[1]].xp
+            t = cap.args[key[1][1]] if key[1][0] == "argt" else cap.ext[key[1][1]]
+            return backend.get_array_module(t.array)
+
+        def accumulate(key, val):
+            if key in cur:    # the engine's `buffers[k] + g`
+                cur[key] = p.ufunc(xp_of_key(key), "add", cur[key], val, indent=2)
+            else:
+                cur[key] = val
 
         if bw["check_pre"]:   # the function's first side effect: a failed check changes nothing
             for ref, was_none in bw["pre"]:
-                g.emit(f"if ({leaf_expr(ref)}.grad is None) is not {was_none}:")
-                g.emit(f"raise GuardFailed('.grad of {leaf_expr(ref)} was {'' if was_none else 'not '}None "
-                       "when the capture ran backward')", 2)
-        g.emit("_s = _Scope()")
-        g.emit("try:")
-        for r, gr in zip(bw["roots"], bw["grads"]):
+                p.line(f"if ({leaf_expr(ref)}.grad is None) is not {was_none}:\n"
+                       f"    raise GuardFailed('.grad of {leaf_expr(ref)} was {'' if was_none else 'not '}None "
+                       "when the capture ran backward')")
+        p.line("_s = _Scope()")
+        p.line("try:")
+        for n, (r, gr) in enumerate(zip(bw["roots"], bw["grads"])):
             key = ("node", r[1]) if r[0] == "node" else ("leaf", r[1])
-            root_array = f"v{r[1]}" if r[0] == "node" else f"{leaf_expr(r[1])}.array"
-            val = f"_ones_like({root_array})" if gr[0] == "ones" else g.ref(gr[1])
-            if key in have:
-                g.emit(f"{buf(key)} = {buf(key)} + {val}", 2)
+            var = f"gr{b}_{n}"
+            if gr[0] == "ones":
+                root = f"v{r[1]}" if r[0] == "node" else f"{leaf_expr(r[1])}.array"
+                p.line(f"{var} = _ones_like({root})", 2, reads=[root] if r[0] == "node" else [], define=var)
             else:
-                g.emit(f"{buf(key)} = {val}", 2)
-                have.add(key)
+                p.line(f"{var} = {g.ref(gr[1])}", 2, reads=_vars_ref(gr[1]), define=var, alias=_vars_ref(gr[1]))
+            accumulate(key, _fuse.Operand(var, var))
         for ev in bw["events"]:
             if ev[0] == "leaf":
-                key = ("leaf", ev[1])
-                g.emit(f"_finish_leaf({leaf_expr(ev[1])}, {buf(key)}, None, _s.handed)", 2)
-                g.emit(f"del {buf(key)}", 2)
-                have.discard(key)
+                gl = cur.pop(("leaf", ev[1]))
+                p.line(f"_finish_leaf({leaf_expr(ev[1])}, {gl.code}, None, _s.handed)", 2,
+                       escapes=[gl.var] if gl.var else [])
                 continue
             _, k, nones = ev
             node = ops[k].node
-            g.ns[f"b{k}"] = g.ns[f"op{k}"].backward
-            g.emit(f"gx = b{k}(gb{k})", 2)
-            g.emit(f"del gb{k}", 2)
+            gy = cur.pop(("node", k))
+            if k in self.fused:
+                gxs = self._fused_backward(g, k, gy)
+            else:
+                g.ns[f"b{k}"] = g.ns[f"op{k}"].backward
+                held = self.held[k]
+                reads = ([gy.var] if gy.var else []) + held
+                alias = ([gy.var] if gy.var else []) + (held if k in cap.bw_alias else [])
+                p.line(f"gx{k} = b{k}({gy.code})", 2, reads=reads, define=f"gx{k}", alias=alias)
+                gxs = [_fuse.Operand(f"gx{k}[{i}]", f"gx{k}") for i in range(len(node.next))]
+                for i, nxt in enumerate(node.next):
+                    if nxt is not None and nones[i]:
+                        p.line(f"if gx{k}[{i}] is not None:\n"
+                               f"    raise ReplayError('op #{k} ({ops[k].cls.__name__}): its backward returned a "
+                               f"gradient for input {i} where the capture got None; report this as a bug')", 2,
+                               reads=[f"gx{k}"])
             for i, nxt in enumerate(node.next):
-                if nxt is None:
+                if nxt is None or nones[i]:
                     continue
-                if nones[i]:
-                    g.emit(f"if gx[{i}] is not None:", 2)
-                    g.emit(f"raise ReplayError('op #{k} ({ops[k].cls.__name__}): its backward returned a gradient "
-                           f"for input {i} where the capture got None; report this as a bug')", 3)
-                    continue
-                if isinstance(nxt, Tensor):
-                    key = ("leaf", cap.leaf_ref(nxt))
-                else:
-                    key = ("node", cap.node_index[id(nxt)])
-                if key in have:
-                    g.emit(f"{buf(key)} = {buf(key)} + gx[{i}]", 2)
-                else:
-                    g.emit(f"{buf(key)} = gx[{i}]", 2)
-                    have.add(key)
-        g.emit("_s.done()", 2)
-        g.emit("finally:")
-        g.emit("_s.close()", 2)
+                key = ("leaf", cap.leaf_ref(nxt)) if isinstance(nxt, Tensor) else ("node", cap.node_index[id(nxt)])
+                accumulate(key, gxs[i])
+        p.line("_s.done()", 2)
+        p.line("finally:")
+        p.line("_s.close()", 2)
         for ref in dict.fromkeys(ev[1] for ev in bw["events"] if ev[0] == "leaf"):
-            g.emit(f"{grad_name(ref)} = {leaf_expr(ref)}.grad")
+            p.line(f"{grad_name(ref)} = {leaf_expr(ref)}.grad")
+
+    def _fused_backward(self, g, k, gy):
+        op, p = self.cap.ops[k], self.prog
+        ins = [self._operand(g, e) for e in op.inputs] + [None]
+        nig = [n is not None for n in op.node.next]
+
+        def ub(x, i):
+            return x if op.in_shapes[i] == op.shape else p.unbroadcast(x, op.in_shapes[i], 2)
+        return _fuse.RULES[op.cls][1](p, op.xp, gy, ins[0], ins[1], _fuse.Operand(f"v{k}", f"v{k}"), nig, ub, 2)
+
+
+def _vars_ref(r):
+    return [f"v{r[1]}"] if r[0] == "op" else []
+
+
+def _vars_enc(e):
+    """The op-output variables an encoded value reads."""
+    kind = e[0]
+    if kind in ("in", "array", "wrap"):
+        return _vars_ref(e[1])
+    if kind in ("tuple", "list"):
+        return [v for x in e[1] for v in _vars_enc(x)]
+    if kind == "dict":
+        return [v for _, x in e[1] for v in _vars_enc(x)]
+    return []

@@ -10,6 +10,7 @@ import math
 
 from distgraph import backend
 from distgraph.autograd import grad_mode
+from distgraph.autograd.function import Function
 from distgraph.autograd.ops import nn as _nn
 from distgraph.autograd.ops._common import as_tensor, autocast_float32, autocast_low, xp_of
 from distgraph.autograd.ops.activation import elu, gelu, leaky_relu, relu, silu, softplus
@@ -306,6 +307,46 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
 
+class _TargetIndex(Function):
+    """nll_loss's class index: ``target`` with ``ignore_index`` replaced by 0; checked to lie in
+    ``[0, C)`` on the CPU (IndexError), clipped to it on a GPU (a check would stop the host once per
+    loss; those targets get a NaN weight instead, see ``_TargetWeight``). No gradient."""
+    __slots__ = ("ignore_index", "c")
+
+    def __init__(self, ignore_index, c):
+        self.ignore_index, self.c = ignore_index, c
+
+    def forward(self, t):
+        xp = xp_of(t)
+        safe = xp.where(t != self.ignore_index, t, 0)
+        if backend.device_of(safe) != backend.CPU:
+            return xp.clip(safe, 0, self.c - 1)
+        if safe.size and (int(safe.min()) < 0 or int(safe.max()) >= self.c):
+            raise IndexError(f"nll_loss: target values must lie in [0, {self.c}) or equal ignore_index, "
+                             f"got min {int(safe.min())} max {int(safe.max())}")
+        return safe
+
+
+class _TargetWeight(Function):
+    """Each target's weight: 0 at ``ignore_index``, else 1 or ``weight[safe]``; with ``nan_bad``, NaN where
+    the target is out of ``[0, C)`` (only possible on a GPU, see ``_TargetIndex``). No gradient."""
+    __slots__ = ("ignore_index", "c", "dtype", "nan_bad")
+
+    def __init__(self, ignore_index, c, dtype, nan_bad):
+        self.ignore_index, self.c, self.dtype, self.nan_bad = ignore_index, c, dtype, nan_bad
+
+    def forward(self, t, safe=None, weight=None):
+        xp = xp_of(t)
+        valid = t != self.ignore_index
+        w = valid.astype(self.dtype)
+        if weight is not None:
+            w = w * weight[safe]
+        if self.nan_bad and backend.device_of(t) != backend.CPU:
+            raw = xp.where(valid, t, 0)
+            w = xp.where((raw < 0) | (raw >= self.c), xp.asarray(math.nan, dtype=w.dtype), w)
+        return w
+
+
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     """``-input[n, target[n]]`` (weighted); ``mean`` divides by the total weight of non-ignored targets.
 
@@ -318,30 +359,15 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     if x.ndim < 1 or t.shape != (x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()):
         raise RuntimeError(f"nll_loss: expected target shape {x.shape[:1] + x.shape[2:]} for input {x.shape}, "
                            f"got {t.shape}")
-    xp = xp_of(x.array)
-    valid = t.array != ignore_index
-    safe = xp.where(valid, t.array, 0)
     c = x.shape[1] if x.ndim > 1 else x.shape[0]
-    bad = None
-    if backend.device_of(safe) == backend.CPU:
-        if safe.size and (int(safe.min()) < 0 or int(safe.max()) >= c):
-            raise IndexError(f"nll_loss: target values must lie in [0, {c}) or equal ignore_index, "
-                             f"got min {int(safe.min())} max {int(safe.max())}")
-    else:
-        # On a GPU this check would stop the host once per loss: out-of-range targets
-        # give a NaN loss instead (PyTorch raises a device-side assert).
-        bad = (safe < 0) | (safe >= c)
-        safe = xp.clip(safe, 0, c - 1)
-    picked = x.gather(1, wrap(xp.expand_dims(safe, 1))).squeeze(1) if x.ndim > 1 else x[safe]
-    w = valid.astype(x.dtype)
-    if weight is not None:
-        w = w * weight.array[safe]
-    if bad is not None:
-        w = xp.where(bad, xp.asarray(math.nan, dtype=w.dtype), w)
-    wt = wrap(w)
+    # The index and the weights are ops on the target, so that a compiled step (dg.compile)
+    # recomputes them from each call's target instead of baking one call's.
+    safe = _TargetIndex(ignore_index, c).apply(t)
+    picked = x.gather(1, safe.unsqueeze(1)).squeeze(1) if x.ndim > 1 else x[safe]
+    wt = _TargetWeight(ignore_index, c, x.dtype, True).apply(t, safe, None if weight is None else weight.array)
     loss = -picked * wt
     if reduction == "mean":
-        return loss.sum() / wrap(xp.asarray(w.sum()))  # on the device: no host read
+        return loss.sum() / wt.sum()  # on the device: no host read
     return _reduce(loss, reduction, "nll_loss")
 
 
@@ -361,15 +387,16 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     nll = nll_loss(logp, t, weight, ignore_index, reduction)
     if not label_smoothing:
         return nll
-    valid = wrap((t.array != ignore_index).astype(x.dtype))
+    valid = _TargetWeight(ignore_index, c, x.dtype, False).apply(t)
     w = 1 if weight is None else weight.reshape((1, -1) + (1,) * (x.ndim - 2))
     smooth = -(logp * w).sum(1) * valid / c
     if reduction == "mean":
         if weight is None:
-            denom = valid.array.sum()
+            denom = valid.sum()
         else:
-            denom = (valid.array * weight.array[xp_of(t.array).where(t.array != ignore_index, t.array, 0)]).sum()
-        smooth = smooth.sum() / wrap(xp_of(denom).asarray(denom))
+            safe = _TargetIndex(ignore_index, c).apply(t)
+            denom = _TargetWeight(ignore_index, c, x.dtype, False).apply(t, safe, weight.array).sum()
+        smooth = smooth.sum() / denom
     else:
         smooth = _reduce(smooth, reduction, "cross_entropy")
     return nll * (1 - label_smoothing) + smooth * label_smoothing
