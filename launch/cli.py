@@ -213,13 +213,16 @@ def distgraph_version() -> str:
 
 _PROBE = ("import os, socket, sys\n"
           "try:\n    import distgraph; v = distgraph.__version__\nexcept Exception as e:\n    v = 'missing'\n"
-          "print('@@probe', socket.gethostname(), sys.version.split()[0], v, os.path.exists(sys.argv[1]))")
+          "os.write(1, f'@@probe {socket.gethostname()} {sys.version.split()[0]} {v} {os.path.exists(sys.argv[1])}"
+          "@@\\n'.encode())")
+# One record per host, between '@@probe ' and '@@': the MPI's output forwarding may interleave the
+# hosts' records (seen with Hydra), so records are found anywhere in the text, not per line.
+_RECORD = re.compile(r"@@probe (\S+) (\S+) (\S+) (True|False)@@")
 
 
 def check_probe_output(text, python_version, dg_version, errors=""):
     """Compare what each host reported with this host; raise naming every host that differs."""
-    rows = [line.split()[1:] for line in text.splitlines() if "@@probe" in line]
-    rows = [r for r in rows if len(r) == 4]
+    rows = [list(m) for m in _RECORD.findall(text)]
     if not rows:
         tail = " | ".join(errors.strip().splitlines()[-3:])
         raise LaunchError("preflight: no host answered the version probe; check the host list and that "
@@ -245,13 +248,13 @@ def preflight_hosts(plan: Plan, timeout=60):
     probe = Plan(len(hosts), [sys.executable, "-c", _PROBE, os.path.abspath(script) if script else ""],
                  plan.flavour, plan.launcher, [(h, 1) for h, _ in hosts], None, dict(plan.env), False, plan.as_root,
                  [], tag_output=False, extra=list(plan.extra))
-    for attempt in range(3):  # a launcher that fails to start once (a busy host, a port in use) gets retried
+    for attempt in range(4):  # a launcher that fails to start once (a busy host, a port in use) gets retried
         out = _run_probe(build_command(probe), timeout)
         if out is None:
             raise LaunchError(f"preflight: the version probe on {[h for h, _ in hosts]} did not finish in "
                               f"{timeout:g} s; are the hosts reachable (try ssh HOST true)? "
                               "(or pass --skip-preflight)")
-        if "@@probe" in out.stdout:
+        if len(_RECORD.findall(out.stdout)) >= len(hosts):
             break
         time.sleep(0.5 * (attempt + 1))
     out_text = out.stdout if script else out.stdout.replace(" False", " True")  # not a script: nothing to find

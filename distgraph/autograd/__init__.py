@@ -1,11 +1,20 @@
-"""The eager, define-by-run autograd engine."""
+"""The eager, define-by-run autograd engine.
+
+Importing this package loads its modules in one order (``tensor`` -> ``function`` -> ``engine``
+-> ``ops``), then hands the ops and the engine to ``tensor.bind_layers``: Tensor's methods call
+them, but they import Tensor, so ``tensor.py`` cannot import them itself (see its docstring).
+"""
 from __future__ import annotations
 
+from distgraph.autograd import engine as _engine, ops as _ops, tensor as _tensor
 from distgraph.autograd.engine import queue_callback, run_backward
 from distgraph.autograd.function import Node, RemovableHandle
 from distgraph.autograd.grad_mode import (detect_anomaly, enable_grad, inference_mode, is_anomaly_enabled,
                                           is_grad_enabled, no_grad, set_detect_anomaly, set_grad_enabled)
-from distgraph.autograd.tensor import Parameter, Tensor, _grad_array
+from distgraph.autograd.tensor import Parameter, Tensor, _grad_array, _make
+
+_tensor.bind_layers(_ops, _engine)
+
 from distgraph.autograd.custom import Function, FunctionCtx
 from distgraph.autograd.gradcheck import gradcheck
 
@@ -67,5 +76,4 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 
 def _wrap(g):
-    from distgraph.autograd.tensor import _make
     return _make(g.copy() if g.base is not None else g, None, False)

@@ -24,6 +24,7 @@ import numpy as np
 from distgraph import backend
 from distgraph.autograd import grad_mode
 from distgraph.autograd.function import _tracing
+from distgraph.autograd.tensor import Tensor, _make
 
 _local = threading.local()
 
@@ -76,7 +77,6 @@ def _leaf_hooks(t, g):
 
 
 def _wrap(g):
-    from distgraph.autograd.tensor import _make
     return _make(np.asarray(g) if isinstance(g, np.generic) else g, None, False)
 
 
@@ -87,8 +87,6 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
     list of tensors, their gradients are returned instead (``autograd.grad``)
     and no ``.grad`` is touched.
     """
-    from distgraph.autograd.tensor import Tensor
-
     tracer = _tracing.tracer
     if tracer is not None:  # capturing (distgraph.graph): the tracer records this pass's schedule
         tracer.backward_begin(roots, grads, retain_graph, inputs)

@@ -12,6 +12,20 @@ Class attributes an op may set:
   version counters are checked at backward time, so an in-place change after
   the forward raises instead of giving a wrong gradient.
 * ``saves_output``: ``backward`` reads the output array (e.g. ``Exp``).
+
+Where an op keeps what it saves: ``__slots__``.  Every op class declares ``__slots__``
+naming each attribute it sets on ``self``, both its constructor's arguments and what
+``forward`` saves for ``backward`` (``self.y = y``).  After a backward that does not retain
+the graph, ``Node._release`` deletes exactly those slots (``_saved_slots``), which frees the
+saved arrays while the output tensor (and so the node) may live on.  An attribute kept
+anywhere else would never be freed, so the rule is checked early: ``Node.__init_subclass__``
+refuses, at class creation, an op class whose instances would have a ``__dict__`` (a class,
+or a base, without ``__slots__``); with slots, an undeclared ``self.x = ...`` raises
+``AttributeError`` on its first run; and ``tests/test_structure.py`` checks every op class's
+``self.<name> =`` statically against its slots.
+
+Import order: this module imports ``Tensor`` from ``tensor`` (``apply`` builds the output
+tensors); ``tensor`` imports nothing of it.
 """
 from __future__ import annotations
 
@@ -22,6 +36,8 @@ import traceback
 import numpy as np
 
 from distgraph.autograd import grad_mode
+from distgraph.autograd.hooks import RemovableHandle  # noqa: F401 - re-exported: importers use function.RemovableHandle
+from distgraph.autograd.tensor import Tensor, _make
 
 _next_seq = itertools.count().__next__
 
@@ -48,6 +64,15 @@ class Node:
     """
 
     __slots__ = ("next", "seq", "needs_input_grad", "_versions", "_hooks", "_released", "_trace")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dictoffset__:   # its instances have a __dict__: what forward saves there is never freed
+            missing = [k.__qualname__ for k in cls.__mro__[:-1] if "__slots__" not in k.__dict__]
+            raise TypeError(
+                f"{cls.__module__}.{cls.__qualname__}: an op class must declare __slots__ naming every "
+                f"attribute it sets (what forward saves is freed after backward only from slots); "
+                f"no __slots__ in {', '.join(missing)}")
 
     def backward(self, gy):
         raise NotImplementedError
@@ -90,7 +115,8 @@ def _saved_slots(cls):
     """The slots an op class adds to ``Node`` (what it saved), computed once per class."""
     slots = _SAVED_SLOTS.get(cls)
     if slots is None:
-        slots = tuple(s for k in cls.__mro__ for s in k.__dict__.get("__slots__", ())
+        declared = (k.__dict__.get("__slots__", ()) for k in cls.__mro__)
+        slots = tuple(s for d in declared for s in ((d,) if isinstance(d, str) else d)
                       if s not in Node.__slots__ and s != "__weakref__")
         _SAVED_SLOTS[cls] = slots
     return slots
@@ -108,7 +134,6 @@ class Function(Node):
 
     def apply(self, *inputs):
         """Run the op on ``inputs`` (Tensors, or raw scalars/arrays) and return a Tensor."""
-        from distgraph.autograd.tensor import Tensor, _make
         tracer = _tracing.tracer
         if tracer is not None:  # capturing (distgraph.graph): note the op's attributes before forward
             tracer.before_op(self)
@@ -146,27 +171,6 @@ class Function(Node):
         if grad_mode._anomaly:
             self._trace = "".join(traceback.format_stack()[:-2])
         return out
-
-
-class RemovableHandle:
-    """Returned by ``register_*_hook``; ``handle.remove()`` unregisters the hook."""
-
-    __slots__ = ("_hooks", "_fn")
-
-    def __init__(self, hooks: list, fn):
-        self._hooks, self._fn = hooks, fn
-
-    def remove(self):
-        try:
-            self._hooks.remove(self._fn)
-        except ValueError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
 
 
 def unbroadcast(g, shape):

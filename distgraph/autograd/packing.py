@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from distgraph import backend
 from distgraph.autograd.ops.elementwise import cast
-from distgraph.autograd.ops.shape import getitem, reshape
+from distgraph.autograd.ops.index import getitem
+from distgraph.autograd.ops.shape import reshape
 from distgraph.autograd.tensor import _make
 
 

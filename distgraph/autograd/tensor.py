@@ -2,6 +2,20 @@
 
 ``t.array`` is the raw array (as Chainer's ``Variable.array``); ``t.data`` is
 PyTorch's: a Tensor sharing that array, outside the graph.
+
+Where this module sits in the import order (``tests/test_structure.py`` keeps it acyclic)::
+
+    backend, grad_mode, hooks -> tensor -> function -> engine -> ops/* -> distgraph.autograd
+
+Everything above imports ``Tensor`` and ``_make`` from here, so this module imports none of
+it.  Tensor's methods are one-line calls into the op functions (``x + y`` is
+``_ops.add(x, y)``, ``t.sum()`` is ``_ops.sum(t)``) and into the backward engine
+(``_engine.run_backward``): ``_ops`` and ``_engine`` are those two modules, handed to
+``bind_layers`` by ``distgraph/autograd/__init__.py`` once they have loaded, which is before
+any code outside ``distgraph.autograd`` can hold a Tensor.  Calling the ops through their
+module also keeps the ops named ``sum``, ``max``, ``abs``, ``any``... out of this module's
+namespace, so the builtins keep their meaning here.  A method whose op is missing from
+``ops.__all__`` is caught by ``tests/test_structure.py``, not by its first caller.
 """
 from __future__ import annotations
 
@@ -11,6 +25,32 @@ import numpy as np
 
 from distgraph import backend
 from distgraph.autograd import grad_mode
+from distgraph.autograd.hooks import RemovableHandle
+
+
+class _Unbound:
+    """Stands in for ``_ops``/``_engine`` until ``bind_layers`` runs (only while ``distgraph.autograd``
+    itself is being imported): a Tensor method called that early says why it cannot run."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __getattr__(self, attr):
+        raise ImportError(f"distgraph.autograd.{self.name} has not finished loading, so Tensor methods that "
+                          f"call it ({self.name}.{attr}) cannot run yet; do not use Tensor ops at import time "
+                          "in a module that distgraph.autograd itself imports")
+
+
+_ops = _Unbound("ops")        # distgraph.autograd.ops: every op function the methods call
+_engine = _Unbound("engine")  # distgraph.autograd.engine: run_backward, for Tensor.backward
+
+
+def bind_layers(ops, engine):
+    """Give Tensor's methods the ops package and the engine (called once, by ``distgraph.autograd``)."""
+    global _ops, _engine
+    _ops, _engine = ops, engine
 
 
 class Size(tuple):
@@ -117,11 +157,11 @@ class Tensor:
 
     @property
     def T(self):
-        return permute(self, tuple(range(self.array.ndim - 1, -1, -1)))
+        return _ops.permute(self, tuple(range(self.array.ndim - 1, -1, -1)))
 
     @property
     def mT(self):
-        return transpose(self, -2, -1)
+        return _ops.transpose(self, -2, -1)
 
     def is_floating_point(self):
         return backend.is_floating(self.array.dtype)
@@ -214,13 +254,13 @@ class Tensor:
         if device is not None:
             device = backend.Device(device)
             if device != self.device:
-                out = ToDevice(device).apply(out)
+                out = _ops.ToDevice(device).apply(out)
         if dtype is not None:
             dtype = backend.as_dtype(dtype)
             if dtype != out.array.dtype:
-                out = cast(out, dtype)
+                out = _ops.cast(out, dtype)
         if copy and out is self:
-            out = clone(self)
+            out = _ops.clone(self)
         return out
 
     def cpu(self, memory_format=None):
@@ -309,7 +349,7 @@ class Tensor:
         return self
 
     def clone(self):
-        return clone(self)
+        return _ops.clone(self)
 
     def contiguous(self):
         return self
@@ -332,18 +372,17 @@ class Tensor:
             gradient: d(loss)/d(self); required unless ``self`` has one element.
             retain_graph: keep the saved arrays so that backward can run again.
         """
-        from distgraph.autograd.engine import run_backward
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad and has no grad_fn; "
                                "did you forget requires_grad=True on an input?")
         g = _grad_array(self, gradient)
         if inputs is not None:
-            grads = run_backward([self], [g], retain_graph, inputs=list(inputs))
+            grads = _engine.run_backward([self], [g], retain_graph, inputs=list(inputs))
             for t, gi in zip(inputs, grads):
                 if gi is not None:
                     t.grad = _make(gi.copy(), None, False) if t.grad is None else t.grad + gi
             return
-        run_backward([self], [g], retain_graph)
+        _engine.run_backward([self], [g], retain_graph)
 
     def register_hook(self, fn):
         """Call ``fn(grad)`` when this tensor's gradient is computed; a returned Tensor replaces it."""
@@ -362,7 +401,6 @@ class Tensor:
         return self._add_hook("post", fn)
 
     def _add_hook(self, kind, fn):
-        from distgraph.autograd.function import RemovableHandle
         if self._hooks is None:
             self._hooks = {"pre": [], "post": []}
         self._hooks[kind].append(fn)
@@ -381,380 +419,382 @@ class Tensor:
         self.grad_fn.register_hook(keep)
 
     # -------------------------------------------------------------- operators
-    def __add__(self, other): return add(self, other)
-    def __radd__(self, other): return add(other, self)
-    def __sub__(self, other): return sub(self, other)
-    def __rsub__(self, other): return sub(other, self)
-    def __mul__(self, other): return mul(self, other)
-    def __rmul__(self, other): return mul(other, self)
-    def __truediv__(self, other): return div(self, other)
-    def __rtruediv__(self, other): return div(other, self)
-    def __pow__(self, other): return pow(self, other)
-    def __rpow__(self, other): return pow(other, self)
-    def __matmul__(self, other): return matmul(self, other)
-    def __rmatmul__(self, other): return matmul(other, self)
-    def __neg__(self): return neg(self)
+    def __add__(self, other): return _ops.add(self, other)
+    def __radd__(self, other): return _ops.add(other, self)
+    def __sub__(self, other): return _ops.sub(self, other)
+    def __rsub__(self, other): return _ops.sub(other, self)
+    def __mul__(self, other): return _ops.mul(self, other)
+    def __rmul__(self, other): return _ops.mul(other, self)
+    def __truediv__(self, other): return _ops.div(self, other)
+    def __rtruediv__(self, other): return _ops.div(other, self)
+    def __pow__(self, other): return _ops.pow(self, other)
+    def __rpow__(self, other): return _ops.pow(other, self)
+    def __matmul__(self, other): return _ops.matmul(self, other)
+    def __rmatmul__(self, other): return _ops.matmul(other, self)
+    def __neg__(self): return _ops.neg(self)
     def __pos__(self): return self
-    def __abs__(self): return abs(self)
-    def __eq__(self, other): return eq(self, other)
-    def __ne__(self, other): return ne(self, other)
-    def __lt__(self, other): return lt(self, other)
-    def __le__(self, other): return le(self, other)
-    def __gt__(self, other): return gt(self, other)
-    def __ge__(self, other): return ge(self, other)
-    def __and__(self, other): return bitwise_and(self, other)
-    def __or__(self, other): return bitwise_or(self, other)
-    def __xor__(self, other): return bitwise_xor(self, other)
+    def __abs__(self): return _ops.abs(self)
+    def __eq__(self, other): return _ops.eq(self, other)
+    def __ne__(self, other): return _ops.ne(self, other)
+    def __lt__(self, other): return _ops.lt(self, other)
+    def __le__(self, other): return _ops.le(self, other)
+    def __gt__(self, other): return _ops.gt(self, other)
+    def __ge__(self, other): return _ops.ge(self, other)
+    def __and__(self, other): return _ops.bitwise_and(self, other)
+    def __or__(self, other): return _ops.bitwise_or(self, other)
+    def __xor__(self, other): return _ops.bitwise_xor(self, other)
     def __invert__(self): return self._invert()
-    def __getitem__(self, index): return getitem(self, index)
-    def __setitem__(self, index, value): setitem(self, index, value)
+    def __getitem__(self, index): return _ops.getitem(self, index)
+    def __setitem__(self, index, value): _ops.setitem(self, index, value)
     def __iadd__(self, other): return self.add_(other)
     def __isub__(self, other): return self.sub_(other)
     def __imul__(self, other): return self.mul_(other)
     def __itruediv__(self, other): return self.div_(other)
 
     # ---------------------------------------------------------- elementwise
-    def add(self, other, alpha=1): return add(self, other, alpha=alpha)
-    def sub(self, other, alpha=1): return sub(self, other, alpha=alpha)
-    def mul(self, other): return mul(self, other)
-    def div(self, other): return div(self, other)
-    def pow(self, exponent): return pow(self, exponent)
-    def neg(self): return neg(self)
-    def abs(self): return abs(self)
-    def exp(self): return exp(self)
-    def log(self): return log(self)
-    def log1p(self): return log1p(self)
-    def sqrt(self): return sqrt(self)
-    def rsqrt(self): return rsqrt(self)
-    def sin(self): return sin(self)
-    def cos(self): return cos(self)
-    def tanh(self): return tanh(self)
-    def sigmoid(self): return sigmoid(self)
-    def relu(self): return relu(self)
-    def softmax(self, dim, dtype=None): return softmax(self, dim, dtype)
-    def log_softmax(self, dim, dtype=None): return log_softmax(self, dim, dtype)
-    def clamp(self, min=None, max=None): return clamp(self, min, max)
+    def add(self, other, alpha=1): return _ops.add(self, other, alpha=alpha)
+    def sub(self, other, alpha=1): return _ops.sub(self, other, alpha=alpha)
+    def mul(self, other): return _ops.mul(self, other)
+    def div(self, other): return _ops.div(self, other)
+    def pow(self, exponent): return _ops.pow(self, exponent)
+    def neg(self): return _ops.neg(self)
+    def abs(self): return _ops.abs(self)
+    def exp(self): return _ops.exp(self)
+    def log(self): return _ops.log(self)
+    def log1p(self): return _ops.log1p(self)
+    def sqrt(self): return _ops.sqrt(self)
+    def rsqrt(self): return _ops.rsqrt(self)
+    def sin(self): return _ops.sin(self)
+    def cos(self): return _ops.cos(self)
+    def tanh(self): return _ops.tanh(self)
+    def sigmoid(self): return _ops.sigmoid(self)
+    def relu(self): return _ops.relu(self)
+    def softmax(self, dim, dtype=None): return _ops.softmax(self, dim, dtype)
+    def log_softmax(self, dim, dtype=None): return _ops.log_softmax(self, dim, dtype)
+    def clamp(self, min=None, max=None): return _ops.clamp(self, min, max)
     clip = clamp
-    def maximum(self, other): return maximum(self, other)
-    def minimum(self, other): return minimum(self, other)
-    def where(self, condition, other): return where(condition, self, other)
-    def masked_fill(self, mask, value): return masked_fill(self, mask, value)
-    def eq(self, other): return eq(self, other)
-    def ne(self, other): return ne(self, other)
-    def lt(self, other): return lt(self, other)
-    def le(self, other): return le(self, other)
-    def gt(self, other): return gt(self, other)
-    def ge(self, other): return ge(self, other)
-    def logical_not(self): return logical_not(self)
-    def logical_and(self, other): return logical_and(self, other)
-    def logical_or(self, other): return logical_or(self, other)
-    def logical_xor(self, other): return logical_xor(self, other)
-    def isnan(self): return isnan(self)
-    def isfinite(self): return isfinite(self)
+    def maximum(self, other): return _ops.maximum(self, other)
+    def minimum(self, other): return _ops.minimum(self, other)
+    def where(self, condition, other): return _ops.where(condition, self, other)
+    def masked_fill(self, mask, value): return _ops.masked_fill(self, mask, value)
+    def eq(self, other): return _ops.eq(self, other)
+    def ne(self, other): return _ops.ne(self, other)
+    def lt(self, other): return _ops.lt(self, other)
+    def le(self, other): return _ops.le(self, other)
+    def gt(self, other): return _ops.gt(self, other)
+    def ge(self, other): return _ops.ge(self, other)
+    def logical_not(self): return _ops.logical_not(self)
+    def logical_and(self, other): return _ops.logical_and(self, other)
+    def logical_or(self, other): return _ops.logical_or(self, other)
+    def logical_xor(self, other): return _ops.logical_xor(self, other)
+    def isnan(self): return _ops.isnan(self)
+    def isfinite(self): return _ops.isfinite(self)
 
     # >>> math and bitwise methods (ops/math.py, ops/bitwise.py): add new ones above the closing marker
-    def tan(self): return tan(self)
-    def tan_(self): return _inplace(self, tan)
-    def asin(self): return asin(self)
-    def asin_(self): return _inplace(self, asin)
-    def arcsin(self): return arcsin(self)
-    def arcsin_(self): return _inplace(self, arcsin)
-    def acos(self): return acos(self)
-    def acos_(self): return _inplace(self, acos)
-    def arccos(self): return arccos(self)
-    def arccos_(self): return _inplace(self, arccos)
-    def atan(self): return atan(self)
-    def atan_(self): return _inplace(self, atan)
-    def arctan(self): return arctan(self)
-    def arctan_(self): return _inplace(self, arctan)
-    def sinh(self): return sinh(self)
-    def sinh_(self): return _inplace(self, sinh)
-    def cosh(self): return cosh(self)
-    def cosh_(self): return _inplace(self, cosh)
-    def asinh(self): return asinh(self)
-    def asinh_(self): return _inplace(self, asinh)
-    def arcsinh(self): return arcsinh(self)
-    def arcsinh_(self): return _inplace(self, arcsinh)
-    def acosh(self): return acosh(self)
-    def acosh_(self): return _inplace(self, acosh)
-    def arccosh(self): return arccosh(self)
-    def arccosh_(self): return _inplace(self, arccosh)
-    def atanh(self): return atanh(self)
-    def atanh_(self): return _inplace(self, atanh)
-    def arctanh(self): return arctanh(self)
-    def arctanh_(self): return _inplace(self, arctanh)
-    def erf(self): return erf(self)
-    def erf_(self): return _inplace(self, erf)
-    def erfc(self): return erfc(self)
-    def erfc_(self): return _inplace(self, erfc)
-    def erfinv(self): return erfinv(self)
-    def erfinv_(self): return _inplace(self, erfinv)
-    def exp2(self): return exp2(self)
-    def exp2_(self): return _inplace(self, exp2)
-    def expm1(self): return expm1(self)
-    def expm1_(self): return _inplace(self, expm1)
-    def log2(self): return log2(self)
-    def log2_(self): return _inplace(self, log2)
-    def log10(self): return log10(self)
-    def log10_(self): return _inplace(self, log10)
-    def reciprocal(self): return reciprocal(self)
-    def reciprocal_(self): return _inplace(self, reciprocal)
-    def square(self): return square(self)
-    def square_(self): return _inplace(self, square)
-    def sinc(self): return sinc(self)
-    def sinc_(self): return _inplace(self, sinc)
-    def deg2rad(self): return deg2rad(self)
-    def deg2rad_(self): return _inplace(self, deg2rad)
-    def rad2deg(self): return rad2deg(self)
-    def rad2deg_(self): return _inplace(self, rad2deg)
-    def floor(self): return floor(self)
-    def floor_(self): return _inplace(self, floor)
-    def ceil(self): return ceil(self)
-    def ceil_(self): return _inplace(self, ceil)
-    def trunc(self): return trunc(self)
-    def trunc_(self): return _inplace(self, trunc)
-    def fix(self): return fix(self)
-    def fix_(self): return _inplace(self, fix)
-    def frac(self): return frac(self)
-    def frac_(self): return _inplace(self, frac)
-    def sign(self): return sign(self)
-    def sign_(self): return _inplace(self, sign)
-    def sgn(self): return sgn(self)
-    def sgn_(self): return _inplace(self, sgn)
-    def atan2(self, other): return atan2(self, other)
-    def atan2_(self, other): return _inplace(self, atan2, other)
-    def arctan2(self, other): return arctan2(self, other)
-    def arctan2_(self, other): return _inplace(self, arctan2, other)
-    def copysign(self, other): return copysign(self, other)
-    def copysign_(self, other): return _inplace(self, copysign, other)
-    def hypot(self, other): return hypot(self, other)
-    def hypot_(self, other): return _inplace(self, hypot, other)
-    def xlogy(self, other): return xlogy(self, other)
-    def xlogy_(self, other): return _inplace(self, xlogy, other)
-    def fmod(self, other): return fmod(self, other)
-    def fmod_(self, other): return _inplace(self, fmod, other)
-    def remainder(self, other): return remainder(self, other)
-    def remainder_(self, other): return _inplace(self, remainder, other)
-    def floor_divide(self, other): return floor_divide(self, other)
-    def floor_divide_(self, other): return _inplace(self, floor_divide, other)
-    def true_divide(self, other): return true_divide(self, other)
-    def true_divide_(self, other): return _inplace(self, true_divide, other)
-    def logaddexp(self, other): return logaddexp(self, other)
-    def logaddexp2(self, other): return logaddexp2(self, other)
-    def round(self, *, decimals=0): return round(self, decimals=decimals)
-    def round_(self, *, decimals=0): return _inplace(self, round, decimals=decimals)
-    def nan_to_num(self, nan=0.0, posinf=None, neginf=None): return nan_to_num(self, nan, posinf, neginf)
-    def nan_to_num_(self, nan=0.0, posinf=None, neginf=None): return _inplace(self, nan_to_num, nan, posinf, neginf)
-    def lerp(self, end, weight): return lerp(self, end, weight)
-    def lerp_(self, end, weight): return _inplace(self, lerp, end, weight)
-    def float_power(self, exponent): return float_power(self, exponent)
+    def tan(self): return _ops.tan(self)
+    def tan_(self): return _inplace(self, _ops.tan)
+    def asin(self): return _ops.asin(self)
+    def asin_(self): return _inplace(self, _ops.asin)
+    def arcsin(self): return _ops.arcsin(self)
+    def arcsin_(self): return _inplace(self, _ops.arcsin)
+    def acos(self): return _ops.acos(self)
+    def acos_(self): return _inplace(self, _ops.acos)
+    def arccos(self): return _ops.arccos(self)
+    def arccos_(self): return _inplace(self, _ops.arccos)
+    def atan(self): return _ops.atan(self)
+    def atan_(self): return _inplace(self, _ops.atan)
+    def arctan(self): return _ops.arctan(self)
+    def arctan_(self): return _inplace(self, _ops.arctan)
+    def sinh(self): return _ops.sinh(self)
+    def sinh_(self): return _inplace(self, _ops.sinh)
+    def cosh(self): return _ops.cosh(self)
+    def cosh_(self): return _inplace(self, _ops.cosh)
+    def asinh(self): return _ops.asinh(self)
+    def asinh_(self): return _inplace(self, _ops.asinh)
+    def arcsinh(self): return _ops.arcsinh(self)
+    def arcsinh_(self): return _inplace(self, _ops.arcsinh)
+    def acosh(self): return _ops.acosh(self)
+    def acosh_(self): return _inplace(self, _ops.acosh)
+    def arccosh(self): return _ops.arccosh(self)
+    def arccosh_(self): return _inplace(self, _ops.arccosh)
+    def atanh(self): return _ops.atanh(self)
+    def atanh_(self): return _inplace(self, _ops.atanh)
+    def arctanh(self): return _ops.arctanh(self)
+    def arctanh_(self): return _inplace(self, _ops.arctanh)
+    def erf(self): return _ops.erf(self)
+    def erf_(self): return _inplace(self, _ops.erf)
+    def erfc(self): return _ops.erfc(self)
+    def erfc_(self): return _inplace(self, _ops.erfc)
+    def erfinv(self): return _ops.erfinv(self)
+    def erfinv_(self): return _inplace(self, _ops.erfinv)
+    def exp2(self): return _ops.exp2(self)
+    def exp2_(self): return _inplace(self, _ops.exp2)
+    def expm1(self): return _ops.expm1(self)
+    def expm1_(self): return _inplace(self, _ops.expm1)
+    def log2(self): return _ops.log2(self)
+    def log2_(self): return _inplace(self, _ops.log2)
+    def log10(self): return _ops.log10(self)
+    def log10_(self): return _inplace(self, _ops.log10)
+    def reciprocal(self): return _ops.reciprocal(self)
+    def reciprocal_(self): return _inplace(self, _ops.reciprocal)
+    def square(self): return _ops.square(self)
+    def square_(self): return _inplace(self, _ops.square)
+    def sinc(self): return _ops.sinc(self)
+    def sinc_(self): return _inplace(self, _ops.sinc)
+    def deg2rad(self): return _ops.deg2rad(self)
+    def deg2rad_(self): return _inplace(self, _ops.deg2rad)
+    def rad2deg(self): return _ops.rad2deg(self)
+    def rad2deg_(self): return _inplace(self, _ops.rad2deg)
+    def floor(self): return _ops.floor(self)
+    def floor_(self): return _inplace(self, _ops.floor)
+    def ceil(self): return _ops.ceil(self)
+    def ceil_(self): return _inplace(self, _ops.ceil)
+    def trunc(self): return _ops.trunc(self)
+    def trunc_(self): return _inplace(self, _ops.trunc)
+    def fix(self): return _ops.fix(self)
+    def fix_(self): return _inplace(self, _ops.fix)
+    def frac(self): return _ops.frac(self)
+    def frac_(self): return _inplace(self, _ops.frac)
+    def sign(self): return _ops.sign(self)
+    def sign_(self): return _inplace(self, _ops.sign)
+    def sgn(self): return _ops.sgn(self)
+    def sgn_(self): return _inplace(self, _ops.sgn)
+    def atan2(self, other): return _ops.atan2(self, other)
+    def atan2_(self, other): return _inplace(self, _ops.atan2, other)
+    def arctan2(self, other): return _ops.arctan2(self, other)
+    def arctan2_(self, other): return _inplace(self, _ops.arctan2, other)
+    def copysign(self, other): return _ops.copysign(self, other)
+    def copysign_(self, other): return _inplace(self, _ops.copysign, other)
+    def hypot(self, other): return _ops.hypot(self, other)
+    def hypot_(self, other): return _inplace(self, _ops.hypot, other)
+    def xlogy(self, other): return _ops.xlogy(self, other)
+    def xlogy_(self, other): return _inplace(self, _ops.xlogy, other)
+    def fmod(self, other): return _ops.fmod(self, other)
+    def fmod_(self, other): return _inplace(self, _ops.fmod, other)
+    def remainder(self, other): return _ops.remainder(self, other)
+    def remainder_(self, other): return _inplace(self, _ops.remainder, other)
+    def floor_divide(self, other): return _ops.floor_divide(self, other)
+    def floor_divide_(self, other): return _inplace(self, _ops.floor_divide, other)
+    def true_divide(self, other): return _ops.true_divide(self, other)
+    def true_divide_(self, other): return _inplace(self, _ops.true_divide, other)
+    def logaddexp(self, other): return _ops.logaddexp(self, other)
+    def logaddexp2(self, other): return _ops.logaddexp2(self, other)
+    def round(self, *, decimals=0): return _ops.round(self, decimals=decimals)
+    def round_(self, *, decimals=0): return _inplace(self, _ops.round, decimals=decimals)
+    def nan_to_num(self, nan=0.0, posinf=None, neginf=None): return _ops.nan_to_num(self, nan, posinf, neginf)
+    def nan_to_num_(self, nan=0.0, posinf=None, neginf=None):
+        return _inplace(self, _ops.nan_to_num, nan, posinf, neginf)
+    def lerp(self, end, weight): return _ops.lerp(self, end, weight)
+    def lerp_(self, end, weight): return _inplace(self, _ops.lerp, end, weight)
+    def float_power(self, exponent): return _ops.float_power(self, exponent)
     def float_power_(self, exponent):
         if self.array.dtype != backend.float64:   # the result is float64: only a float64 tensor can hold it
             raise RuntimeError(f"float_power_: expected a float64 tensor (the result is float64), got "
                                f"{backend.dtype_name(self.array.dtype)}; use float_power (out of place)")
-        return _inplace(self, float_power, exponent)
-    def clamp_min(self, min): return clamp_min(self, min)
-    def clamp_min_(self, min): return _inplace(self, clamp_min, min)
-    def clamp_max(self, max): return clamp_max(self, max)
-    def clamp_max_(self, max): return _inplace(self, clamp_max, max)
-    def divide(self, other, *, rounding_mode=None): return div(self, other, rounding_mode=rounding_mode)
-    def divide_(self, other, *, rounding_mode=None): return _inplace(self, div, other, rounding_mode=rounding_mode)
-    def isinf(self): return isinf(self)
-    def isposinf(self): return isposinf(self)
-    def isneginf(self): return isneginf(self)
-    def isreal(self): return isreal(self)
-    def signbit(self): return signbit(self)
+        return _inplace(self, _ops.float_power, exponent)
+    def clamp_min(self, min): return _ops.clamp_min(self, min)
+    def clamp_min_(self, min): return _inplace(self, _ops.clamp_min, min)
+    def clamp_max(self, max): return _ops.clamp_max(self, max)
+    def clamp_max_(self, max): return _inplace(self, _ops.clamp_max, max)
+    def divide(self, other, *, rounding_mode=None): return _ops.div(self, other, rounding_mode=rounding_mode)
+    def divide_(self, other, *, rounding_mode=None): return _inplace(self, _ops.div, other, rounding_mode=rounding_mode)
+    def isinf(self): return _ops.isinf(self)
+    def isposinf(self): return _ops.isposinf(self)
+    def isneginf(self): return _ops.isneginf(self)
+    def isreal(self): return _ops.isreal(self)
+    def signbit(self): return _ops.signbit(self)
     def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-        return isclose(self, other, rtol, atol, equal_nan)
+        return _ops.isclose(self, other, rtol, atol, equal_nan)
     def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-        return allclose(self, other, rtol, atol, equal_nan)
-    def equal(self, other): return equal(self, other)
-    def bitwise_and(self, other): return bitwise_and(self, other)
-    def bitwise_and_(self, other): return _inplace(self, bitwise_and, other)
-    def bitwise_or(self, other): return bitwise_or(self, other)
-    def bitwise_or_(self, other): return _inplace(self, bitwise_or, other)
-    def bitwise_xor(self, other): return bitwise_xor(self, other)
-    def bitwise_xor_(self, other): return _inplace(self, bitwise_xor, other)
-    def bitwise_left_shift(self, other): return bitwise_left_shift(self, other)
-    def bitwise_left_shift_(self, other): return _inplace(self, bitwise_left_shift, other)
-    def bitwise_right_shift(self, other): return bitwise_right_shift(self, other)
-    def bitwise_right_shift_(self, other): return _inplace(self, bitwise_right_shift, other)
-    def bitwise_not(self): return bitwise_not(self)
-    def bitwise_not_(self): return _inplace(self, bitwise_not)
+        return _ops.allclose(self, other, rtol, atol, equal_nan)
+    def equal(self, other): return _ops.equal(self, other)
+    def bitwise_and(self, other): return _ops.bitwise_and(self, other)
+    def bitwise_and_(self, other): return _inplace(self, _ops.bitwise_and, other)
+    def bitwise_or(self, other): return _ops.bitwise_or(self, other)
+    def bitwise_or_(self, other): return _inplace(self, _ops.bitwise_or, other)
+    def bitwise_xor(self, other): return _ops.bitwise_xor(self, other)
+    def bitwise_xor_(self, other): return _inplace(self, _ops.bitwise_xor, other)
+    def bitwise_left_shift(self, other): return _ops.bitwise_left_shift(self, other)
+    def bitwise_left_shift_(self, other): return _inplace(self, _ops.bitwise_left_shift, other)
+    def bitwise_right_shift(self, other): return _ops.bitwise_right_shift(self, other)
+    def bitwise_right_shift_(self, other): return _inplace(self, _ops.bitwise_right_shift, other)
+    def bitwise_not(self): return _ops.bitwise_not(self)
+    def bitwise_not_(self): return _inplace(self, _ops.bitwise_not)
     def byte(self): return self.to(dtype=backend.uint8)
     def char(self): return self.to(dtype=backend.int8)
     def short(self): return self.to(dtype=backend.int16)
     # operators: `//` and `%` are floor division and Python's remainder (the divisor's sign), as in PyTorch
-    def __floordiv__(self, other): return floor_divide(self, other)
-    def __rfloordiv__(self, other): return floor_divide(other, self)
-    def __ifloordiv__(self, other): return _inplace(self, floor_divide, other)
-    def __mod__(self, other): return remainder(self, other)
-    def __rmod__(self, other): return remainder(other, self)
-    def __imod__(self, other): return _inplace(self, remainder, other)
-    def __rand__(self, other): return bitwise_and(other, self)
-    def __ror__(self, other): return bitwise_or(other, self)
-    def __rxor__(self, other): return bitwise_xor(other, self)
-    def __iand__(self, other): return _inplace(self, bitwise_and, other)
-    def __ior__(self, other): return _inplace(self, bitwise_or, other)
-    def __ixor__(self, other): return _inplace(self, bitwise_xor, other)
-    def __lshift__(self, other): return bitwise_left_shift(self, other)
-    def __rlshift__(self, other): return bitwise_left_shift(other, self)
-    def __ilshift__(self, other): return _inplace(self, bitwise_left_shift, other)
-    def __rshift__(self, other): return bitwise_right_shift(self, other)
-    def __rrshift__(self, other): return bitwise_right_shift(other, self)
-    def __irshift__(self, other): return _inplace(self, bitwise_right_shift, other)
+    def __floordiv__(self, other): return _ops.floor_divide(self, other)
+    def __rfloordiv__(self, other): return _ops.floor_divide(other, self)
+    def __ifloordiv__(self, other): return _inplace(self, _ops.floor_divide, other)
+    def __mod__(self, other): return _ops.remainder(self, other)
+    def __rmod__(self, other): return _ops.remainder(other, self)
+    def __imod__(self, other): return _inplace(self, _ops.remainder, other)
+    def __rand__(self, other): return _ops.bitwise_and(other, self)
+    def __ror__(self, other): return _ops.bitwise_or(other, self)
+    def __rxor__(self, other): return _ops.bitwise_xor(other, self)
+    def __iand__(self, other): return _inplace(self, _ops.bitwise_and, other)
+    def __ior__(self, other): return _inplace(self, _ops.bitwise_or, other)
+    def __ixor__(self, other): return _inplace(self, _ops.bitwise_xor, other)
+    def __lshift__(self, other): return _ops.bitwise_left_shift(self, other)
+    def __rlshift__(self, other): return _ops.bitwise_left_shift(other, self)
+    def __ilshift__(self, other): return _inplace(self, _ops.bitwise_left_shift, other)
+    def __rshift__(self, other): return _ops.bitwise_right_shift(self, other)
+    def __rrshift__(self, other): return _ops.bitwise_right_shift(other, self)
+    def __irshift__(self, other): return _inplace(self, _ops.bitwise_right_shift, other)
     def _invert(self):   # `~`: a floating tensor raises TypeError here, NotImplementedError in bitwise_not
         if self.is_floating_point():
             raise TypeError(f"~ is only implemented on integer and bool tensors, got "
                             f"{backend.dtype_name(self.array.dtype)}; use logical_not(x) or -x")
-        return bitwise_not(self)
+        return _ops.bitwise_not(self)
     def _view_dtype(self, dtype):   # the dtype form of view(): Tensor.view(dtype) dispatches here
-        from distgraph.autograd.ops.bitwise import _view_dtype
-        return _view_dtype(self, dtype)
+        return _ops.bitwise._view_dtype(self, dtype)
     # <<< end of math and bitwise methods
 
     # ------------------------------------------------------------ reductions
     def sum(self, dim=None, keepdim=False, dtype=None, *, axis=None):
-        return sum(self, dim, keepdim, dtype=dtype, axis=axis)
+        return _ops.sum(self, dim, keepdim, dtype=dtype, axis=axis)
     def mean(self, dim=None, keepdim=False, *, dtype=None, axis=None):
-        return mean(self, dim, keepdim, dtype=dtype, axis=axis)
-    def amax(self, dim=(), keepdim=False, *, axis=None): return amax(self, dim, keepdim, axis=axis)
-    def amin(self, dim=(), keepdim=False, *, axis=None): return amin(self, dim, keepdim, axis=axis)
-    def max(self, dim=None, keepdim=False, *, axis=None): return max(self, dim, keepdim, axis=axis)
-    def min(self, dim=None, keepdim=False, *, axis=None): return min(self, dim, keepdim, axis=axis)
+        return _ops.mean(self, dim, keepdim, dtype=dtype, axis=axis)
+    def amax(self, dim=(), keepdim=False, *, axis=None): return _ops.amax(self, dim, keepdim, axis=axis)
+    def amin(self, dim=(), keepdim=False, *, axis=None): return _ops.amin(self, dim, keepdim, axis=axis)
+    def max(self, dim=None, keepdim=False, *, axis=None): return _ops.max(self, dim, keepdim, axis=axis)
+    def min(self, dim=None, keepdim=False, *, axis=None): return _ops.min(self, dim, keepdim, axis=axis)
     def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
-        return var(self, dim, unbiased, keepdim, correction=correction, axis=axis)
+        return _ops.var(self, dim, unbiased, keepdim, correction=correction, axis=axis)
     def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
-        return std(self, dim, unbiased, keepdim, correction=correction, axis=axis)
-    def logsumexp(self, dim, keepdim=False): return logsumexp(self, dim, keepdim)
-    def prod(self, dim=None, keepdim=False, *, dtype=None): return prod(self, dim, keepdim, dtype=dtype)
-    def norm(self, p="fro", dim=None, keepdim=False, dtype=None): return norm(self, p, dim, keepdim, dtype)
-    def argmax(self, dim=None, keepdim=False, *, axis=None): return argmax(self, dim, keepdim, axis=axis)
-    def argmin(self, dim=None, keepdim=False, *, axis=None): return argmin(self, dim, keepdim, axis=axis)
-    def all(self, dim=None, keepdim=False, *, axis=None): return all(self, dim, keepdim, axis=axis)
-    def any(self, dim=None, keepdim=False, *, axis=None): return any(self, dim, keepdim, axis=axis)
+        return _ops.std(self, dim, unbiased, keepdim, correction=correction, axis=axis)
+    def logsumexp(self, dim, keepdim=False): return _ops.logsumexp(self, dim, keepdim)
+    def prod(self, dim=None, keepdim=False, *, dtype=None): return _ops.prod(self, dim, keepdim, dtype=dtype)
+    def norm(self, p="fro", dim=None, keepdim=False, dtype=None): return _ops.norm(self, p, dim, keepdim, dtype)
+    def argmax(self, dim=None, keepdim=False, *, axis=None): return _ops.argmax(self, dim, keepdim, axis=axis)
+    def argmin(self, dim=None, keepdim=False, *, axis=None): return _ops.argmin(self, dim, keepdim, axis=axis)
+    def all(self, dim=None, keepdim=False, *, axis=None): return _ops.all(self, dim, keepdim, axis=axis)
+    def any(self, dim=None, keepdim=False, *, axis=None): return _ops.any(self, dim, keepdim, axis=axis)
 
     # >>> reduction, scan, sort and linalg methods (ops/reduce.py, ops/cumulative.py, ops/sort.py, ops/linalg.py): add new ones above the closing marker
-    def nansum(self, dim=None, keepdim=False, *, dtype=None): return nansum(self, dim, keepdim, dtype=dtype)
-    def nanmean(self, dim=None, keepdim=False, *, dtype=None): return nanmean(self, dim, keepdim, dtype=dtype)
-    def aminmax(self, *, dim=None, keepdim=False): return aminmax(self, dim=dim, keepdim=keepdim)
-    def count_nonzero(self, dim=None): return count_nonzero(self, dim)
-    def histc(self, bins=100, min=0, max=0): return histc(self, bins, min, max)
-    def cumsum(self, dim, *, dtype=None): return cumsum(self, dim, dtype=dtype)
-    def cumprod(self, dim, *, dtype=None): return cumprod(self, dim, dtype=dtype)
-    def cummax(self, dim): return cummax(self, dim)
-    def cummin(self, dim): return cummin(self, dim)
-    def logcumsumexp(self, dim): return logcumsumexp(self, dim)
-    def sort(self, dim=-1, descending=False, stable=False): return sort(self, dim, descending, stable)
-    def argsort(self, dim=-1, descending=False, stable=False): return argsort(self, dim, descending, stable)
-    def msort(self): return msort(self)
-    def topk(self, k, dim=-1, largest=True, sorted=True): return topk(self, k, dim, largest, sorted)
-    def kthvalue(self, k, dim=-1, keepdim=False): return kthvalue(self, k, dim, keepdim)
-    def median(self, dim=None, keepdim=False): return median(self, dim, keepdim)
-    def nanmedian(self, dim=None, keepdim=False): return nanmedian(self, dim, keepdim)
-    def mode(self, dim=-1, keepdim=False): return mode(self, dim, keepdim)
+    def nansum(self, dim=None, keepdim=False, *, dtype=None): return _ops.nansum(self, dim, keepdim, dtype=dtype)
+    def nanmean(self, dim=None, keepdim=False, *, dtype=None): return _ops.nanmean(self, dim, keepdim, dtype=dtype)
+    def aminmax(self, *, dim=None, keepdim=False): return _ops.aminmax(self, dim=dim, keepdim=keepdim)
+    def count_nonzero(self, dim=None): return _ops.count_nonzero(self, dim)
+    def histc(self, bins=100, min=0, max=0): return _ops.histc(self, bins, min, max)
+    def cumsum(self, dim, *, dtype=None): return _ops.cumsum(self, dim, dtype=dtype)
+    def cumprod(self, dim, *, dtype=None): return _ops.cumprod(self, dim, dtype=dtype)
+    def cummax(self, dim): return _ops.cummax(self, dim)
+    def cummin(self, dim): return _ops.cummin(self, dim)
+    def logcumsumexp(self, dim): return _ops.logcumsumexp(self, dim)
+    def sort(self, dim=-1, descending=False, stable=False): return _ops.sort(self, dim, descending, stable)
+    def argsort(self, dim=-1, descending=False, stable=False): return _ops.argsort(self, dim, descending, stable)
+    def msort(self): return _ops.msort(self)
+    def topk(self, k, dim=-1, largest=True, sorted=True): return _ops.topk(self, k, dim, largest, sorted)
+    def kthvalue(self, k, dim=-1, keepdim=False): return _ops.kthvalue(self, k, dim, keepdim)
+    def median(self, dim=None, keepdim=False): return _ops.median(self, dim, keepdim)
+    def nanmedian(self, dim=None, keepdim=False): return _ops.nanmedian(self, dim, keepdim)
+    def mode(self, dim=-1, keepdim=False): return _ops.mode(self, dim, keepdim)
     def unique(self, sorted=True, return_inverse=False, return_counts=False, dim=None):
-        return unique(self, sorted, return_inverse, return_counts, dim)
+        return _ops.unique(self, sorted, return_inverse, return_counts, dim)
     def unique_consecutive(self, return_inverse=False, return_counts=False, dim=None):
-        return unique_consecutive(self, return_inverse, return_counts, dim)
-    def mm(self, mat2): return mm(self, mat2)
-    def bmm(self, mat2): return bmm(self, mat2)
-    def mv(self, vec): return mv(self, vec)
-    def dot(self, other): return dot(self, other)
-    def vdot(self, other): return vdot(self, other)
-    def inner(self, other): return inner(self, other)
-    def outer(self, vec2): return outer(self, vec2)
-    def ger(self, vec2): return ger(self, vec2)
-    def addmm(self, mat1, mat2, *, beta=1, alpha=1): return addmm(self, mat1, mat2, beta=beta, alpha=alpha)
-    def addmv(self, mat, vec, *, beta=1, alpha=1): return addmv(self, mat, vec, beta=beta, alpha=alpha)
-    def addr(self, vec1, vec2, *, beta=1, alpha=1): return addr(self, vec1, vec2, beta=beta, alpha=alpha)
-    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1): return baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
-    def addbmm(self, batch1, batch2, *, beta=1, alpha=1): return addbmm(self, batch1, batch2, beta=beta, alpha=alpha)
-    def kron(self, other): return kron(self, other)
-    def trace(self): return trace(self)
-    def cross(self, other, dim=None): return cross(self, other, dim)
+        return _ops.unique_consecutive(self, return_inverse, return_counts, dim)
+    def mm(self, mat2): return _ops.mm(self, mat2)
+    def bmm(self, mat2): return _ops.bmm(self, mat2)
+    def mv(self, vec): return _ops.mv(self, vec)
+    def dot(self, other): return _ops.dot(self, other)
+    def vdot(self, other): return _ops.vdot(self, other)
+    def inner(self, other): return _ops.inner(self, other)
+    def outer(self, vec2): return _ops.outer(self, vec2)
+    def ger(self, vec2): return _ops.ger(self, vec2)
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1): return _ops.addmm(self, mat1, mat2, beta=beta, alpha=alpha)
+    def addmv(self, mat, vec, *, beta=1, alpha=1): return _ops.addmv(self, mat, vec, beta=beta, alpha=alpha)
+    def addr(self, vec1, vec2, *, beta=1, alpha=1): return _ops.addr(self, vec1, vec2, beta=beta, alpha=alpha)
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return _ops.baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+    def addbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return _ops.addbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+    def kron(self, other): return _ops.kron(self, other)
+    def trace(self): return _ops.trace(self)
+    def cross(self, other, dim=None): return _ops.cross(self, other, dim)
     # <<< end of reduction, scan, sort and linalg methods
 
     # ---------------------------------------------------------------- shape
-    def reshape(self, *shape): return reshape(self, *shape)
+    def reshape(self, *shape): return _ops.reshape(self, *shape)
     def view(self, *shape):
         if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list)):
             return self._view_dtype(shape[0])     # view(dtype): the same bits as another dtype
-        return reshape(self, *shape)
-    def view_as(self, other): return reshape(self, other.shape)
-    def reshape_as(self, other): return reshape(self, other.shape)
-    def flatten(self, start_dim=0, end_dim=-1): return flatten(self, start_dim, end_dim)
-    def unflatten(self, dim, sizes): return unflatten(self, dim, sizes)
-    def squeeze(self, dim=None): return squeeze(self, dim)
-    def unsqueeze(self, dim): return unsqueeze(self, dim)
-    def transpose(self, dim0, dim1): return transpose(self, dim0, dim1)
-    def t(self): return transpose(self, 0, 1) if self.ndim == 2 else self
-    def permute(self, *dims): return permute(self, *dims)
-    def expand(self, *sizes): return expand(self, *sizes)
-    def expand_as(self, other): return expand(self, other.shape)
-    def repeat(self, *sizes): return repeat(self, *sizes)
-    def flip(self, *dims): return flip(self, dims[0] if len(dims) == 1 else dims)
-    def split(self, split_size_or_sections, dim=0): return split(self, split_size_or_sections, dim)
-    def chunk(self, chunks, dim=0): return chunk(self, chunks, dim)
-    def index_select(self, dim, index): return index_select(self, dim, index)
-    def gather(self, dim, index, *, sparse_grad=False): return gather(self, dim, index)
-    def scatter_add(self, dim, index, src): return scatter_add(self, dim, index, src)
-    def tril(self, diagonal=0): return tril(self, diagonal)
-    def triu(self, diagonal=0): return triu(self, diagonal)
-    def matmul(self, other): return matmul(self, other)
+        return _ops.reshape(self, *shape)
+    def view_as(self, other): return _ops.reshape(self, other.shape)
+    def reshape_as(self, other): return _ops.reshape(self, other.shape)
+    def flatten(self, start_dim=0, end_dim=-1): return _ops.flatten(self, start_dim, end_dim)
+    def unflatten(self, dim, sizes): return _ops.unflatten(self, dim, sizes)
+    def squeeze(self, dim=None): return _ops.squeeze(self, dim)
+    def unsqueeze(self, dim): return _ops.unsqueeze(self, dim)
+    def transpose(self, dim0, dim1): return _ops.transpose(self, dim0, dim1)
+    def t(self): return _ops.transpose(self, 0, 1) if self.ndim == 2 else self
+    def permute(self, *dims): return _ops.permute(self, *dims)
+    def expand(self, *sizes): return _ops.expand(self, *sizes)
+    def expand_as(self, other): return _ops.expand(self, other.shape)
+    def repeat(self, *sizes): return _ops.repeat(self, *sizes)
+    def flip(self, *dims): return _ops.flip(self, dims[0] if len(dims) == 1 else dims)
+    def split(self, split_size_or_sections, dim=0): return _ops.split(self, split_size_or_sections, dim)
+    def chunk(self, chunks, dim=0): return _ops.chunk(self, chunks, dim)
+    def index_select(self, dim, index): return _ops.index_select(self, dim, index)
+    def gather(self, dim, index, *, sparse_grad=False): return _ops.gather(self, dim, index)
+    def scatter_add(self, dim, index, src): return _ops.scatter_add(self, dim, index, src)
+    def tril(self, diagonal=0): return _ops.tril(self, diagonal)
+    def triu(self, diagonal=0): return _ops.triu(self, diagonal)
+    def matmul(self, other): return _ops.matmul(self, other)
 
     # >>> indexing and shape methods (ops/shape.py, ops/index.py): add new ones above the closing marker
     def scatter(self, dim, index, src=None, *, value=None, reduce=None):
-        return scatter(self, dim, index, src, value=value, reduce=reduce)
+        return _ops.scatter(self, dim, index, src, value=value, reduce=reduce)
     def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
-        return _inplace(self, scatter, dim, index, src, value=value, reduce=reduce)
-    def scatter_add_(self, dim, index, src): return _inplace(self, scatter_add, dim, index, src)
+        return _inplace(self, _ops.scatter, dim, index, src, value=value, reduce=reduce)
+    def scatter_add_(self, dim, index, src): return _inplace(self, _ops.scatter_add, dim, index, src)
     def scatter_reduce(self, dim, index, src, reduce, *, include_self=True):
-        return scatter_reduce(self, dim, index, src, reduce, include_self=include_self)
+        return _ops.scatter_reduce(self, dim, index, src, reduce, include_self=include_self)
     def scatter_reduce_(self, dim, index, src, reduce, *, include_self=True):
-        return _inplace(self, scatter_reduce, dim, index, src, reduce, include_self=include_self)
-    def index_add(self, dim, index, source, *, alpha=1): return index_add(self, dim, index, source, alpha=alpha)
+        return _inplace(self, _ops.scatter_reduce, dim, index, src, reduce, include_self=include_self)
+    def index_add(self, dim, index, source, *, alpha=1): return _ops.index_add(self, dim, index, source, alpha=alpha)
     def index_add_(self, dim, index, source, *, alpha=1):
-        return _inplace(self, index_add, dim, index, source, alpha=alpha)
-    def index_copy(self, dim, index, source): return index_copy(self, dim, index, source)
-    def index_copy_(self, dim, index, source): return _inplace(self, index_copy, dim, index, source)
-    def index_fill(self, dim, index, value): return index_fill(self, dim, index, value)
-    def index_fill_(self, dim, index, value): return _inplace(self, index_fill, dim, index, value)
-    def index_put(self, indices, values, accumulate=False): return index_put(self, indices, values, accumulate)
+        return _inplace(self, _ops.index_add, dim, index, source, alpha=alpha)
+    def index_copy(self, dim, index, source): return _ops.index_copy(self, dim, index, source)
+    def index_copy_(self, dim, index, source): return _inplace(self, _ops.index_copy, dim, index, source)
+    def index_fill(self, dim, index, value): return _ops.index_fill(self, dim, index, value)
+    def index_fill_(self, dim, index, value): return _inplace(self, _ops.index_fill, dim, index, value)
+    def index_put(self, indices, values, accumulate=False): return _ops.index_put(self, indices, values, accumulate)
     def index_put_(self, indices, values, accumulate=False):
-        return _inplace(self, index_put, indices, values, accumulate)
-    def masked_select(self, mask): return masked_select(self, mask)
-    def masked_scatter(self, mask, source): return masked_scatter(self, mask, source)
-    def masked_scatter_(self, mask, source): return _inplace(self, masked_scatter, mask, source)
-    def nonzero(self, *, as_tuple=False): return nonzero(self, as_tuple=as_tuple)
-    def argwhere(self): return argwhere(self)
-    def take(self, index): return take(self, index)
-    def take_along_dim(self, indices, dim=None): return take_along_dim(self, indices, dim)
-    def put(self, index, source, accumulate=False): return put(self, index, source, accumulate)
-    def put_(self, index, source, accumulate=False): return _inplace(self, put, index, source, accumulate)
-    def roll(self, shifts, dims=None): return roll(self, shifts, dims)
-    def diag(self, diagonal=0): return diag(self, diagonal)
-    def diagonal(self, offset=0, dim1=0, dim2=1): return diagonal(self, offset, dim1, dim2)
-    def diag_embed(self, offset=0, dim1=-2, dim2=-1): return diag_embed(self, offset, dim1, dim2)
-    def unfold(self, dimension, size, step): return unfold(self, dimension, size, step)
+        return _inplace(self, _ops.index_put, indices, values, accumulate)
+    def masked_select(self, mask): return _ops.masked_select(self, mask)
+    def masked_scatter(self, mask, source): return _ops.masked_scatter(self, mask, source)
+    def masked_scatter_(self, mask, source): return _inplace(self, _ops.masked_scatter, mask, source)
+    def nonzero(self, *, as_tuple=False): return _ops.nonzero(self, as_tuple=as_tuple)
+    def argwhere(self): return _ops.argwhere(self)
+    def take(self, index): return _ops.take(self, index)
+    def take_along_dim(self, indices, dim=None): return _ops.take_along_dim(self, indices, dim)
+    def put(self, index, source, accumulate=False): return _ops.put(self, index, source, accumulate)
+    def put_(self, index, source, accumulate=False): return _inplace(self, _ops.put, index, source, accumulate)
+    def roll(self, shifts, dims=None): return _ops.roll(self, shifts, dims)
+    def diag(self, diagonal=0): return _ops.diag(self, diagonal)
+    def diagonal(self, offset=0, dim1=0, dim2=1): return _ops.diagonal(self, offset, dim1, dim2)
+    def diag_embed(self, offset=0, dim1=-2, dim2=-1): return _ops.diag_embed(self, offset, dim1, dim2)
+    def unfold(self, dimension, size, step): return _ops.unfold(self, dimension, size, step)
     def repeat_interleave(self, repeats=None, dim=None, *, output_size=None):
-        return repeat_interleave(self, repeats, dim, output_size=output_size)
-    def narrow(self, dim, start, length): return narrow(self, dim, start, length)
-    def select(self, dim, index): return select(self, dim, index)
-    def fliplr(self): return fliplr(self)
-    def flipud(self): return flipud(self)
-    def rot90(self, k=1, dims=(0, 1)): return rot90(self, k, dims)
-    def movedim(self, source, destination): return movedim(self, source, destination)
-    def moveaxis(self, source, destination): return movedim(self, source, destination)
-    def swapaxes(self, axis0, axis1): return transpose(self, axis0, axis1)
-    def swapdims(self, dim0, dim1): return transpose(self, dim0, dim1)
-    def tile(self, *dims): return tile(self, dims[0] if len(dims) == 1 and not isinstance(dims[0], int) else dims)
-    def broadcast_to(self, size): return expand(self, size)
-    def unbind(self, dim=0): return unbind(self, dim)
-    def tensor_split(self, indices_or_sections, dim=0): return tensor_split(self, indices_or_sections, dim)
-    def hsplit(self, sections): return hsplit(self, sections)
-    def vsplit(self, sections): return vsplit(self, sections)
-    def dsplit(self, sections): return dsplit(self, sections)
+        return _ops.repeat_interleave(self, repeats, dim, output_size=output_size)
+    def narrow(self, dim, start, length): return _ops.narrow(self, dim, start, length)
+    def select(self, dim, index): return _ops.select(self, dim, index)
+    def fliplr(self): return _ops.fliplr(self)
+    def flipud(self): return _ops.flipud(self)
+    def rot90(self, k=1, dims=(0, 1)): return _ops.rot90(self, k, dims)
+    def movedim(self, source, destination): return _ops.movedim(self, source, destination)
+    def moveaxis(self, source, destination): return _ops.movedim(self, source, destination)
+    def swapaxes(self, axis0, axis1): return _ops.transpose(self, axis0, axis1)
+    def swapdims(self, dim0, dim1): return _ops.transpose(self, dim0, dim1)
+    def tile(self, *dims): return _ops.tile(self, dims[0] if len(dims) == 1 and not isinstance(dims[0], int) else dims)
+    def broadcast_to(self, size): return _ops.expand(self, size)
+    def unbind(self, dim=0): return _ops.unbind(self, dim)
+    def tensor_split(self, indices_or_sections, dim=0): return _ops.tensor_split(self, indices_or_sections, dim)
+    def hsplit(self, sections): return _ops.hsplit(self, sections)
+    def vsplit(self, sections): return _ops.vsplit(self, sections)
+    def dsplit(self, sections): return _ops.dsplit(self, sections)
     def is_contiguous(self, memory_format=None): return bool(self.array.flags.c_contiguous)
     def stride(self, dim=None):
         a = self.array
@@ -770,13 +810,13 @@ class Tensor:
     # <<< end of indexing and shape methods
 
     # ---------------------------------------------------------------- in-place
-    def add_(self, other, alpha=1): return _inplace(self, add, other, alpha=alpha)
-    def sub_(self, other, alpha=1): return _inplace(self, sub, other, alpha=alpha)
-    def mul_(self, other): return _inplace(self, mul, other)
-    def div_(self, other): return _inplace(self, div, other)
-    def clamp_(self, min=None, max=None): return _inplace(self, clamp, min, max)
-    def masked_fill_(self, mask, value): return _inplace(self, masked_fill, mask, value)
-    def relu_(self): return _inplace(self, relu)
+    def add_(self, other, alpha=1): return _inplace(self, _ops.add, other, alpha=alpha)
+    def sub_(self, other, alpha=1): return _inplace(self, _ops.sub, other, alpha=alpha)
+    def mul_(self, other): return _inplace(self, _ops.mul, other)
+    def div_(self, other): return _inplace(self, _ops.div, other)
+    def clamp_(self, min=None, max=None): return _inplace(self, _ops.clamp, min, max)
+    def masked_fill_(self, mask, value): return _inplace(self, _ops.masked_fill, mask, value)
+    def relu_(self): return _inplace(self, _ops.relu)
 
     # >>> activation methods (ops/activation.py): add new ones above the closing marker
     # <<< end of activation methods
@@ -946,7 +986,7 @@ def _inplace(t, fn, *args, **kwargs):
     """
     _check_inplace(t)
     recording = grad_mode.is_grad_enabled() and (
-        t.requires_grad or builtins_any(isinstance(a, Tensor) and a.requires_grad for a in args))
+        t.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args))
     if recording and t._base is not None and t._base.requires_grad:
         return _inplace_on_view(t, fn, *args, **kwargs)
     src = t
@@ -968,7 +1008,6 @@ def _inplace_on_view(t, fn, *args, **kwargs):
     """In-place op on ``t = base[index]`` where the base is in the graph (``y[:, 0] += 1``):
     the new values are written into the base by a recorded ``setitem``, and ``t`` becomes
     ``base[index]`` of the updated base (PyTorch's CopySlices, for views made by basic indexing)."""
-    from distgraph.autograd.ops.shape import getitem, setitem
     base, index = t._base, t._view_index
     if index is None:
         raise RuntimeError("in-place ops are supported on views made by basic indexing (x[i], x[a:b], ...) "
@@ -979,13 +1018,9 @@ def _inplace_on_view(t, fn, *args, **kwargs):
         raise RuntimeError(
             f"result type {backend.dtype_name(out.array.dtype)} can't be cast to the desired output type "
             f"{backend.dtype_name(t.array.dtype)}")
-    setitem(base, index, out.to(dtype=t.array.dtype))     # writes through t's memory; bumps the shared version
-    t.grad_fn, t.requires_grad = getitem(base, index).grad_fn, True
+    _ops.setitem(base, index, out.to(dtype=t.array.dtype))     # writes through t's memory; bumps the shared version
+    t.grad_fn, t.requires_grad = _ops.getitem(base, index).grad_fn, True
     return t
-
-
-builtins_any = any
-builtins_all = all
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
@@ -1016,6 +1051,3 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         t.requires_grad_()
     return t
 
-
-from distgraph.autograd.ops import *  # noqa: E402,F401,F403
-from distgraph.autograd.ops import abs, all, any, max, min, pow, sum  # noqa: E402,A004

@@ -8,7 +8,8 @@ import warnings
 from distgraph import backend
 from distgraph.autograd.ops._common import as_tensor, autocast_float32
 from distgraph.autograd.tensor import wrap, bump_version
-from distgraph.nn.spatial_functions import pad
+from distgraph.nn.padding_functions import pad
+from distgraph.nn.pooling_functions import avg_pool2d
 
 __all__ = ["dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "instance_norm",
            "local_response_norm"]
@@ -136,6 +137,5 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     sq = (x * x).unsqueeze(1)                                  # (N, 1, C, ...)
     flat = sq.reshape(sq.shape[0], 1, sq.shape[2], -1)         # (N, 1, C, rest)
     flat = pad(flat, (0, 0, size // 2, (size - 1) // 2))
-    from distgraph.nn.pooling_functions import avg_pool2d
     div = avg_pool2d(flat, (size, 1), stride=1).reshape(x.shape)
     return x / (div * alpha + k).pow(beta)

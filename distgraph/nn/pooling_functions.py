@@ -16,7 +16,7 @@ from distgraph.autograd.ops import nn as _nn
 from distgraph.autograd.ops._common import as_tensor, xp_of
 from distgraph.autograd.ops.linalg import matmul
 from distgraph.autograd.tensor import wrap
-from distgraph.nn.spatial_functions import ntuple, pad, take
+from distgraph.nn.padding_functions import ntuple, pad, take
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",
            "max_pool3d_with_indices", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",

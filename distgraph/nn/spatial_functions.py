@@ -1,6 +1,7 @@
-"""Padding, resampling, N-d convolution, im2col and channel shuffles of ``nn.functional``
-(re-exported there); pooling is in ``pooling_functions``, channel dropout and instance/response
-norms in ``feature_functions``.
+"""Resampling, N-d convolution, im2col and channel shuffles of ``nn.functional`` (re-exported
+there); padding is in ``padding_functions``, pooling in ``pooling_functions``, channel dropout and
+instance/response norms in ``feature_functions``.  This module comes last of the four and
+re-exports the other three, so ``nn.functional`` takes every spatial function from here.
 
 Everything is composed from a few window/gather ops of ``autograd.ops.nn`` (``Take``,
 ``Im2ColNd``, ``Col2ImNd``), so gradients come from the engine.
@@ -15,85 +16,15 @@ from distgraph.autograd.ops import nn as _nn
 from distgraph.autograd.ops._common import as_tensor, autocast_low, xp_of
 from distgraph.autograd.ops.linalg import matmul
 from distgraph.autograd.tensor import wrap
+from distgraph.nn import feature_functions as _ff, pooling_functions as _pf
+from distgraph.nn.feature_functions import *  # noqa: F401,F403 - re-exported to nn.functional from here
+from distgraph.nn.padding_functions import ntuple, pad, take  # noqa: F401 - pad is re-exported
+from distgraph.nn.pooling_functions import *  # noqa: F401,F403 - re-exported to nn.functional from here
+from distgraph.nn.pooling_functions import _adaptive_avg
 
 __all__ = ["pad", "interpolate", "upsample", "upsample_nearest", "upsample_bilinear", "conv3d",
            "conv_transpose1d", "conv_transpose3d", "unfold", "fold", "pixel_shuffle", "pixel_unshuffle"]
-
-
-def ntuple(v, n, name="argument", op="op"):
-    """``v`` as an n-tuple of ints (an int is repeated)."""
-    if isinstance(v, (int, np.integer)):
-        return (int(v),) * n
-    v = tuple(v)
-    if len(v) == 1 and n > 1:
-        v = v * n
-    if len(v) != n:
-        raise RuntimeError(f"{op}: expected {name} to be an int or a tuple of {n} ints, got {v!r}")
-    return v
-
-
-def take(x, idx, axis):
-    """``x`` re-indexed along ``axis`` by the integer array ``idx`` (differentiable)."""
-    return _nn.Take(xp_of(x.array).asarray(idx, dtype=np.int64), axis).apply(x)
-
-
-# ------------------------------------------------------------------ padding
-def _pad_index(mode, n, before, after, op):
-    """Source positions, along one dim of size ``n``, of the ``n + before + after`` padded ones."""
-    j = np.arange(-before, n + after)
-    if mode == "reflect":
-        if before >= n or after >= n:
-            raise RuntimeError(f"{op}: reflect padding must be smaller than the padded dim (size {n}), "
-                               f"got ({before}, {after})")
-        period = 2 * (n - 1) if n > 1 else 1
-        j = np.abs(j) % period
-        return np.where(j > n - 1, period - j, j)
-    if mode == "replicate":
-        if n == 0:
-            raise RuntimeError(f"{op}: replicate padding needs a non-empty dim, got size 0")
-        return np.clip(j, 0, n - 1)
-    if before > n or after > n:
-        raise RuntimeError(f"{op}: circular padding must be at most the padded dim (size {n}), got ({before}, {after})")
-    return j % n
-
-
-def pad(input, pad, mode="constant", value=None):
-    """Pad the last ``len(pad) // 2`` dims; ``pad = (left, right, top, bottom, front, back)``,
-    last dim first, as PyTorch.  Modes ``constant`` (fill ``value``, default 0), ``reflect``
-    (mirror without repeating the edge), ``replicate`` (repeat the edge), ``circular`` (wrap).
-    Negative pads crop.  Non-constant modes pad 1 to 3 trailing dims of a 2-D to 5-D input.
-    """
-    x = as_tensor(input)
-    pad = tuple(int(p) for p in pad)
-    nd = len(pad) // 2
-    if len(pad) % 2 or nd > x.ndim:
-        raise RuntimeError(f"pad: expected an even number of pads for at most {x.ndim} dims, got {pad}")
-    if mode == "constant":
-        widths = [(0, 0)] * x.ndim
-        for i in range(nd):
-            widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-        for (b, a), n in zip(widths, x.shape):
-            if n + b + a < 0:
-                raise RuntimeError(f"pad: padding {pad} makes a dim of size {n} negative")
-        if all(w == (0, 0) for w in widths):
-            return x
-        return _nn.Pad(tuple(widths), 0 if value is None else value).apply(x)
-    if mode not in ("reflect", "replicate", "circular"):
-        raise NotImplementedError(f"pad: mode must be 'constant', 'reflect', 'replicate' or 'circular', got {mode!r}")
-    if value not in (None, 0):
-        raise ValueError(f"pad: padding mode {mode!r} doesn't take a value (got value={value})")
-    if not 1 <= nd <= 3 or x.ndim not in (nd + 1, nd + 2):
-        raise NotImplementedError(f"pad: {mode} padding of {nd} dims takes a {nd + 1}-D or {nd + 2}-D input, "
-                                  f"got {x.ndim}-D (shape {tuple(x.shape)})")
-    crop = tuple(slice(max(-pad[2 * i], 0), x.shape[x.ndim - 1 - i] - max(-pad[2 * i + 1], 0))
-                 for i in reversed(range(nd)))
-    if any(p < 0 for p in pad):                        # negative pads crop first, as PyTorch
-        x = x[(slice(None),) * (x.ndim - nd) + crop]
-    for i in range(nd):
-        axis, before, after = x.ndim - 1 - i, max(pad[2 * i], 0), max(pad[2 * i + 1], 0)
-        if before or after:
-            x = take(x, _pad_index(mode, x.shape[axis], before, after, f"pad ({mode})"), axis)
-    return x
+__all__ += _pf.__all__ + _ff.__all__
 
 
 # -------------------------------------------------------------- resampling
@@ -180,7 +111,6 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     if any(o <= 0 for o in out):
         raise RuntimeError(f"interpolate: output size {out} must be positive (input {tuple(x.shape)})")
     if mode == "area":
-        from distgraph.nn.pooling_functions import _adaptive_avg
         return _adaptive_avg(x, out)
     for d in range(nd):
         axis, n_in, s = 2 + d, x.shape[2 + d], scales[d] if scales else None
@@ -249,7 +179,7 @@ def convnd(op, nd, input, weight, bias, stride, padding, dilation, groups):
         p = ntuple(padding, nd, "padding", op)
         if any(p):
             x = pad(x, [v for q in reversed(p) for v in (q, q)])
-    out = [_nn._window_shape(n, k, s, d) for n, k, s, d in zip(x.shape[2:], kernel, stride, dilation)]
+    out = _nn.window_counts(x.shape[2:], kernel, stride, dilation)
     if any(v <= 0 for v in out):
         raise RuntimeError(f"{op}: input {tuple(input.shape)} (padded {tuple(x.shape)}) is smaller than the "
                            f"(dilated) kernel {kernel}")
@@ -319,7 +249,7 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     p, s = ntuple(padding, 2, "padding", "unfold"), ntuple(stride, 2, "stride", "unfold")
     if any(p):
         x = pad(x, (p[1], p[1], p[0], p[0]))
-    out = [_nn._window_shape(n, kk, ss, dd) for n, kk, ss, dd in zip(x.shape[2:], k, s, d)]
+    out = _nn.window_counts(x.shape[2:], k, s, d)
     if any(v <= 0 for v in out):
         raise RuntimeError(f"unfold: input {tuple(input.shape)} (padded {tuple(x.shape)}) is smaller than "
                            f"the kernel {k}")
@@ -338,7 +268,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     k, d = ntuple(kernel_size, 2, "kernel_size", "fold"), ntuple(dilation, 2, "dilation", "fold")
     p, s = ntuple(padding, 2, "padding", "fold"), ntuple(stride, 2, "stride", "fold")
     full = [n + 2 * q for n, q in zip(size, p)]
-    out = [_nn._window_shape(n, kk, ss, dd) for n, kk, ss, dd in zip(full, k, s, d)]
+    out = _nn.window_counts(full, k, s, d)
     kk = k[0] * k[1]
     if x.shape[1] % kk or x.shape[2] != out[0] * out[1]:
         raise RuntimeError(f"fold: expected input of shape (N, C * {kk}, {out[0] * out[1]}) for output_size {size}, "
@@ -372,9 +302,3 @@ def pixel_unshuffle(input, downscale_factor):
     y = y.permute(*range(n), n, n + 2, n + 4, n + 1, n + 3)
     return y.reshape(*lead, c * r * r, h // r, w // r)
 
-
-from distgraph.nn.pooling_functions import *  # noqa: E402,F401,F403
-from distgraph.nn.feature_functions import *  # noqa: E402,F401,F403
-from distgraph.nn import pooling_functions as _pf, feature_functions as _ff  # noqa: E402
-
-__all__ = __all__ + _pf.__all__ + _ff.__all__

@@ -1,4 +1,4 @@
-"""More schedulers: PolynomialLR, MultiplicativeLR, CosineAnnealingWarmRestarts, CyclicLR, ChainedScheduler.
+"""More schedulers: PolynomialLR, CosineAnnealingWarmRestarts, CyclicLR, ChainedScheduler.
 
 Part of ``dg.optim.lr_scheduler`` (which re-exports every name here); the rules
 are PyTorch's, including the "chainable" recursive forms used by ``step()``.
@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 import types
 
-from distgraph.optim.lr_scheduler import LRScheduler, LambdaLR, _per_group
+from distgraph.optim.lr_base import LRScheduler, _CyclesMomentum, _per_group, _SchedulerList
+from distgraph.optim.lr_plateau import ReduceLROnPlateau
 from distgraph.optim.optimizer import Optimizer
 
-__all__ = ["PolynomialLR", "MultiplicativeLR", "CosineAnnealingWarmRestarts", "CyclicLR", "ChainedScheduler"]
+__all__ = ["PolynomialLR", "CosineAnnealingWarmRestarts", "CyclicLR", "ChainedScheduler"]
 
 
 class PolynomialLR(LRScheduler):
@@ -34,17 +35,6 @@ class PolynomialLR(LRScheduler):
     def _get_closed_form_lr(self):
         f = (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters) ** self.power
         return [base * f for base in self.base_lrs]
-
-
-class MultiplicativeLR(LambdaLR):
-    """Multiply each group's lr by ``lr_lambda(epoch)`` at every step after the first."""
-
-    def get_lr(self):
-        if self.last_epoch > 0:
-            return [lr * fn(self.last_epoch) for fn, lr in zip(self.lr_lambdas, self._group_lrs())]
-        return self._group_lrs()
-
-    _get_closed_form_lr = None  # no closed form: step(epoch) applies the recursive rule once
 
 
 class CosineAnnealingWarmRestarts(LRScheduler):
@@ -101,12 +91,10 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             else:
                 self.T_i, self.T_cur = self.T_0, epoch
         self.last_epoch = math.floor(epoch)
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-            group["lr"] = lr
-        self._last_lr = self._group_lrs()
+        self._set_lrs(self.get_lr())
 
 
-class CyclicLR(LRScheduler):
+class CyclicLR(_CyclesMomentum, LRScheduler):
     """Cyclical learning rates (Smith): the lr moves between ``base_lr`` and ``max_lr`` each cycle.
 
     Steps once per *batch*. A cycle is ``step_size_up`` steps up and
@@ -141,28 +129,12 @@ class CyclicLR(LRScheduler):
         self.mode, self.gamma = mode, gamma
         self._scale_fn_custom = scale_fn
         self.scale_mode = scale_mode if scale_fn is not None else ("iterations" if mode == "exp_range" else "cycle")
-        self.cycle_momentum = cycle_momentum
+        self._init_momentum("CyclicLR", optimizer, cycle_momentum, max_momentum, base_momentum, last_epoch)
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError(f"CyclicLR: cycle_momentum=True needs an optimizer with momentum or betas, "
-                                 f"{type(optimizer).__name__} has neither; pass cycle_momentum=False")
-            self.use_beta1 = "betas" in optimizer.defaults
-            maxes = _per_group("max_momentum", optimizer, max_momentum)
-            bases = _per_group("base_momentum", optimizer, base_momentum)
-            if last_epoch == -1:
-                for hi, lo, group in zip(maxes, bases, optimizer.param_groups):
-                    self._set_momentum(group, hi)
-                    group["max_momentum"], group["base_momentum"] = hi, lo
             self.base_momentums = [g["base_momentum"] for g in optimizer.param_groups]
             self.max_momentums = [g["max_momentum"] for g in optimizer.param_groups]
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
-
-    def _set_momentum(self, group, value):
-        if self.use_beta1:
-            group["betas"] = (value, *group["betas"][1:])
-        else:
-            group["momentum"] = value
 
     def scale_fn(self, x):
         """The amplitude scale at cycle (or step) ``x``."""
@@ -200,7 +172,7 @@ class CyclicLR(LRScheduler):
             self._scale_fn_custom.__dict__.update(saved_fn)
 
 
-class ChainedScheduler(LRScheduler):
+class ChainedScheduler(_SchedulerList, LRScheduler):
     """Step several schedulers of one optimizer together: each ``step()`` steps them all, in order.
 
     Raises:
@@ -208,7 +180,6 @@ class ChainedScheduler(LRScheduler):
     """
 
     def __init__(self, schedulers, optimizer=None):
-        from distgraph.optim.lr_plateau import ReduceLROnPlateau
         schedulers = list(schedulers)
         if not schedulers:
             raise ValueError("ChainedScheduler: expected at least one scheduler, got none")
@@ -229,15 +200,3 @@ class ChainedScheduler(LRScheduler):
         for s in self._schedulers:
             s.step()
         self._last_lr = self._group_lrs()
-
-    def state_dict(self):
-        sd = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        sd["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return sd
-
-    def load_state_dict(self, state_dict):
-        state_dict = dict(state_dict)
-        saved = state_dict.pop("_schedulers")
-        self.__dict__.update(state_dict)
-        for s, sd in zip(self._schedulers, saved):
-            s.load_state_dict(sd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from distgraph.optim.lr_scheduler import LRScheduler
+from distgraph.optim.lr_base import LRScheduler
 from distgraph.optim.optimizer import Optimizer
 
 __all__ = ["ReduceLROnPlateau"]

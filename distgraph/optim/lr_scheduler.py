@@ -8,112 +8,27 @@ and ``SequentialLR`` hands over between them at milestones. ``step(epoch)`` (dep
 in PyTorch too) jumps to ``epoch`` through the closed form when the scheduler has one.
 
 ``state_dict()`` holds every attribute except the optimizer, as in PyTorch.
+
+This module holds the basic schedulers and re-exports the rest: the base class and shared
+pieces are in ``lr_base``, the cyclic and restart schedulers in ``lr_cyclic``,
+``ReduceLROnPlateau`` in ``lr_plateau`` (each imports only ``lr_base`` and those before it).
 """
 from __future__ import annotations
 
 import math
 import types
-import warnings
 from bisect import bisect_right
 from collections import Counter
 
+from distgraph.optim.lr_base import LRScheduler, _CyclesMomentum, _per_group, _SchedulerList
+from distgraph.optim.lr_cyclic import ChainedScheduler, CosineAnnealingWarmRestarts, CyclicLR, PolynomialLR
+from distgraph.optim.lr_plateau import ReduceLROnPlateau
 from distgraph.optim.optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR", "ExponentialLR",
-           "CosineAnnealingLR", "LambdaLR", "OneCycleLR", "SequentialLR"]
-
-
-class LRScheduler:
-    """Base class: subclasses implement ``get_lr()`` (and optionally ``_get_closed_form_lr()``).
-
-    Args:
-        optimizer: the optimizer whose learning rates are scheduled.
-        last_epoch: index of the last epoch seen; ``-1`` (default) starts a
-            schedule; other values resume one and need ``"initial_lr"`` in every group.
-
-    Attributes:
-        base_lrs: the initial lr of each group.
-        last_epoch: how many times ``step()`` has run since the start (0 after construction).
-    """
-
-    _is_initial = False
-
-    def __init__(self, optimizer, last_epoch=-1):
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__}: expected a distgraph Optimizer, got {type(optimizer).__name__}")
-        self.optimizer = optimizer
-        if last_epoch == -1:
-            for group in optimizer.param_groups:
-                group.setdefault("initial_lr", group["lr"])
-        else:
-            for i, group in enumerate(optimizer.param_groups):
-                if "initial_lr" not in group:
-                    raise KeyError(f"{type(self).__name__}: param 'initial_lr' is not specified in param_groups[{i}] "
-                                   f"when resuming with last_epoch={last_epoch}; load the optimizer's state dict "
-                                   "first, or use last_epoch=-1 for a fresh schedule")
-        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-        self.last_epoch = last_epoch
-        self._initial_step()
-
-    def _initial_step(self):
-        self._step_count = 0
-        self._is_initial = True
-        try:
-            self.step()
-        finally:
-            self._is_initial = False
-
-    def get_lr(self):
-        """The next lr of each group (called by ``step()`` after ``last_epoch`` was advanced)."""
-        raise NotImplementedError
-
-    def get_last_lr(self):
-        """The lr of each group as last set by this scheduler."""
-        return self._last_lr
-
-    def step(self, epoch=None):
-        """Advance the schedule by one (call it after ``optimizer.step()``)."""
-        if self._step_count == 1 and not self._is_initial and not getattr(self.optimizer, "_opt_called", False):
-            warnings.warn("Detected call of `lr_scheduler.step()` before `optimizer.step()`: call them in the "
-                          "order optimizer.step(), then lr_scheduler.step(), or the first value of the "
-                          "schedule is skipped", UserWarning, stacklevel=2)
-        self._step_count += 1
-        if epoch is not None:
-            warnings.warn("passing an epoch to lr_scheduler.step() is deprecated (as in PyTorch): call step() "
-                          "once per epoch instead", UserWarning, stacklevel=2)
-        self._update_lr(epoch)
-
-    def _update_lr(self, epoch=None):
-        if epoch is None:
-            self.last_epoch += 1
-            values = self.get_lr()
-        else:
-            self.last_epoch = epoch
-            closed = getattr(self, "_get_closed_form_lr", None)
-            values = closed() if closed is not None else self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, values):
-            group["lr"] = lr
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-
-    def _group_lrs(self):
-        return [group["lr"] for group in self.optimizer.param_groups]
-
-    def state_dict(self):
-        """Every attribute but the optimizer."""
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state_dict):
-        self.__dict__.update(state_dict)
-
-
-def _per_group(name, optimizer, value):
-    """``value`` repeated for every param group, or checked to have one entry per group."""
-    n = len(optimizer.param_groups)
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ValueError(f"expected {n} values for {name} (one per param group), got {len(value)}")
-        return list(value)
-    return [value] * n
+           "CosineAnnealingLR", "LambdaLR", "OneCycleLR", "SequentialLR",
+           "PolynomialLR", "MultiplicativeLR", "CosineAnnealingWarmRestarts", "CyclicLR", "ChainedScheduler",
+           "ReduceLROnPlateau"]
 
 
 class LambdaLR(LRScheduler):
@@ -143,6 +58,17 @@ class LambdaLR(LRScheduler):
         for fn, saved in zip(self.lr_lambdas, lambdas):
             if saved is not None:
                 fn.__dict__.update(saved)
+
+
+class MultiplicativeLR(LambdaLR):
+    """Multiply each group's lr by ``lr_lambda(epoch)`` at every step after the first."""
+
+    def get_lr(self):
+        if self.last_epoch > 0:
+            return [lr * fn(self.last_epoch) for fn, lr in zip(self.lr_lambdas, self._group_lrs())]
+        return self._group_lrs()
+
+    _get_closed_form_lr = None  # no closed form: step(epoch) applies the recursive rule once
 
 
 class StepLR(LRScheduler):
@@ -290,7 +216,7 @@ def _anneal_linear(start, end, pct):
     return (end - start) * pct + start
 
 
-class OneCycleLR(LRScheduler):
+class OneCycleLR(_CyclesMomentum, LRScheduler):
     """The 1cycle policy (Smith & Topin): warm up to ``max_lr``, then anneal far below the start.
 
     Steps once per *batch*. Phases (``pct_start`` of ``total_steps`` each for warm-up):
@@ -353,25 +279,8 @@ class OneCycleLR(LRScheduler):
                 group["initial_lr"] = peak / div_factor
                 group["max_lr"] = peak
                 group["min_lr"] = group["initial_lr"] / final_div_factor
-        self.cycle_momentum = cycle_momentum
-        if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError(f"OneCycleLR: cycle_momentum=True needs an optimizer with momentum or betas, "
-                                 f"{type(optimizer).__name__} has neither; pass cycle_momentum=False")
-            self.use_beta1 = "betas" in optimizer.defaults
-            maxes = _per_group("max_momentum", optimizer, max_momentum)
-            bases = _per_group("base_momentum", optimizer, base_momentum)
-            if last_epoch == -1:
-                for hi, lo, group in zip(maxes, bases, optimizer.param_groups):
-                    self._set_momentum(group, hi)
-                    group["max_momentum"], group["base_momentum"] = hi, lo
+        self._init_momentum("OneCycleLR", optimizer, cycle_momentum, max_momentum, base_momentum, last_epoch)
         super().__init__(optimizer, last_epoch)
-
-    def _set_momentum(self, group, value):
-        if self.use_beta1:
-            group["betas"] = (value, *group["betas"][1:])
-        else:
-            group["momentum"] = value
 
     def get_lr(self):
         anneal = _anneal_cos if self._anneal_func_type == "cos" else _anneal_linear
@@ -396,7 +305,7 @@ class OneCycleLR(LRScheduler):
         return lrs
 
 
-class SequentialLR(LRScheduler):
+class SequentialLR(_SchedulerList, LRScheduler):
     """Run ``schedulers`` one after another, switching at the epochs in ``milestones``.
 
     At a milestone the next scheduler restarts from its epoch 0 (its closed form
@@ -441,24 +350,3 @@ class SequentialLR(LRScheduler):
         else:
             scheduler.step()
         self._last_lr = scheduler.get_last_lr()
-
-    def state_dict(self):
-        sd = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        sd["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return sd
-
-    def load_state_dict(self, state_dict):
-        state_dict = dict(state_dict)
-        saved = state_dict.pop("_schedulers")
-        self.__dict__.update(state_dict)
-        for s, sd in zip(self._schedulers, saved):
-            s.load_state_dict(sd)
-
-
-# The remaining schedulers live in their own files (they import LRScheduler from here).
-from distgraph.optim.lr_cyclic import (ChainedScheduler, CosineAnnealingWarmRestarts, CyclicLR,  # noqa: E402
-                                       MultiplicativeLR, PolynomialLR)
-from distgraph.optim.lr_plateau import ReduceLROnPlateau  # noqa: E402
-
-__all__ += ["PolynomialLR", "MultiplicativeLR", "CosineAnnealingWarmRestarts", "CyclicLR", "ChainedScheduler",
-            "ReduceLROnPlateau"]

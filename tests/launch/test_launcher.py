@@ -185,9 +185,12 @@ def test_sigint_to_the_launcher_stops_every_rank():
 
 def test_multi_host_preflight_names_hosts_that_differ():
     from distgraph.launch.cli import check_probe_output
-    ok = "@@probe n1 3.11.7 0.1.0 True\n@@probe n2 3.11.7 0.1.0 True\n"
+    ok = "@@probe n1 3.11.7 0.1.0 True@@\n@@probe n2 3.11.7 0.1.0 True@@\n"
     assert [r[0] for r in check_probe_output(ok, "3.11.7", "0.1.0")] == ["n1", "n2"]
-    bad = "@@probe n1 3.11.7 0.1.0 True\n@@probe n2 3.10.1 missing False\n"
+    # the MPI's forwarding may put one host's record inside a line of the other's
+    mixed = "[x] @@probe n1 3.11.7 0.1.0 True@@@@probe n2 3.11.7 0.1.0 True@@\n\n"
+    assert [r[0] for r in check_probe_output(mixed, "3.11.7", "0.1.0")] == ["n1", "n2"]
+    bad = "@@probe n1 3.11.7 0.1.0 True@@\n@@probe n2 3.10.1 missing False@@\n"
     with pytest.raises(LaunchError, match=r"n2 has Python 3.10.1 and distgraph missing.*n2 does not have the script"):
         check_probe_output(bad, "3.11.7", "0.1.0")
     with pytest.raises(LaunchError, match="no host answered"):
@@ -203,6 +206,9 @@ def test_multi_host_preflight_runs_one_probe_per_host_through_the_launcher(tmp_p
                     f"printf '%s ' \"$@\" | tr '\\n' ' ' >> {log}; echo >> {log}\n"
                     "if [ \"$3\" = -hosts ] && [ \"$6\" = -c ]; then\n"
                     "  for h in 1 2; do \"$5\" -c \"$7\" \"$8\" | sed \"s/probe [^ ]*/probe host$h/\"; done; exit 0; fi\n"
+                    # the job itself: each rank's wrapper reports the end of its program
+                    "for r in 0 1; do echo \"@@distgraph-rank-exited {\\\"rank\\\": $r, \\\"host\\\": \\\"h\\\", "
+                    "\\\"time\\\": 0, \\\"code\\\": 0, \\\"tail\\\": []}\" >&2; done\n"
                     "exit 0\n")
     fake.chmod(0o755)
     script = tmp_path / "train.py"

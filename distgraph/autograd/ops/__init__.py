@@ -1,4 +1,9 @@
-"""Differentiable ops, grouped by family; every public function is re-exported here."""
+"""Differentiable ops, grouped by family; every public function is re-exported here.
+
+Tensor's methods call the ops through this package (``_ops.add``): ``distgraph.autograd``
+binds it into ``tensor.py`` once it has loaded, since every family imports ``Tensor``.  A
+function a method calls must be in its family's ``__all__`` (tests/test_structure.py checks).
+"""
 from distgraph.autograd.ops.activation import *  # noqa: F401,F403
 from distgraph.autograd.ops.elementwise import *  # noqa: F401,F403
 from distgraph.autograd.ops.linalg import *  # noqa: F401,F403

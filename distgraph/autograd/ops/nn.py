@@ -118,6 +118,24 @@ def _window_shape(size, k, stride, dilation):
     return (size - dilation * (k - 1) - 1) // stride + 1
 
 
+def window_counts(size, kernel, stride, dilation):
+    """The number of windows along each dim of ``size``."""
+    return tuple(_window_shape(n, k, s, d) for n, k, s, d in zip(size, kernel, stride, dilation))
+
+
+def window_slices(ndim, kernel, stride, dilation, out):
+    """Per kernel position (row-major), the index that views the trailing ``len(kernel)`` dims
+    of an ``ndim``-d array at that position of every output window.
+
+    The one place windows are sliced: gathering windows is ``[x[v] for v in window_slices(...)]``,
+    and every adjoint (col2im, a convolution's input gradient, max-pool's) adds back through the
+    same indices."""
+    lead = (slice(None),) * (ndim - len(kernel))
+    for pos in itertools.product(*map(range, kernel)):
+        yield lead + tuple(slice(p * d, p * d + s * (o - 1) + 1, s)
+                           for p, d, s, o in zip(pos, dilation, stride, out))
+
+
 def im2col_array(x, kernel, stride, dilation):
     """(N, C, H, W) -> (N, C, kh, kw, Ho, Wo), a strided view (no copy)."""
     xp = xp_of(x)
@@ -133,13 +151,10 @@ def col2im_array(cols, size, stride, dilation):
     """Adjoint of ``im2col_array``: sum (N, C, kh, kw, Ho, Wo) windows back into (N, C, H, W).
 
     Loops over the kernel positions only (kh * kw slices), never over pixels."""
-    xp = xp_of(cols)
     n, c, kh, kw, ho, wo = cols.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    out = xp.zeros((n, c) + tuple(size), cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += cols[:, :, i, j]
+    out = xp_of(cols).zeros((n, c) + tuple(size), cols.dtype)
+    for k, v in enumerate(window_slices(4, (kh, kw), stride, dilation, (ho, wo))):
+        out[v] += cols[:, :, k // kw, k % kw]
     return out
 
 
@@ -178,12 +193,10 @@ class Conv2d(Function):
             gw = (gy @ self.cols.swapaxes(-1, -2)).sum(0).reshape(w.shape)
         if self.needs_input_grad[0]:
             wt = xp.ascontiguousarray(w.reshape(g, o // g, cg, kh, kw).transpose(3, 4, 0, 2, 1))
-            gcols = (wt.reshape(kh * kw, 1, g, cg, o // g) @ gy).reshape(kh, kw, n, g * cg, ho, wo)
-            (sh, sw), (dh, dw) = self.stride, self.dilation
+            gcols = (wt.reshape(kh * kw, 1, g, cg, o // g) @ gy).reshape(kh * kw, n, g * cg, ho, wo)
             gx = xp.zeros((n, g * cg) + tuple(self.size), gy.dtype)
-            for i in range(kh):
-                for j in range(kw):
-                    gx[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += gcols[i, j]
+            for k, v in enumerate(window_slices(4, (kh, kw), self.stride, self.dilation, (ho, wo))):
+                gx[v] += gcols[k]
         return gx, gw
 
 
@@ -223,13 +236,10 @@ class EmbeddingLookup(Function):
 
 
 # ------------------------------------------------ N-d windows, gathers, scatters
-def window_slices(ndim, kernel, stride, dilation, out):
-    """Per kernel position (row-major), the index that views the trailing ``len(kernel)`` dims
-    of an ``ndim``-d array at that position of every output window."""
-    lead = (slice(None),) * (ndim - len(kernel))
-    for pos in itertools.product(*map(range, kernel)):
-        yield lead + tuple(slice(p * d, p * d + s * (o - 1) + 1, s)
-                           for p, d, s, o in zip(pos, dilation, stride, out))
+def im2col_nd(x, kernel, stride, dilation):
+    """(N, C, *S) -> (N, C, K, *out): the windows of ``x``, K = prod(kernel) (a copy)."""
+    out = window_counts(x.shape[2:], kernel, stride, dilation)
+    return xp_of(x).stack([x[v] for v in window_slices(x.ndim, kernel, stride, dilation, out)], axis=2)
 
 
 class Im2ColNd(Function):
@@ -241,10 +251,7 @@ class Im2ColNd(Function):
 
     def forward(self, x):
         self.shape = x.shape
-        out = [_window_shape(n, k, s, d) for n, k, s, d in
-               zip(x.shape[2:], self.kernel, self.stride, self.dilation)]
-        return xp_of(x).stack([x[v] for v in window_slices(x.ndim, self.kernel, self.stride, self.dilation, out)],
-                              axis=2)
+        return im2col_nd(x, self.kernel, self.stride, self.dilation)
 
     def backward(self, gy):
         return (col2im_nd(gy, self.shape, self.kernel, self.stride, self.dilation),)
@@ -269,9 +276,7 @@ class Col2ImNd(Function):
         return col2im_nd(cols, cols.shape[:2] + self.size, self.kernel, self.stride, self.dilation)
 
     def backward(self, gy):
-        out = [_window_shape(n, k, s, d) for n, k, s, d in zip(self.size, self.kernel, self.stride, self.dilation)]
-        return (xp_of(gy).stack([gy[v] for v in window_slices(gy.ndim, self.kernel, self.stride,
-                                                               self.dilation, out)], axis=2),)
+        return (im2col_nd(gy, self.kernel, self.stride, self.dilation),)
 
 
 class MaxPoolNd(Function):
@@ -283,15 +288,11 @@ class MaxPoolNd(Function):
     def __init__(self, kernel, stride, dilation):
         self.kernel, self.stride, self.dilation = kernel, stride, dilation
 
-    def _slices(self, ndim, out):
-        return list(window_slices(ndim, self.kernel, self.stride, self.dilation, out))
-
     def forward(self, x):
         xp = xp_of(x)
-        nd = len(self.kernel)
-        out = [_window_shape(n, k, s, d) for n, k, s, d in zip(x.shape[-nd:], self.kernel, self.stride, self.dilation)]
+        out = window_counts(x.shape[-len(self.kernel):], self.kernel, self.stride, self.dilation)
         self.shape = x.shape
-        views = [x[v] for v in self._slices(x.ndim, out)]
+        views = [x[v] for v in window_slices(x.ndim, self.kernel, self.stride, self.dilation, out)]
         y = views[0].copy()
         for v in views[1:]:
             xp.maximum(y, v, out=y)                     # NaN propagates, as PyTorch
@@ -306,8 +307,8 @@ class MaxPoolNd(Function):
     def backward(self, gy):
         xp = xp_of(gy)
         gx = xp.zeros(self.shape, gy.dtype)
-        nd = len(self.kernel)
-        for k, v in enumerate(self._slices(gy.ndim, gy.shape[-nd:])):
+        for k, v in enumerate(window_slices(gy.ndim, self.kernel, self.stride, self.dilation,
+                                            gy.shape[-len(self.kernel):])):
             gx[v] += xp.where(self.argpos == k, gy, gy.dtype.type(0))
         return (gx,)
 

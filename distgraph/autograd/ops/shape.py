@@ -1,4 +1,8 @@
-"""Shape ops: views, joins, splits, diagonals, rolls and flips (indexing lives in ops/index.py)."""
+"""Shape ops: views, joins, splits, diagonals, rolls and flips (indexing lives in ops/index.py).
+
+ops/index.py builds on this module (``getitem`` returns views made by ``_as_view``), so the splits
+here index through the Tensor (``x[i]``, ``x.index_select``) rather than importing it.
+"""
 from __future__ import annotations
 
 import math
@@ -7,7 +11,7 @@ import numpy as np
 
 from distgraph.autograd.function import Function, unbroadcast
 from distgraph.autograd.ops._common import as_tensor, normalize_dims, promote, xp_of
-from distgraph.autograd.tensor import Tensor
+from distgraph.autograd.tensor import Tensor, _make
 
 __all__ = ["reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "transpose", "permute",
            "expand", "repeat", "flip", "cat", "concat", "stack", "split", "chunk", "tril", "triu",
@@ -280,7 +284,7 @@ def split(input, split_size_or_sections, dim=0):
     out, start = [], 0
     for s in sizes:
         index = (slice(None),) * d + (slice(start, start + s),)
-        out.append(getitem(x, index))
+        out.append(x[index])
         start += s
     return tuple(out)
 
@@ -485,11 +489,10 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
             reps = int(reps[0])
     if (reps < 0) if isinstance(reps, int) else bool((reps < 0).any()):
         raise RuntimeError("repeat_interleave: repeats must be non-negative")
-    return index_select(x if x.ndim else reshape(x, 1), d, _from_array(xp.repeat(xp.arange(n), reps), x))
+    return (x if x.ndim else reshape(x, 1)).index_select(d, _from_array(xp.repeat(xp.arange(n), reps), x))
 
 
 def _from_array(arr, like):
-    from distgraph.autograd.tensor import _make
     return _make(arr, None, False)
 
 
@@ -522,14 +525,14 @@ def narrow(input, dim, start, length):
     start %= max(n, 1) if start < 0 else n + 1
     if length < 0 or start + length > n:
         raise RuntimeError(f"narrow: start ({start}) + length ({length}) must be within dim {d}'s size ({n})")
-    return getitem(x, (slice(None),) * d + (slice(start, start + length),))
+    return x[(slice(None),) * d + (slice(start, start + length),)]
 
 
 def select(input, dim, index):
     """``input[..., index, ...]`` along ``dim`` (the dim is removed; a view)."""
     x = as_tensor(input)
     (d,) = normalize_dims(dim, x.ndim, "select")
-    return getitem(x, (slice(None),) * d + (int(index),))
+    return x[(slice(None),) * d + (int(index),)]
 
 
 # ========================================================== flips and moves
@@ -709,7 +712,7 @@ def tensor_split(input, indices_or_sections, dim=0):
         sizes = [q + 1] * r + [q] * (cuts - r)
         cuts = np.cumsum(sizes)[:-1].tolist()
     bounds = [0] + [int(c) for c in cuts] + [n]
-    return tuple(getitem(x, (slice(None),) * d + (slice(a, max(a, b)),)) for a, b in zip(bounds, bounds[1:]))
+    return tuple(x[(slice(None),) * d + (slice(a, max(a, b)),)] for a, b in zip(bounds, bounds[1:]))
 
 
 def _split_along(op, x, cuts, d, need):
@@ -734,8 +737,3 @@ def vsplit(input, indices_or_sections):
 def dsplit(input, indices_or_sections):
     """``tensor_split`` along dim 2; needs at least 3 dims."""
     return _split_along("dsplit", input, indices_or_sections, 2, 3)
-
-
-# getitem/setitem/index_select live in ops/index.py (which imports this module); split, narrow and
-# friends call them, and `from distgraph.autograd.ops.shape import getitem` keeps working.
-from distgraph.autograd.ops.index import getitem, index_select, setitem  # noqa: E402,F401
