@@ -337,3 +337,20 @@ def test_max_pool_ties_send_the_gradient_where_torch_does(kernel, stride, paddin
     (yd * dg.tensor(w)).sum().backward()
     (yt * torch.tensor(w)).sum().backward()
     np.testing.assert_allclose(xd.grad.numpy(), xt.grad.numpy(), atol=1e-12)
+
+
+def test_module_and_optimizer_zero_grad_agree_with_torch():
+    torch = pytest.importorskip("torch")
+    for lib, opt_cls in ((dg, dg.optim.SGD), (torch, torch.optim.SGD)):
+        m = lib.nn.Linear(3, 2)
+        opt = opt_cls(m.parameters(), lr=0.1)
+        for zero in (m.zero_grad, opt.zero_grad):
+            m(lib.ones(4, 3)).sum().backward()
+            g = m.weight.grad
+            version = (lambda t: t._version[0]) if lib is dg else (lambda t: t._version)  # dg: a shared counter
+            v = version(g)
+            zero(set_to_none=False)
+            assert m.weight.grad is g and not g.requires_grad and g.grad_fn is None
+            assert float(abs(g).sum()) == 0.0 and version(g) > v, (lib.__name__, zero)
+            zero()
+            assert m.weight.grad is None

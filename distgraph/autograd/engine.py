@@ -80,21 +80,10 @@ def _wrap(g):
     return _make(np.asarray(g) if isinstance(g, np.generic) else g, None, False)
 
 
-def run_backward(roots, grads, retain_graph=False, inputs=None):
-    """Propagate ``grads`` (arrays) from ``roots`` (Tensors).
-
-    With ``inputs=None`` leaf gradients accumulate into ``.grad``.  With a
-    list of tensors, their gradients are returned instead (``autograd.grad``)
-    and no ``.grad`` is touched.
-    """
-    tracer = _tracing.tracer
-    if tracer is not None:  # capturing (distgraph.graph): the tracer records this pass's schedule
-        tracer.backward_begin(roots, grads, retain_graph, inputs)
-    captured = None
-    if inputs is not None:
-        captured = {id(t): None for t in inputs}
-        capture_nodes = {id(t.grad_fn): id(t) for t in inputs if t.grad_fn is not None}
-    # --- pass 1: dependency counts -------------------------------------
+def dependencies(roots) -> dict:
+    """Pass 1 of backward: ``{id(x): number of graph edges into x}`` for every node and leaf tensor
+    reachable from ``roots`` (tensors; each starts at its ``grad_fn``, a leaf at itself).  DDP asks
+    the same question after forward: which parameters can this output's backward reach?"""
     deps = {}
     stack = []
     for r in roots:
@@ -120,6 +109,25 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
             else:
                 deps[k] = 1
                 stack.append(nxt)
+    return deps
+
+
+def run_backward(roots, grads, retain_graph=False, inputs=None):
+    """Propagate ``grads`` (arrays) from ``roots`` (Tensors).
+
+    With ``inputs=None`` leaf gradients accumulate into ``.grad``.  With a
+    list of tensors, their gradients are returned instead (``autograd.grad``)
+    and no ``.grad`` is touched.
+    """
+    tracer = _tracing.tracer
+    if tracer is not None:  # capturing (distgraph.graph): the tracer records this pass's schedule
+        tracer.backward_begin(roots, grads, retain_graph, inputs)
+    captured = None
+    if inputs is not None:
+        captured = {id(t): None for t in inputs}
+        capture_nodes = {id(t.grad_fn): id(t) for t in inputs if t.grad_fn is not None}
+    # --- pass 1: dependency counts -------------------------------------
+    deps = dependencies(roots)
 
     # --- pass 2: run ready nodes, latest first --------------------------
     buffers = {}

@@ -941,6 +941,21 @@ def bump_version(*tensors):
         t._version[0] += 1
 
 
+def zero_grads(params, set_to_none=True):
+    """What ``Module.zero_grad`` and ``Optimizer.zero_grad`` do: each gradient to ``None`` (default),
+    or detached and filled with zeros in place (PyTorch's ``set_to_none=False``)."""
+    for p in params:
+        g = p.grad
+        if g is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            g.grad_fn, g.requires_grad = None, False
+            g.array.fill(0)
+            bump_version(g)
+
+
 def _make(data, grad_fn, requires_grad):
     """Build a Tensor around ``data`` without checks (the engine's fast path)."""
     t = Tensor.__new__(Tensor)

@@ -11,7 +11,7 @@ from collections import OrderedDict, namedtuple
 from distgraph import backend
 from distgraph.autograd import grad_mode
 from distgraph.autograd.function import RemovableHandle
-from distgraph.autograd.tensor import Parameter, Tensor
+from distgraph.autograd.tensor import Parameter, Tensor, zero_grads
 from distgraph.nn import hooks
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -227,13 +227,8 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.array.fill(0)
+        """Reset the gradients of every parameter: to ``None`` (default) or to zeros in place."""
+        zero_grads(self.parameters(), set_to_none)
 
     def apply(self, fn):
         for m in self.children():

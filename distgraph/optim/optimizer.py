@@ -24,7 +24,7 @@ import numpy as np
 
 from distgraph import backend
 from distgraph.autograd import Tensor, enable_grad
-from distgraph.autograd.tensor import bump_version
+from distgraph.autograd.tensor import bump_version, zero_grads
 
 __all__ = ["Optimizer", "required"]
 
@@ -172,17 +172,7 @@ class Optimizer:
     # ----------------------------------------------------------------- stepping
     def zero_grad(self, set_to_none: bool = True):
         """Reset the gradients of every parameter: to ``None`` (default) or to zeros in place."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    g = p.grad
-                    g.grad_fn, g.requires_grad = None, False
-                    g.array.fill(0)
-                    bump_version(g)
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure=None):
         """Perform one update of every parameter that has a gradient.

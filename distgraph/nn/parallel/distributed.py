@@ -235,15 +235,14 @@ class DistributedDataParallel(Module):
 
 
 def _reachable_leaves(out):
-    """ids of the leaves reachable from the graph of ``out`` (tensors in nested outputs)."""
-    stack, seen, leaves = [], set(), set()
+    """ids of the leaves (and nodes) reachable from the graph of ``out`` (tensors in nested outputs),
+    found by the engine's own first pass."""
+    roots = []
 
     def add(o):
         if isinstance(o, Tensor):
-            if o.grad_fn is not None:
-                stack.append(o.grad_fn)
-            elif o.requires_grad:
-                leaves.add(id(o))
+            if o.grad_fn is not None or o.requires_grad:
+                roots.append(o)
         elif isinstance(o, (list, tuple)):
             for x in o:
                 add(x)
@@ -251,16 +250,4 @@ def _reachable_leaves(out):
             for x in o.values():
                 add(x)
     add(out)
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        for n in node.next:
-            if n is None:
-                continue
-            if isinstance(n, Tensor):
-                leaves.add(id(n))
-            else:
-                stack.append(n)
-    return leaves
+    return set(engine.dependencies(roots))
