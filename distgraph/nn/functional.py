@@ -17,7 +17,8 @@ from distgraph.autograd.ops.activation import elu, gelu, leaky_relu, relu, silu,
 from distgraph.autograd.ops.elementwise import clamp, sigmoid, tanh, where
 from distgraph.autograd.ops.linalg import matmul
 from distgraph.autograd.ops.nn import log_softmax, softmax
-from distgraph.autograd.tensor import wrap, bump_version
+from distgraph.autograd.tensor import bump_version, wrap
+from distgraph.nn.loss_functions import _reduce
 
 __all__ = ["relu", "gelu", "silu", "tanh", "sigmoid", "softplus", "leaky_relu", "elu", "softmax", "log_softmax",
            "linear", "conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
@@ -261,16 +262,6 @@ def one_hot(tensor, num_classes=-1):
 
 
 # ------------------------------------------------------------------ losses
-def _reduce(loss, reduction, op):
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
 def _check_same_shape(op, a, b):
     if a.shape != b.shape:
         raise RuntimeError(f"{op}: input shape {a.shape} and target shape {b.shape} differ; "

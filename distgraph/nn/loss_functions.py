@@ -13,6 +13,7 @@ __all__ = ["binary_cross_entropy", "smooth_l1_loss", "huber_loss", "kl_div", "co
 
 
 def _reduce(loss, reduction, op):
+    """``reduction`` of an element-wise ``loss`` (every loss here and in nn.functional uses this)."""
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":
