@@ -223,13 +223,7 @@ def timeout_abort(work, elapsed, limit):
     _, missing = _arrival(work, states)
     calls = disagreement(work, states)
     if calls is not None:
-        bad, lines = _disagreement_lines(work, calls)
-        fail_job(pg, f"{pg.tag()} TIMEOUT: {desc} on group {pg.ranks} did not complete within {limit:g} s: "
-                     "the ranks called different collectives.\n" + "\n".join(lines) + "\n"
-                     "Every rank must call the same collectives, in the same order; look for a branch on the "
-                     "rank. Aborting the whole job so that no rank hangs.",
-                 blame=bad, cause=f"ranks {bad} called a different collective than rank {pg.ranks[0]} at "
-                                  f"#{desc.seq} of group {pg.ranks}")
+        _fail_disagreement(work, calls, f"TIMEOUT: {desc} on group {pg.ranks} did not complete within {limit:g} s")
     silent = [r for r in missing if states.get(r) is None]
     who = f"rank {missing[0]}" if len(missing) == 1 else f"ranks {missing}"
     fail_job(pg,
@@ -268,11 +262,15 @@ def peek(work):
     pg = work.pg
     states = pg.query_states()
     calls = disagreement(work, states)
-    if calls is None:
-        return
+    if calls is not None:
+        _fail_disagreement(work, calls, f"COLLECTIVE MISMATCH: {work.desc} on group {pg.ranks} cannot complete")
+
+
+def _fail_disagreement(work, calls, headline):
+    """End the job: the ranks wait in different collectives (``calls``: rank -> what it called)."""
+    pg = work.pg
     bad, lines = _disagreement_lines(work, calls)
-    fail_job(pg, f"{pg.tag()} COLLECTIVE MISMATCH: {work.desc} on group {pg.ranks} cannot complete: the ranks "
-                 "called different collectives.\n" + "\n".join(lines) + "\n"
+    fail_job(pg, f"{pg.tag()} {headline}: the ranks called different collectives.\n" + "\n".join(lines) + "\n"
                  "Every rank must call the same collectives, in the same order, with the same shapes and "
                  "dtypes; look for a branch on the rank. Aborting the whole job so that no rank hangs.",
              blame=bad, cause=f"ranks {bad} called a different collective than rank {pg.ranks[0]} at "
