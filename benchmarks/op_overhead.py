@@ -8,40 +8,21 @@ Measures, forward + backward:
 Run:  python benchmarks/op_overhead.py [--threads 1] [--repeat 7]
 Torch is optional (`pip install -e '.[bench]'`); without it only distgraph is timed.
 """
-import argparse
-import os
-import platform
 import sys
-import time
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--threads", type=int, default=1, help="BLAS / torch intra-op threads (default 1)")
-parser.add_argument("--repeat", type=int, default=7, help="timed repeats; the median is reported")
-parser.add_argument("--chain", type=int, default=300, help="ops in the elementwise chain")
-args = parser.parse_args()
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(args.threads)  # before NumPy loads its BLAS
+from _timing import machine_line, median_time as _median_time, optional_torch, parse_args
+
+args = parse_args(__doc__.splitlines()[0], repeat=7)
 
 import numpy as np  # noqa: E402
 
 import distgraph as dg  # noqa: E402
 
-try:
-    import torch
-    torch.set_num_threads(args.threads)
-except ImportError:
-    torch = None
+torch = optional_torch(args.threads)
 
 
 def median_time(fn, repeat, inner):
-    fn()  # warm up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t0) / inner)
-    return float(np.median(times))
+    return _median_time(fn, repeat, inner, warmup=1)
 
 
 # ----------------------------------------------------------- elementwise chain
@@ -113,9 +94,7 @@ def mlp_torch(batch):
 
 
 def main():
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}, numpy {np.__version__}, "
-          f"torch {torch.__version__ if torch else 'not installed'}, threads {args.threads}")
+    print(machine_line(np, torch, args.threads))
     n = args.chain
     rows = []
     t_dg = median_time(chain_dg(n), args.repeat, 5) / n * 1e6
