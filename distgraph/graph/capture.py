@@ -228,8 +228,6 @@ class Capture:
             except AttributeError:
                 continue
             init[name] = self.encode(v)
-        for name, v in getattr(node, "__dict__", {}).items():  # an op class without __slots__
-            init[name] = self.encode(v)
         self.pending_init = (node, init)
 
     def after_op(self, node, inputs, y):
