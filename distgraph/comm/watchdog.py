@@ -43,7 +43,8 @@ DEFAULT_STALL = 60.0
 DEFAULT_INIT_TIMEOUT = 300.0
 QUERY_SECONDS = 2.0  # a rank that does not answer a state query within this is dead or stuck
 SPIN_SECONDS = 1e-3
-PEEK_SECONDS = 3.0  # a wait this long asks the other ranks what they wait in, then every PEEK_SECONDS
+PEEK_SECONDS = 3.0  # a wait this long asks the other ranks what they wait in (then at growing gaps)
+PEEK_MAX_RANKS = int(os.environ.get("DISTGRAPH_PEEK_MAX_RANKS", "64"))  # ...in groups of at most this many
 
 
 def _env_seconds(name, default):
@@ -104,7 +105,11 @@ def wait(work, timeout=None):
         issued = work.desc.started if work.desc is not None else start
         deadline = (issued if timeout is None else start) + limit
         stall_at = issued + stall_from_env()
-        peek_at = start + PEEK_SECONDS
+        # Every waiting rank asks every member: at 3, 9, 21, 45... s, and only in groups small enough
+        # for that chatter not to matter (the stall report covers the others).
+        peek_at, peek_gap = start + PEEK_SECONDS, 2 * PEEK_SECONDS
+        if pg.size > PEEK_MAX_RANKS:
+            peek_at = float("inf")
         server = getattr(pg, "state_server", None) if work.desc is not None else None
         pg.waiting = work.desc
         try:
@@ -131,7 +136,7 @@ def wait(work, timeout=None):
                         check_exited(work, server)
                     if now >= peek_at:
                         peek(work)
-                        peek_at = time.monotonic() + PEEK_SECONDS
+                        peek_at, peek_gap = time.monotonic() + peek_gap, 2 * peek_gap
                 if not stalled and now >= stall_at:
                     stalled = True
                     report_stall(work, now - issued, limit)
@@ -144,6 +149,9 @@ def wait(work, timeout=None):
 def report_stall(work, elapsed, limit):
     pg = work.pg
     states = pg.query_states() if hasattr(pg, "query_states") else {}
+    calls = disagreement(work, states)
+    if calls is not None:  # they wait in different collectives: none of them will ever complete
+        _fail_disagreement(work, calls, f"STALL: {work.desc} on group {pg.ranks} has waited {elapsed:.1f} s")
     text = stall_table(work, elapsed, limit, states)
     if text:
         sys.stderr.write(text + "\n")

@@ -80,6 +80,22 @@ def test_without_debug_mode_different_collectives_end_the_job_with_the_diagnosis
     assert_nothing_left()
 
 
+def test_in_large_groups_the_stall_report_ends_different_collectives():
+    # no early peeks (as in groups of more than 64 ranks): the stall report finds the same
+    # disagreement and ends the job instead of waiting for the 30 s timeout
+    proc, seconds = run_mpi(2, "mpi_failures.py", "mismatch", timeout=90,
+                            env={"TEST_TIMEOUT": "30", "DISTGRAPH_PEEK_MAX_RANKS": "0",
+                                 "DISTGRAPH_STALL_SECONDS": "2"})
+    out = proc.stdout + proc.stderr
+    if "collective mismatch" in out and "STALL" not in out:
+        pytest.skip("MPI matched the two calls this time; the periodic check caught it instead")
+    assert proc.returncode != 0, out
+    assert seconds < 25, (seconds, out)
+    assert re.search(r"STALL: (all_reduce|broadcast) #2 .* has waited [\d.]+ s: the ranks called different", out), out
+    assert "rank 1: broadcast #2 shape=(8,) dtype=float32 root=0" in out, out
+    assert_nothing_left()
+
+
 @pytest.mark.parametrize("scenario,theirs", [("dtype", "shape=(8,) dtype=int32"),
                                              ("shape", "shape=(2, 4) dtype=float32")])
 def test_periodic_check_raises_on_every_rank_at_the_same_collective(scenario, theirs):
