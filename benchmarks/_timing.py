@@ -46,3 +46,18 @@ def machine_line(np, torch, threads):
     return (f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
             f"python {platform.python_version()}, numpy {np.__version__}, "
             f"torch {torch.__version__ if torch else 'not installed'}, threads {threads}")
+
+
+def chain(x, n):
+    """``n`` small elementwise ops on the leaf ``x`` (distgraph or torch), forward and backward: the
+    op-overhead benchmark's step; returns a function that runs it and returns the chain's end."""
+    def run():
+        y = x
+        for _ in range(n // 3):
+            y = y * 1.001
+            y = y + 0.01
+            y = y.tanh()
+        y.sum().backward()
+        x.grad = None
+        return y
+    return run

@@ -16,7 +16,7 @@ Torch is optional (`pip install -e '.[bench]'`); without it only distgraph is ti
 """
 import sys
 
-from _timing import machine_line, median_time as _median_time, optional_torch, parse_args
+from _timing import chain, machine_line, median_time as _median_time, optional_torch, parse_args
 
 args = parse_args(__doc__.splitlines()[0], repeat=5)
 
@@ -32,19 +32,6 @@ def median_time(fn, repeat, inner):
 
 
 # ----------------------------------------------------------- elementwise chain
-def chain(x, n):
-    def run():
-        y = x
-        for _ in range(n // 3):
-            y = y * 1.001
-            y = y + 0.01
-            y = y.tanh()
-        y.sum().backward()
-        x.grad = None
-        return y
-    return run
-
-
 # ----------------------------------------------------------- training steps
 def mlp_step(lib):
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ Torch is optional (`pip install -e '.[bench]'`); without it only distgraph is ti
 """
 import sys
 
-from _timing import machine_line, median_time as _median_time, optional_torch, parse_args
+from _timing import chain, machine_line, median_time as _median_time, optional_torch, parse_args
 
 args = parse_args(__doc__.splitlines()[0], repeat=7)
 
@@ -26,19 +26,6 @@ def median_time(fn, repeat, inner):
 
 
 # ----------------------------------------------------------- elementwise chain
-def chain(x, n):
-    """``n`` small elementwise ops on ``x`` (a distgraph or a torch leaf), forward and backward."""
-    def run():
-        y = x
-        for i in range(n // 3):
-            y = y * 1.001
-            y = y + 0.01
-            y = y.tanh()
-        y.sum().backward()
-        x.grad = None
-    return run
-
-
 def chain_dg(n):
     return chain(dg.randn(16, 16, requires_grad=True), n)
 
