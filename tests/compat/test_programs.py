@@ -7,6 +7,7 @@ the reference, computed in the same test.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,20 @@ def run_both(name, tmp_path, *args, timeout=240, launch=None):
         cmd = [sys.executable, str(prog), *[str(a).replace("{tmp}", str(tmp_path / fw)) for a in args]]
         if launch is not None:
             cmd = launch(fw) + cmd[1:]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(), cwd=str(tmp_path / fw))
+        workdir = tmp_path / fw
+        # torch's gloo teardown sometimes aborts a finished process ("terminate called without an active
+        # exception", SIGABRT in destroy_process_group, seen once in CI on torch 2.13 after the metrics were
+        # printed): the torch reference gets up to three tries, each from the files the first one found
+        # (a snapshot written by a failed try must not be resumed from); distgraph's run gets exactly one.
+        before = tmp_path / f"{fw}.before"
+        shutil.copytree(workdir, before)
+        for attempt in range(3 if fw == "torch" else 1):
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(), cwd=str(workdir))
+            if p.returncode == 0 or "terminate called without an active exception" not in p.stderr:
+                break
+            shutil.rmtree(workdir)
+            shutil.copytree(before, workdir)
+        shutil.rmtree(before)
         results[fw] = _metrics(p, f"{fw} {name}")
     return results["torch"], results["distgraph"]
 
