@@ -160,9 +160,70 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
+class Fn(nn.Module):
+    """A model whose forward is ``f(*inputs)`` (an op under test), with an optional submodule."""
+
+    def __init__(self, f, sub=None):
+        super().__init__()
+        self.f, self.sub = f, sub
+
+    def forward(self, *inputs):
+        return self.f(self, *inputs)
+
+
+def ints(values):
+    return dg.tensor(np.asarray(values, dtype=np.int64))
+
+
+def bools(*shape, seed=0):
+    return dg.tensor(np.random.default_rng(seed).random(shape) < 0.5)
+
+
+F = nn.functional
+_b = {"x": [0]}              # the usual dynamic batch axis
+# name: (build, traced args, other-size args, input_names, dynamic_axes), as CASES
+OP_CASES = {
+    "avg_pool2d_module": (lambda: Fn(lambda m, x: m.sub(x), nn.AvgPool2d(3, 2)), [randn(2, 3, 9, 9)],
+                          [randn(4, 3, 9, 9, seed=1)], ["x"], _b),
+    "avg_pool2d_pad_exclude": (lambda: Fn(lambda m, x: m.sub(x), nn.AvgPool2d(3, 2, 1, count_include_pad=False)),
+                               [randn(2, 3, 8, 8)], [randn(3, 3, 8, 8, seed=1)], ["x"], _b),
+    "avg_pool2d_ceil": (lambda: Fn(lambda m, x: m.sub(x), nn.AvgPool2d(3, 2, 1, ceil_mode=True)), [randn(2, 3, 8, 8)],
+                        [randn(3, 3, 8, 8, seed=1)], ["x"], _b),
+    "avg_pool2d_divisor": (lambda: Fn(lambda m, x: m.sub(x), nn.AvgPool2d(2, padding=1, divisor_override=3)),
+                           [randn(2, 3, 6, 6)], [randn(3, 3, 6, 6, seed=1)], ["x"], _b),
+    "avg_pool1d_module": (lambda: Fn(lambda m, x: m.sub(x), nn.AvgPool1d(3, 2, 1, ceil_mode=True)), [randn(2, 3, 10)],
+                          [randn(5, 3, 10, seed=1)], ["x"], _b),
+    "avg_pool2d_functional": (lambda: Fn(lambda m, x: F.avg_pool2d(x, 3, 2, 1, True, False)), [randn(2, 3, 8, 8)],
+                              [randn(3, 3, 8, 8, seed=1)], ["x"], _b),
+    "adaptive_avg_pool2d_2x3": (lambda: Fn(lambda m, x: m.sub(x), nn.AdaptiveAvgPool2d((2, 3))), [randn(2, 3, 7, 9)],
+                                [randn(3, 3, 7, 9, seed=1)], ["x"], _b),
+    "gather_index_input": (lambda: Fn(lambda m, x, i: x.gather(1, i)), [randn(2, 5), ints([[0, 4, 4], [1, 0, 2]])],
+                           [randn(3, 5, seed=1), ints([[3, 3, 0], [2, 1, 4], [0, 0, 1]])], ["x", "i"],
+                           {"x": [0], "i": [0]}),
+    "index_select_index_input": (lambda: Fn(lambda m, x, i: x.index_select(2, i)), [randn(2, 3, 5), ints([4, 0, 2, 0])],
+                                 [randn(4, 3, 5, seed=1), ints([1, 3, 3, 4])], ["x", "i"], _b),
+    "int_tensor_index": (lambda: Fn(lambda m, x, i: (x[:, i], x[..., [0, -1]])),
+                         [randn(2, 5, 3), ints([[1, 4], [0, 0]])], [randn(3, 5, 3, seed=1), ints([[2, 3], [4, 1]])],
+                         ["x", "i"], _b),
+    "cumsum": (lambda: Fn(lambda m, x: x.cumsum(1) + x.cumsum(-1)), [randn(2, 4, 3)], [randn(5, 4, 3, seed=1)],
+               ["x"], _b),
+    "cumsum_int": (lambda: Fn(lambda m, x: x.cumsum(0)), [tokens(4, 3)], [tokens(7, 3, seed=1)], ["x"], _b),
+    "topk_values_indices": (lambda: Fn(lambda m, x: tuple(x.topk(3, 1))), [randn(2, 6)], [randn(4, 6, seed=1)],
+                            ["x"], _b),
+    "topk_smallest_indices_reused": (lambda: Fn(lambda m, x: x.gather(-1, x.topk(2, -1, largest=False).indices) * 2),
+                                     [randn(2, 3, 5)], [randn(3, 3, 5, seed=1)], ["x"], _b),
+    "sort_dynamic_dim": (lambda: Fn(lambda m, x: tuple(x.sort(1, descending=True))), [randn(2, 5)],
+                         [randn(3, 8, seed=1)], ["x"], {"x": [0, 1]}),
+    "argsort": (lambda: Fn(lambda m, x: x.argsort(0)), [randn(4, 3)], [randn(4, 6, seed=1)], ["x"], {"x": [1]}),
+    "masked_fill_mask_input": (lambda: Fn(lambda m, x, mask: x.masked_fill(mask.unsqueeze(1), -1e9).softmax(-1)),
+                               [randn(2, 3, 4), bools(2, 4)], [randn(5, 3, 4, seed=1), bools(5, 4, seed=1)],
+                               ["x", "mask"], {"x": [0], "mask": [0]}),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES) + list(OP_CASES))
 def test_exported_model_matches_distgraph_in_onnxruntime(name):
-    build, args, other, input_names, axes = CASES[name]
+    build, args, other, input_names, axes = CASES.get(name) or OP_CASES[name]
     dg.manual_seed(0)
     model = build()
     f = io.BytesIO()
@@ -283,30 +344,50 @@ def test_inplace_relu_is_followed():
 
 
 # ------------------------------------------------------------------ errors
-class CumsumHead(nn.Module):
+class CumprodHead(nn.Module):
     def __init__(self):
         super().__init__()
         self.body = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
 
     def forward(self, x):
-        return self.body(x).cumsum(1)
+        return self.body(x).cumprod(1)
 
 
 def test_unsupported_op_raises_naming_the_op_and_where():
-    with pytest.raises(UnsupportedOperatorError, match=r"unsupported operator 'Cumsum'") as e:
-        dg.onnx.export(CumsumHead(), randn(2, 4))
-    assert e.value.name == "Cumsum"
+    with pytest.raises(UnsupportedOperatorError, match=r"unsupported operator 'Cumprod'") as e:
+        dg.onnx.export(CumprodHead(), randn(2, 4))
+    assert e.value.name == "Cumprod"
     assert "test_onnx.py" in e.value.where and "forward" in e.value.where, e.value.where
 
 
 class AdvancedIndex(nn.Module):
     def forward(self, x):
-        return nn.Sequential(nn.Identity())(x)[:, [0, 2]]
+        return nn.Sequential(nn.Identity())(x)[[0, 1], [0, 2]]
 
 
 def test_unsupported_form_of_a_supported_op_says_why():
-    with pytest.raises(UnsupportedOperatorError, match="GetItem.*advanced indexing"):
+    with pytest.raises(UnsupportedOperatorError, match="GetItem.*several tensors"):
         dg.onnx.export(AdvancedIndex(), randn(2, 4))
+
+
+@pytest.mark.parametrize("pool, size, match", [
+    (nn.AvgPool2d(2, 3, 1, ceil_mode=True), 8, "last window starts in the right padding"),
+    (nn.AvgPool2d(2, ceil_mode=True, divisor_override=3), 7, "divisor_override with ceil_mode"),
+])
+def test_avg_pool_forms_onnx_cannot_express_are_refused(pool, size, match):
+    with pytest.raises(UnsupportedOperatorError, match=f"AvgPool2d.*{match}"):
+        dg.onnx.export(Fn(lambda m, x: m.sub(x), pool), randn(1, 2, size, size))
+
+
+@pytest.mark.parametrize("f, x, error, match", [
+    (lambda m, x: x.argmax(1), randn(2, 5), TracingError, "output 0 of the model changes"),
+    (lambda m, x: x * x.argmax(1, keepdim=True), randn(2, 5), TracingError, "changes with the model's inputs"),
+    (lambda m, x: x.median(1).values, randn(2, 5), UnsupportedOperatorError, "'TakeAlong'"),
+    (lambda m, x: x.sort(1).values, dg.ones(2, 4), TracingError, "ops the model runs change"),  # all ties
+])
+def test_values_computed_outside_traced_ops_are_refused(f, x, error, match):
+    with pytest.raises(error, match=match):
+        dg.onnx.export(Fn(f), x)
 
 
 class ValueMask(nn.Module):

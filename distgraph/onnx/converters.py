@@ -276,14 +276,17 @@ def _cat(g, op):
 
 @register_converter(S.Tri)
 def _tri(g, op):
-    return g.node("Trilu", [arg(g, op), g.input(np.int64(op.fn.k))], upper=int(op.fn.upper))
+    return g.node("Trilu", [arg(g, op), g.const(np.asarray(op.fn.k, np.int64))], upper=int(op.fn.upper))
 
 
-@register_converter(I.GetItem)
+@register_converter(I.GetItem, arrays=("adv",))
 def _getitem(g, op):
-    if op.fn.adv is not None:
-        unsupported(op, "indexing with tensors, lists or masks (advanced indexing) is not converted; "
-                        "use index_select/gather or basic slices")
+    """``x[basic]`` as Slice/Squeeze/Unsqueeze, then the advanced part (``converters_select``)."""
+    y = _basic_index(g, op)
+    return y if op.fn.adv is None else advanced_index(g, op, y)
+
+
+def _basic_index(g, op):
     x, src = arg(g, op), shape(g, op.inputs[0])
     items = list(op.fn.basic)
     at = items.index(Ellipsis)                      # _split_index puts one Ellipsis last
@@ -317,7 +320,7 @@ def _getitem(g, op):
         x = g.squeeze(x, drop)
     if new:
         x = g.unsqueeze(x, new)
-    return x if axes or drop or new else g.node("Identity", [x])
+    return x if axes or drop or new or op.fn.adv is not None else g.node("Identity", [x])
 
 
 # ========================================================== reductions
@@ -344,3 +347,7 @@ def _var(g, op):
         return v
     n = math.prod(shape(g, op.inputs[0])[a] for a in fn.axes)
     return g.node("Mul", [v, g.input(n / max(n - fn.correction, 0), out_dtype(g, op))])
+
+
+# the pooling, indexing, scan and sort families register themselves (they import the helpers above)
+from distgraph.onnx.converters_select import REWRITES, advanced_index  # noqa: E402

@@ -11,7 +11,7 @@ from onnx import helper
 from distgraph import backend
 from distgraph.autograd.grad_mode import no_grad
 from distgraph.autograd.tensor import Tensor
-from distgraph.onnx.converters import ARRAY_SLOTS, CONVERTERS
+from distgraph.onnx.converters import ARRAY_SLOTS, CONVERTERS, REWRITES
 from distgraph.onnx.errors import OnnxExporterError, TracingError, TrainingMode, UnsupportedOperatorError
 from distgraph.onnx.graph import GraphBuilder, value_info
 from distgraph.onnx.modules import MODULE_CONVERTERS, find_module_converter
@@ -80,11 +80,12 @@ def export(model, args=(), f=None, *, kwargs=None, export_params=True, verbose=F
         model.eval()
     try:
         tracer, outputs, in_names = _trace(model, args, kwargs, input_names)
-        check, _, _ = _trace(model, _perturb(args), _perturb(kwargs), input_names)
+        check, check_outputs, _ = _trace(model, _perturb(args), _perturb(kwargs), input_names)
     finally:
         for m, was in modes:
             m.training = was
     _check_same_trace(tracer, check)
+    _check_same_outputs(outputs, check_outputs)
     out_names = _output_names(output_names, len(outputs))
     axes = _dynamic_axes(dynamic_axes, in_names, out_names)
     proto = _build(model, tracer, outputs, in_names, out_names, axes, opset, export_params,
@@ -122,7 +123,7 @@ def _graph_inputs(model, args, kwargs, names):
 
 
 def _trace(model, args, kwargs, input_names):
-    tracer = Tracer(ARRAY_SLOTS, opaque=tuple(MODULE_CONVERTERS))
+    tracer = Tracer(ARRAY_SLOTS, opaque=tuple(MODULE_CONVERTERS), rewrites=REWRITES)
     inputs = _graph_inputs(model, args, kwargs, input_names)
     in_names = []
     for t, name in inputs:
@@ -197,7 +198,8 @@ def _same_const(a, b):
 
 def _check_same_trace(t1, t2):
     """The same ops with the same constants, whatever the input values (see ``export``)."""
-    names1, names2 = [o.name for o in t1.ops], [o.name for o in t2.ops]
+    names1, names2 = [(o.name, getattr(o.fn, "trace_key", None)) for o in t1.ops], \
+        [(o.name, getattr(o.fn, "trace_key", None)) for o in t2.ops]
     if names1 != names2:
         k = next((i for i, (a, b) in enumerate(zip(names1, names2)) if a != b), min(len(names1), len(names2)))
         where = t1.ops[k].where if k < len(t1.ops) else t2.ops[k].where
@@ -217,6 +219,18 @@ def _check_same_trace(t1, t2):
                     "clamp(), a mask built from the inputs, .numpy() or .item(), or a random tensor); "
                     "frozen as a constant it would give wrong results. Expected such values to be model "
                     "inputs, or computed with supported ops (see docs/onnx.md)")
+
+
+def _check_same_outputs(out1, out2):
+    """An output that no traced op computed (``x.argmax(1)`` returned as it is) must not change with
+    the inputs either."""
+    for i, (r1, r2) in enumerate(zip(out1, out2)):
+        if isinstance(r1, Const) and not _same_const(r1, r2):
+            raise TracingError(
+                f"ONNX export: output {i} of the model changes with the model's inputs but was computed outside "
+                "the ops distgraph traces (argmax/argmin, a comparison, .numpy() or .item()); frozen as a "
+                "constant it would give wrong results. Expected outputs computed with supported ops "
+                "(see docs/onnx.md)")
 
 
 # ---------------------------------------------------------------- conversion

@@ -74,6 +74,14 @@ def _host(a):
     return a if isinstance(a, np.ndarray) else np.asarray(backend.to_device(a, backend.CPU))
 
 
+def _same_view(a, base) -> bool:
+    """Whether ``a`` is a view of ``base`` with the same shape, strides and data (so the same values)."""
+    if base is None or not _is_array(base) or a.shape != base.shape or a.dtype != base.dtype or a.strides != base.strides:
+        return False
+    ptr = (lambda x: x.__array_interface__["data"][0]) if isinstance(a, np.ndarray) else (lambda x: x.data.ptr)
+    return type(a) is type(base) and ptr(a) == ptr(base)
+
+
 def _is_array(a):
     return isinstance(a, np.ndarray) or hasattr(a, "__cuda_array_interface__")
 
@@ -85,10 +93,14 @@ class Tracer:
         array_slots: per ``Function`` class, the names of array attributes that hold op inputs
             (``Where.cond``, ``EmbeddingLookup.idx``), resolved to graph values like inputs.
         opaque: module classes recorded as one call.
+        rewrites: per ``Function`` class, ``fn(op, inputs, out) -> pseudo-op or None``: an op that
+            reads an array computed outside any ``Function`` (``TakeAlong`` at sort's order) is
+            recorded as the pseudo-op that computes it, when the rule recognises it; the arrays in
+            the pseudo-op's ``extra_outputs`` (the sort indices) become further outputs.
     """
 
-    def __init__(self, array_slots: dict, opaque: tuple = ()):
-        self.array_slots, self.opaque = array_slots, tuple(opaque)
+    def __init__(self, array_slots: dict, opaque: tuple = (), rewrites: dict = None):
+        self.array_slots, self.opaque, self.rewrites = array_slots, tuple(opaque), dict(rewrites or {})
         self.values: list[Value] = []
         self.ops: list[Op] = []
         self._by_array = {}            # id(array) -> (value id, version counter, version)
@@ -117,6 +129,8 @@ class Tracer:
 
     def _ref_array(self, a):
         entry = self._by_array.get(id(a))
+        if entry is None and _same_view(a, getattr(a, "base", None)) and id(a.base) in self._by_array:
+            entry = self._by_array[id(a.base)]   # a no-op view (``idx.reshape(-1)`` of a 1-D index): the same value
         if entry is None:
             return Const(_host(a).copy())
         vid, counter, version = entry
@@ -146,10 +160,19 @@ class Tracer:
     def record(self, fn, inputs, out):
         if self._opaque_depth:
             return
+        rewrite = self.rewrites.get(type(fn))
+        fn = (rewrite(fn, inputs, out) or fn) if rewrite is not None else fn
         refs = [self.ref(x) for x in inputs]
         arrays = {s: self.ref(getattr(fn, s, None)) for s in self.array_slots.get(type(fn), ())}
-        vid = self.add_value(out, "op")
-        self.ops.append(Op(fn, refs, arrays, [vid], self.where()))
+        vids = [self.add_value(out, "op")] + [self.add_array(a) for a in getattr(fn, "extra_outputs", ())]
+        self.ops.append(Op(fn, refs, arrays, vids, self.where()))
+
+    def add_array(self, array) -> Val:
+        """An op output that no ``Tensor`` holds yet (``sort``'s indices, wrapped after the op ran)."""
+        vid = Val(len(self.values))
+        self.values.append(Value("op", "", array))
+        self._by_array[id(array)] = (vid, [0], 0)
+        return vid
 
     def enter_module(self, name, module, args, kwargs):
         self._module_stack.append(name)
