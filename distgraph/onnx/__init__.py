@@ -36,7 +36,8 @@ def export(model, args=(), f=None, *, kwargs=None, export_params=True, verbose=F
 
 def register_converter(cls, fn=None, *, arrays=()):
     """Convert the op class ``cls`` with ``fn(g, op) -> onnx_name`` (see ``distgraph.onnx.converters``)."""
-    return _load("converters").register_converter(cls, fn, arrays=arrays)
+    _load("exporter")                      # the built-in converters first, so that ``fn`` can replace one
+    return _load("registry").register_converter(cls, fn, arrays=arrays)
 
 
 def register_module_converter(cls, fn):

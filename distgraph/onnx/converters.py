@@ -3,8 +3,9 @@
 A converter is ``fn(g, op) -> name``: it reads the op's inputs through ``g.input(ref)`` (see
 ``GraphBuilder``), the op's attributes from ``op.fn`` (the ``Function`` instance that ran), shapes
 from the traced arrays (``shape(g, ref)``), and returns the ONNX name of the op's output.
-``register_converter(FunctionClass, fn, arrays=(...))`` adds one; ``arrays`` names attributes of
-the op that hold input arrays (``Where.cond``), which the tracer resolves like inputs.
+``register_converter(FunctionClass, fn, arrays=(...))`` (``registry.py``) adds one; ``arrays`` names
+attributes of the op that hold input arrays (``Where.cond``), which the tracer resolves like inputs.
+The pooling, indexing, scan and sort families are in ``converters_select.py``.
 
 Shapes are only baked into the graph where ONNX needs them (reshape targets); there a dim that
 the input keeps in place is written ``0`` (copy the input's dim), so a dynamic batch axis stays
@@ -25,50 +26,9 @@ from distgraph.autograd.ops import math as M
 from distgraph.autograd.ops import nn as N
 from distgraph.autograd.ops import reduce as R
 from distgraph.autograd.ops import shape as S
-from distgraph.onnx.errors import UnsupportedOperatorError
-from distgraph.onnx.graph import INT64_MAX, tensor_type
+from distgraph.onnx.graph import tensor_type
+from distgraph.onnx.registry import arg, out_dtype, out_shape, register_converter, shape, unsupported
 from distgraph.onnx.trace import Const, Val
-
-CONVERTERS: dict = {}      # Function class -> converter
-ARRAY_SLOTS: dict = {}     # Function class -> names of attributes holding input arrays
-
-
-def register_converter(cls, fn=None, *, arrays=()):
-    """Register ``fn(g, op) -> onnx_name`` as the converter of the op class ``cls``
-    (usable as a decorator: ``@register_converter(MyOp)``)."""
-    if fn is None:
-        return lambda f: register_converter(cls, f, arrays=arrays)
-    CONVERTERS[cls] = fn
-    if arrays:
-        ARRAY_SLOTS[cls] = tuple(arrays)
-    return fn
-
-
-# ------------------------------------------------------------------ helpers
-def shape(g, ref) -> tuple:
-    if isinstance(ref, Val):
-        return tuple(g.values[ref].array.shape)
-    if isinstance(ref, Const):
-        return tuple(ref.array.shape)
-    return ()
-
-
-def out_shape(g, op) -> tuple:
-    return tuple(g.values[op.outputs[0]].array.shape)
-
-
-def out_dtype(g, op):
-    return g.values[op.outputs[0]].array.dtype
-
-
-def arg(g, op, i=0) -> str:
-    """Input ``i``; a Python scalar becomes a constant of the output's dtype (as distgraph computes)."""
-    return g.input(op.inputs[i], out_dtype(g, op))
-
-
-def unsupported(op, reason):
-    raise UnsupportedOperatorError(op.name, op.where, reason)
-
 
 # ========================================================== elementwise
 def _simple(op_type, g, op):
@@ -279,50 +239,6 @@ def _tri(g, op):
     return g.node("Trilu", [arg(g, op), g.const(np.asarray(op.fn.k, np.int64))], upper=int(op.fn.upper))
 
 
-@register_converter(I.GetItem, arrays=("adv",))
-def _getitem(g, op):
-    """``x[basic]`` as Slice/Squeeze/Unsqueeze, then the advanced part (``converters_select``)."""
-    y = _basic_index(g, op)
-    return y if op.fn.adv is None else advanced_index(g, op, y)
-
-
-def _basic_index(g, op):
-    x, src = arg(g, op), shape(g, op.inputs[0])
-    items = list(op.fn.basic)
-    at = items.index(Ellipsis)                      # _split_index puts one Ellipsis last
-    used = sum(1 for it in items if it is not None and it is not Ellipsis)
-    items[at:at + 1] = [slice(None)] * (len(src) - used)
-    starts, ends, axes, steps, drop, new = [], [], [], [], [], []
-    dim = out = 0
-    for it in items:
-        if it is None:
-            new.append(out)
-            out += 1
-            continue
-        if isinstance(it, slice):
-            if it != slice(None):
-                starts.append(0 if it.start is None else int(it.start))
-                ends.append(INT64_MAX if it.stop is None else int(it.stop))
-                steps.append(1 if it.step is None else int(it.step))
-                axes.append(dim)
-            out += 1
-        else:                                       # an int picks one element and drops the dim
-            i = int(it)
-            starts.append(i)
-            ends.append(i + 1 if i != -1 else INT64_MAX)
-            steps.append(1)
-            axes.append(dim)
-            drop.append(dim)
-        dim += 1
-    if axes:
-        x = g.node("Slice", [x, g.ints(starts), g.ints(ends), g.ints(axes), g.ints(steps)])
-    if drop:
-        x = g.squeeze(x, drop)
-    if new:
-        x = g.unsqueeze(x, new)
-    return x if axes or drop or new or op.fn.adv is not None else g.node("Identity", [x])
-
-
 # ========================================================== reductions
 def _reduce(op_type, g, op):
     return g.reduce(op_type, arg(g, op), op.fn.axes, op.fn.keepdim)
@@ -348,6 +264,3 @@ def _var(g, op):
     n = math.prod(shape(g, op.inputs[0])[a] for a in fn.axes)
     return g.node("Mul", [v, g.input(n / max(n - fn.correction, 0), out_dtype(g, op))])
 
-
-# the pooling, indexing, scan and sort families register themselves (they import the helpers above)
-from distgraph.onnx.converters_select import REWRITES, advanced_index  # noqa: E402

@@ -26,12 +26,11 @@ from distgraph.autograd.ops import nn as N
 from distgraph.autograd.ops.sort import order
 from distgraph.nn import pooling as P
 from distgraph.nn.padding_functions import ntuple
-from distgraph.onnx.converters import arg, out_shape, register_converter, shape, unsupported
 from distgraph.onnx.errors import UnsupportedOperatorError
+from distgraph.onnx.graph import INT64_MAX
 from distgraph.onnx.modules import register_module_converter
+from distgraph.onnx.registry import REWRITES, arg, out_shape, register_converter, shape, unsupported
 from distgraph.onnx.trace import Const, Val, _host
-
-REWRITES: dict = {}        # Function class -> fn(op, inputs, out) -> pseudo-op or None (see Tracer)
 
 
 # ========================================================== average pooling
@@ -113,6 +112,50 @@ def _gather(g, op):
         unsupported(op, "expected a gather along one dim")
     d = dims[0]
     return g.node("GatherElements", [arg(g, op), g.input(idx[d])], axis=d)
+
+
+@register_converter(I.GetItem, arrays=("adv",))
+def _getitem(g, op):
+    """``x[basic]`` as Slice/Squeeze/Unsqueeze, then the advanced part (``advanced_index``)."""
+    y = _basic_index(g, op)
+    return y if op.fn.adv is None else advanced_index(g, op, y)
+
+
+def _basic_index(g, op):
+    x, src = arg(g, op), shape(g, op.inputs[0])
+    items = list(op.fn.basic)
+    at = items.index(Ellipsis)                      # _split_index puts one Ellipsis last
+    used = sum(1 for it in items if it is not None and it is not Ellipsis)
+    items[at:at + 1] = [slice(None)] * (len(src) - used)
+    starts, ends, axes, steps, drop, new = [], [], [], [], [], []
+    dim = out = 0
+    for it in items:
+        if it is None:
+            new.append(out)
+            out += 1
+            continue
+        if isinstance(it, slice):
+            if it != slice(None):
+                starts.append(0 if it.start is None else int(it.start))
+                ends.append(INT64_MAX if it.stop is None else int(it.stop))
+                steps.append(1 if it.step is None else int(it.step))
+                axes.append(dim)
+            out += 1
+        else:                                       # an int picks one element and drops the dim
+            i = int(it)
+            starts.append(i)
+            ends.append(i + 1 if i != -1 else INT64_MAX)
+            steps.append(1)
+            axes.append(dim)
+            drop.append(dim)
+        dim += 1
+    if axes:
+        x = g.node("Slice", [x, g.ints(starts), g.ints(ends), g.ints(axes), g.ints(steps)])
+    if drop:
+        x = g.squeeze(x, drop)
+    if new:
+        x = g.unsqueeze(x, new)
+    return x if axes or drop or new or op.fn.adv is not None else g.node("Identity", [x])
 
 
 def advanced_index(g, op, x):

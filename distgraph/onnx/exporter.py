@@ -11,10 +11,11 @@ from onnx import helper
 from distgraph import backend
 from distgraph.autograd.grad_mode import no_grad
 from distgraph.autograd.tensor import Tensor
-from distgraph.onnx.converters import ARRAY_SLOTS, CONVERTERS, REWRITES
+from distgraph.onnx import converters, converters_select  # noqa: F401  (each family registers its converters)
 from distgraph.onnx.errors import OnnxExporterError, TracingError, TrainingMode, UnsupportedOperatorError
 from distgraph.onnx.graph import GraphBuilder, value_info
 from distgraph.onnx.modules import MODULE_CONVERTERS, find_module_converter
+from distgraph.onnx.registry import ARRAY_SLOTS, CONVERTERS, REWRITES
 from distgraph.onnx.trace import Const, Tracer, Val, _host, flatten, tracing
 
 DEFAULT_OPSET = 18
