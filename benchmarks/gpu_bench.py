@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from _timing import chain
 from gpu_common import device_for, dg_sync, parser, row, time_loop, torch_sync, write_json
 
 import distgraph as dg  # noqa: E402  (gpu_common puts the repo on sys.path)
@@ -103,27 +104,25 @@ def share_weights(tmodel, dmodel):
 # ------------------------------------------------------------------ cases
 def case_overhead(args, dev):
     n = 60 if args.dry else 300
-
-    def chain(lib, x):
-        def run():
-            y = x
-            for _ in range(n // 3):
-                y = y * 1.001
-                y = y + 0.01
-                y = y.tanh()
-            y.sum().backward()
-            x.grad = None
-        return run
     rng = np.random.default_rng(0)
     x0 = rng.standard_normal((16, 16)).astype(np.float32)
-    xd = dg.tensor(x0, device=dev, requires_grad=True)
-    ours, k = time_loop(chain(dg, xd), lambda: dg_sync(dev), steps=20, time_cap=args.time_cap)
+
+    def leaf():
+        return dg.tensor(x0, device=dev, requires_grad=True)
+    ours, k = time_loop(chain(leaf(), n), lambda: dg_sync(dev), steps=20, time_cap=args.time_cap)
     rows_extra = {"steps": k}
     theirs = None
     if torch is not None:
         xt = torch.tensor(x0, device=dev, requires_grad=True)
-        theirs, _ = time_loop(chain(torch, xt), lambda: torch_sync(dev), steps=20,
-                              time_cap=args.time_cap)
+        theirs, _ = time_loop(chain(xt, n), lambda: torch_sync(dev), steps=20, time_cap=args.time_cap)
+    # dg.compile's replay, without and with CUDA graphs for the fused runs (warmup covers the captures)
+    replay, _ = time_loop(dg.compile(chain(leaf(), n)), lambda: dg_sync(dev), warmup=6, steps=20,
+                          time_cap=args.time_cap)
+    graphed = dg.compile(chain(leaf(), n), mode="reduce-overhead")
+    graphs, _ = time_loop(graphed, lambda: dg_sync(dev), warmup=6, steps=20, time_cap=args.time_cap)
+    segs = [s for t in graphed.tapes() for s in t.segments]
+    seg_extra = {"segments": len(segs), "launches": sum(s.launches for s in segs),
+                 "capture_errors": sorted({s.error for s in segs if s.error})}
     # the array module alone (forward only): what any eager Python framework pays at least
     xp = dg.backend.xp_for(dg.backend.Device(dev))
     xa = xp.asarray(x0)
@@ -136,6 +135,9 @@ def case_overhead(args, dev):
     us = 1e6 / n
     return [row("elementwise chain 16x16 fwd+bwd", "us/op", ours * us,
                 theirs * us if theirs else None, aim=2.0, **rows_extra),
+            row("  same, dg.compile replay", "us/op", replay * us, theirs * us if theirs else None),
+            row("  same, dg.compile mode='reduce-overhead' (CUDA graphs)", "us/op", graphs * us,
+                theirs * us if theirs else None, **seg_extra),
             row("raw array module, forward only", "us/op", raw_t * us, None)]
 
 

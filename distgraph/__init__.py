@@ -86,7 +86,7 @@ from distgraph.random import (Generator, default_generator, fork_rng, get_rng_st
 from distgraph.types import *  # noqa: E402,F401,F403
 from distgraph.config import *  # noqa: E402,F401,F403
 from distgraph.config import backends  # noqa: E402
-from distgraph.graph import compile  # noqa: E402,A004 - capture and replay (replaces config's eager stand-in)
+from distgraph.graph import compile  # noqa: E402,A004 - capture and replay (docs/graph.md)
 
 # ``torch.cuda.amp`` and ``torch.amp`` are the same mixed-precision module here.
 cuda.amp = amp

@@ -14,7 +14,7 @@ import types
 from distgraph.utils.logging import get_logger
 
 __all__ = ["set_num_threads", "get_num_threads", "set_num_interop_threads", "get_num_interop_threads",
-           "use_deterministic_algorithms", "are_deterministic_algorithms_enabled", "compile"]
+           "use_deterministic_algorithms", "are_deterministic_algorithms_enabled"]
 
 _log = get_logger("distgraph.config")
 _deterministic = False
@@ -74,20 +74,6 @@ def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None
 
 def are_deterministic_algorithms_enabled() -> bool:
     return _deterministic
-
-
-def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mode=None, options=None,
-            disable=False):
-    """PyTorch's ``torch.compile``, accepted so scripts run: returns ``model`` unchanged (eager).
-
-    distgraph has no graph compiler yet; a script that compiles its model runs eagerly, with
-    the same results, and one log line says so.  Usable as ``@dg.compile`` and ``@dg.compile(...)``.
-    """
-    if model is None:
-        return lambda m: compile(m, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode,
-                                 options=options, disable=disable)
-    _once("compile", "compile: distgraph has no graph compiler; the model runs eagerly (same results)")
-    return model
 
 
 # ------------------------------------------------------------ torch.backends

@@ -295,10 +295,11 @@ def test_replay_does_not_build_the_graph():
 
 
 # ------------------------------------------------------------------ DDP on 2 ranks
-def test_ddp_two_ranks_replay_matches_eager_and_keeps_bucket_order():
+@pytest.mark.parametrize("graphs", [False, True], ids=["replay", "cuda_graphs_standin"])
+def test_ddp_two_ranks_replay_matches_eager_and_keeps_bucket_order(graphs):
     from mpi_util import run_mpi
     prog = Path(__file__).parent / "parallel" / "graph_ddp_prog.py"
-    proc, _ = run_mpi(2, prog, timeout=240)
+    proc, _ = run_mpi(2, prog, *(["--cuda-graphs"] if graphs else []), timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("graph_ddp ok") == 2, proc.stdout[-3000:]
 

@@ -54,9 +54,9 @@ class CompiledFunction:
         stats: counts of ``captures``, ``replays`` and ``eager`` calls.
     """
 
-    def __init__(self, fn, *, fullgraph=False, cache_size=8, fuse=True):
+    def __init__(self, fn, *, fullgraph=False, cache_size=8, fuse=True, cuda_graphs=False):
         self.fn = fn
-        self.fuse = fuse
+        self.fuse, self.cuda_graphs = fuse, cuda_graphs
         self.fullgraph = fullgraph
         self.cache_size = cache_size
         self._cache = {}
@@ -142,7 +142,7 @@ class CompiledFunction:
                            "call so far had the same input values, so they may depend on the inputs")
             self._give_up(entry.eager, entry.eager)
         else:
-            entry.tape = Tape(cap, verdict, fuse=self.fuse)
+            entry.tape = Tape(cap, verdict, fuse=self.fuse, cuda_graphs=self.cuda_graphs)
             entry.prev = None
             log.info("compile: %s captured as a tape of %d ops", getattr(self.fn, "__qualname__", self.fn),
                      entry.tape.n_ops)
@@ -183,10 +183,15 @@ def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mo
     Args:
         model: the function or module.
         fullgraph: raise ``CaptureError`` instead of falling back to eager.
+        mode: ``"reduce-overhead"`` or ``"max-autotune"`` (as in PyTorch, the modes that use CUDA graphs):
+            on CuPy arrays, runs of fused elementwise ops are launched as CUDA graphs
+            (``distgraph/graph/cudagraph.py``); ``None``, ``"default"`` and ``"max-autotune-no-cudagraphs"``
+            do not.  Any other name raises ``RuntimeError``, as in PyTorch.
         options: ``{"fuse": False}`` turns off preallocated buffers and ``out=`` fusion of elementwise
-            ops in the replay (on by default; see ``distgraph/graph/fuse.py``). Other keys are ignored.
-        dynamic, backend, mode: accepted for PyTorch compatibility; ignored (there is one backend; CUDA
-            graphs are not used yet, see docs/graph.md).
+            ops in the replay (on by default; see ``distgraph/graph/fuse.py``); ``{"triton.cudagraphs":
+            True}`` turns CUDA graphs on as ``mode="reduce-overhead"`` does. Other keys are ignored.
+            Giving both ``mode`` and ``options`` raises ``RuntimeError``, as in PyTorch.
+        dynamic, backend: accepted for PyTorch compatibility; ignored (there is one backend).
         disable: return ``model`` unchanged.
         cache_size: tapes kept per function (one per argument shapes/flags key).
 
@@ -200,5 +205,17 @@ def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mo
         return model
     if not callable(model):
         raise TypeError(f"compile: expected a function or a module, got {type(model).__name__}")
-    fuse = bool((options or {}).get("fuse", True))
-    return CompiledFunction(model, fullgraph=fullgraph, cache_size=cache_size, fuse=fuse)
+    if mode is not None and options is not None:
+        raise RuntimeError("compile: either mode or options can be given, not both (as in torch.compile)")
+    if mode not in _MODES:
+        raise RuntimeError(f"compile: unrecognized mode={mode!r}; expected one of "
+                           f"{', '.join(repr(m) for m in _MODES if m is not None)} (or None)")
+    options = options or {}
+    fuse = bool(options.get("fuse", True))
+    cuda_graphs = bool(options.get("triton.cudagraphs", _MODES[mode]))
+    return CompiledFunction(model, fullgraph=fullgraph, cache_size=cache_size, fuse=fuse, cuda_graphs=cuda_graphs)
+
+
+# torch.compile's modes -> whether they launch CUDA graphs
+_MODES = {None: False, "default": False, "reduce-overhead": True, "max-autotune": True,
+          "max-autotune-no-cudagraphs": False}

@@ -28,6 +28,8 @@ and the code for later replays is generated from them.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from distgraph.autograd.function import unbroadcast
@@ -57,12 +59,14 @@ class Step:
 
 class Line:
     """Code emitted as it is. ``reads``: variables it uses; ``escapes``: variables whose arrays it hands to
-    something that may keep them; ``define``: the variable it binds, which may alias ``alias``."""
-    __slots__ = ("text", "indent", "reads", "escapes", "define", "alias")
+    something that may keep them; ``define``: the variable it binds, which may alias ``alias``;
+    ``copyable``: escaping variables (array names in ``text``) that may be handed over as copies."""
+    __slots__ = ("text", "indent", "reads", "escapes", "define", "alias", "copyable")
 
-    def __init__(self, text, indent, reads=(), escapes=(), define=None, alias=()):
+    def __init__(self, text, indent, reads=(), escapes=(), define=None, alias=(), copyable=()):
         self.text, self.indent = text, indent
         self.reads, self.escapes, self.define, self.alias = list(reads), list(escapes), define, list(alias)
+        self.copyable = list(copyable)
 
 
 class Program:
@@ -189,18 +193,21 @@ def _same_layout(a, b):
     return type(a) is type(b) and a.shape == b.shape and a.dtype == b.dtype and a.strides == b.strides
 
 
-def plan(instrs, arrays):
+def plan(instrs, arrays, copy_out=False):
     """Decide, for every Step, ``("inplace", var)``, ``("buffer", root)`` or ``("fresh",)``.
 
     ``arrays``: each Step variable's array from a replay that allocated every Step fresh.
-    Returns the plan and the set of variables whose arrays become buffers.
+    ``copy_out``: a Line's ``copyable`` escapes hand over a copy, so the storage they alias may still be
+    a buffer (longer runs of buffered Steps, for CUDA graphs).
+    Returns the plan, the set of variables whose arrays become buffers and ``{Line index: [variables
+    to copy there]}``.
     """
     last = {}
     for i, ins in enumerate(instrs):
         for v in ins.reads:
             last[v] = i
         for v in getattr(ins, "escapes", ()):
-            last[v] = INF
+            last[v] = i if copy_out and v in ins.copyable else INF
     storage_vars = {}   # root var -> every var that may alias that storage
     alias = {}          # var -> roots it may alias
     owner = {}          # root -> the var that currently holds the storage's value
@@ -242,7 +249,13 @@ def plan(instrs, arrays):
             out[root] = ("fresh",)        # something that may alias it outlives the replay
         else:
             buffers.add(root)
-    return out, buffers
+    copies = {}
+    if copy_out:
+        for i, ins in enumerate(instrs):
+            want = [v for v in getattr(ins, "copyable", ()) if alias.get(v, set()) & buffers]
+            if want:
+                copies[i] = want
+    return out, buffers, copies
 
 
 def _last_uses(instrs):
@@ -263,15 +276,34 @@ def _last_uses(instrs):
     return dels
 
 
-def source(instrs, header, mode, steps_plan=None, fuse=True):
+def _with_copies(text, names):
+    for v in names:
+        text = re.sub(rf"\b{v}\b", f"_copy({v})", text)
+    return text
+
+
+def source(instrs, header, mode, steps_plan=None, fuse=True, segments=None, copies=None):
     """The replay function's code. ``mode``: ``"first"`` (every Step fresh, arrays kept in ``_M``) or
-    ``"steady"`` (Steps as planned; without ``fuse`` every Step is fresh)."""
+    ``"steady"`` (Steps as planned; without ``fuse`` every Step is fresh).  ``segments``: ``{start: (end,
+    name, inputs, binds)}``, runs of Steps replaced by one call of the ``cudagraph.Segment`` ``name``;
+    ``copies``: ``{Line index: variables}`` handed over as ``_copy(v)`` there (``plan(copy_out=True)``)."""
     lines = [header]
     dels = _last_uses(instrs)
+    segments = segments or {}
+    skip_to, unbound = 0, set()       # unbound: variables of a segment that only its graph uses
     for i, ins in enumerate(instrs):
         pad = "    " * ins.indent
-        if isinstance(ins, Line):
-            lines += [pad + t for t in ins.text.split("\n")]
+        if i < skip_to:
+            pass
+        elif i in segments:
+            end, name, inputs, binds = segments[i]
+            lines.append(f"{pad}{name}(({''.join(c + ', ' for c in inputs)}))")
+            lines += [f"{pad}{var} = {buf}" for var, buf in binds]
+            unbound = {s.var for s in instrs[i:end]} - {var for var, _ in binds}
+            skip_to = end
+        elif isinstance(ins, Line):
+            text = _with_copies(ins.text, copies[i]) if copies and mode == "steady" and i in copies else ins.text
+            lines += [pad + t for t in text.split("\n")]
         else:
             call = f"{ins.fn}({', '.join(a.code for a in ins.args)}"
             how = steps_plan[ins.var] if mode == "steady" and fuse else ("fresh",)
@@ -287,5 +319,6 @@ def source(instrs, header, mode, steps_plan=None, fuse=True):
             if mode == "first":
                 lines.append(f"{pad}_M[{ins.var!r}] = {ins.var}")
         for v in dels.get(i, ()):
-            lines.append(f"{pad}del {v}")
+            if v not in unbound:
+                lines.append(f"{pad}del {v}")
     return "\n".join(lines) + "\n"

@@ -27,6 +27,7 @@ import numpy as np
 from distgraph import backend
 from distgraph.autograd import engine, grad_mode
 from distgraph.autograd.tensor import Tensor, _make
+from distgraph.graph import cudagraph as _cudagraph
 from distgraph.graph import fuse as _fuse
 from distgraph.graph.capture import is_array
 
@@ -248,6 +249,10 @@ def _fix0(y):
     return np.asarray(y) if isinstance(y, np.generic) else y
 
 
+def _copy(a):
+    return a.copy(order="K")
+
+
 def _ones_like(a):
     return backend.get_array_module(a).ones_like(a)
 
@@ -289,8 +294,9 @@ class Tape:
     across replays (``out=``) and in place along chains; off, they are inlined but allocate fresh arrays.
     """
 
-    def __init__(self, cap, verdict, fuse=True):
-        self.cap, self.fuse = cap, fuse
+    def __init__(self, cap, verdict, fuse=True, cuda_graphs=False):
+        self.cap, self.fuse, self.cuda_graphs = cap, fuse, cuda_graphs
+        self.segments = []
         g = _Gen(cap, verdict)
         ns = g.ns
         ns["_M"] = {}
@@ -325,7 +331,7 @@ class Tape:
                 self._backward(g, idx)
             elif kind == "nograd":
                 p.line(f"{leaf_expr(idx)}.grad = None")
-        p.line(f"return {g.expr(cap.outputs)}", escapes=_vars_enc(cap.outputs))
+        p.line(f"return {g.expr(cap.outputs)}", escapes=_vars_enc(cap.outputs), copyable=_vars_enc(cap.outputs))
         self.ns = ns
         self.source = self._compile("first")
         self._first = ns["replay"]
@@ -335,19 +341,44 @@ class Tape:
         buffers of the code that later replays run (``self.run`` is replaced by it)."""
         out = self._first(tensors)
         arrays = self.ns.pop("_M")
-        self.plan, buffers = _fuse.plan(self.prog.instrs, arrays)
+        graphs = self.fuse and self.cuda_graphs
+        self.plan, buffers, self.copies = _fuse.plan(self.prog.instrs, arrays, copy_out=graphs)
         for v in buffers:
-            self.ns[f"B_{v}"] = arrays[v]
+            # with copy_out a buffer's first array may have been handed over (returned, made a .grad)
+            self.ns[f"B_{v}"] = backend.get_array_module(arrays[v]).empty_like(arrays[v]) if graphs else arrays[v]
         self.n_buffers = len(buffers) if self.fuse else 0
         self.n_inplace = sum(1 for h in self.plan.values() if h[0] == "inplace") if self.fuse else 0
+        if graphs:
+            self.ns["_copy"] = _copy
+            self._segments(arrays, buffers)
         self.source = self._compile("steady")
         self.run = self.ns["replay"]
         return out
 
     def _compile(self, mode):
-        src = _fuse.source(self.prog.instrs, "def replay(A):", mode, getattr(self, "plan", None), self.fuse)
+        segs = {start: (end, f"S{n}", inputs, binds)
+                for n, (start, end, inputs, binds) in enumerate(self._segment_spans)} if mode == "steady" else None
+        src = _fuse.source(self.prog.instrs, "def replay(A):", mode, getattr(self, "plan", None), self.fuse, segs,
+                           getattr(self, "copies", None))
         exec(compile(src, f"<distgraph.graph tape of {self.n_ops} ops>", "exec"), self.ns)
         return src
+
+    _segment_spans = ()
+
+    def _segments(self, arrays, buffers):
+        """Runs of fused Steps launched as CUDA graphs (``cudagraph.py``), where the arrays' module has them."""
+        modules = {type(a).__module__.split(".")[0] for a in arrays.values() if hasattr(a, "shape")}
+        graphs = _cudagraph.backend_for(modules)
+        if graphs is None:
+            return
+        spans = _cudagraph.find(self.prog.instrs, self.plan, buffers, self.ns)
+        for n, (start, end, inputs, _, lasting) in enumerate(spans):
+            src = _cudagraph.function_source(f"seg{n}", self.prog.instrs, start, end, inputs, self.plan)
+            exec(compile(src, f"<distgraph.graph segment {n} of a tape of {self.n_ops} ops>", "exec"), self.ns)
+            seg = _cudagraph.Segment(self.ns[f"seg{n}"], graphs, lasting)
+            self.ns[f"S{n}"] = seg
+            self.segments.append(seg)
+        self._segment_spans = [span[:4] for span in spans]
 
     # ------------------------------------------------------------ ops
     def _fusable(self):
@@ -453,7 +484,7 @@ class Tape:
             if ev[0] == "leaf":
                 gl = cur.pop(("leaf", ev[1]))
                 p.line(f"_finish_leaf({leaf_expr(ev[1])}, {gl.code}, None, _s.handed)", 2,
-                       escapes=[gl.var] if gl.var else [])
+                       escapes=[gl.var] if gl.var else [], copyable=[gl.var] if gl.var and gl.code == gl.var else [])
                 continue
             _, k, nones = ev
             node = ops[k].node

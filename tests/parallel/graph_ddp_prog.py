@@ -6,7 +6,11 @@ the averaged gradients and the parameters must agree at 1e-10, and the reducer's
 (gradient-ready / bucket launch events, in order) must be the same in replay as in eager: the
 bucket all-reduces are launched during the replayed backward, in eager's order. Prints
 'graph_ddp ok' on success.
+
+``--cuda-graphs``: the compiled twin uses ``mode="reduce-overhead"`` with the stand-in graph backend of
+tests/graph_standin.py (fused runs launched as "graphs" between the bucket hooks); it must launch some.
 """
+import os
 import sys
 
 import numpy as np
@@ -20,6 +24,12 @@ from distgraph.nn.parallel import DistributedDataParallel as DDP
 comm.init_process_group()
 RANK, WORLD = comm.get_rank(), comm.get_world_size()
 TOL = 1e-10
+GRAPHS = "--cuda-graphs" in sys.argv
+STEPS = 9 if GRAPHS else 6
+if GRAPHS:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import graph_standin
+    graph_standin.install()
 
 
 def model():
@@ -40,9 +50,10 @@ def main():
             opt.step()
             return loss
         return step
-    eager_step, comp_step = body(eager, opts[0]), dg.compile(body(comp, opts[1]), fullgraph=True)
+    eager_step = body(eager, opts[0])
+    comp_step = dg.compile(body(comp, opts[1]), fullgraph=True, mode="reduce-overhead" if GRAPHS else None)
     rng = np.random.default_rng(0)
-    for i in range(6):
+    for i in range(STEPS):
         x, y = rng.standard_normal((4 * WORLD, 6)), rng.standard_normal((4 * WORLD, 3))
         x = dg.tensor(x[RANK * 4:(RANK + 1) * 4], dtype=dg.float64)
         y = dg.tensor(y[RANK * 4:(RANK + 1) * 4], dtype=dg.float64)
@@ -58,8 +69,12 @@ def main():
             print(f"[rank {RANK}/{WORLD}] step {i}: bucket timeline differs:\n replay {comp.reducer.timeline}\n"
                   f" eager  {eager.reducer.timeline}")
             return 1
-    if comp_step.stats["replays"] != 4:
-        print(f"[rank {RANK}/{WORLD}] expected 4 replays, got {comp_step.stats}")
+    if comp_step.stats["replays"] != STEPS - 2:
+        print(f"[rank {RANK}/{WORLD}] expected {STEPS - 2} replays, got {comp_step.stats}")
+        return 1
+    segments = [s for t in comp_step.tapes() for s in t.segments]
+    if GRAPHS and not (segments and sum(s.launches for s in segments) > 0):
+        print(f"[rank {RANK}/{WORLD}] no graph launched: {[(s.captures, s.launches, s.error) for s in segments]}")
         return 1
     launches = [e for e in comp.reducer.timeline if e[0] == "launch"]
     readies = [k for k, e in enumerate(comp.reducer.timeline) if e[0] == "ready"]
@@ -68,7 +83,7 @@ def main():
     if not first_launch < readies[-1]:
         print(f"[rank {RANK}/{WORLD}] no overlap in replay: {comp.reducer.timeline}")
         return 1
-    print(f"[rank {RANK}/{WORLD}] graph_ddp ok ({len(launches)} buckets)")
+    print(f"[rank {RANK}/{WORLD}] graph_ddp ok ({len(launches)} buckets, {len(segments)} graph segments)")
     return 0
 
 
