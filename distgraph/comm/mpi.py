@@ -115,6 +115,15 @@ class MPIWork(Work):
         return _MPI.Request.Testall(reqs)
 
 
+def start_exchange(pg, comm, table):
+    """All-gather the int64 array ``table`` on ``comm`` (a group's periodic-check side channel) without
+    waiting: a Work of ``pg`` whose ``_result`` is every rank's table."""
+    out = np.empty((pg.size,) + table.shape, dtype=np.int64)
+    work = MPIWork(pg.last, pg, [comm.Iallgather(table, out)])
+    work._result, work._send = out, table  # the buffers live as long as the request
+    return work
+
+
 class MPIProcessGroup(ProcessGroup):
     """A process group over an MPI communicator (a duplicate: user MPI traffic cannot collide)."""
 
@@ -212,10 +221,7 @@ class MPIProcessGroup(ProcessGroup):
         return out
 
     def start_check_exchange(self, table):
-        out = np.empty((self.size,) + table.shape, dtype=np.int64)
-        work = MPIWork(self.last, self, [self.check_comm.Iallgather(table, out)])
-        work._result, work._send = out, table  # the buffers live as long as the request
-        return work
+        return start_exchange(self, self.check_comm, table)
 
     def all_reduce(self, x, op):
         MPI = _MPI

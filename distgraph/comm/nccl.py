@@ -32,7 +32,8 @@ import time
 
 from distgraph import backend
 from distgraph.comm import daemon
-from distgraph.comm.base import CommError, ProcessGroup, ReduceOp, Work, average_in_place
+from distgraph.comm.base import CommError, ProcessGroup, ReduceOp, Work, average_in_place, check_every_from_env
+from distgraph.comm.mpi import start_exchange
 
 __all__ = ["available", "bind_device", "nccl_version", "NCCLProcessGroup", "NCCLWork"]
 
@@ -179,6 +180,14 @@ class NCCLProcessGroup(ProcessGroup):
             self._host_wait(self.stream.record(), "NCCL warm-up all_reduce")
         if mpi_pg.state_server is not None:
             mpi_pg.state_server.groups.append(self)
+        # The periodic check (ProcessGroup.begin): digests of the collectives are host integers,
+        # exchanged over MPI on this group's own duplicate, so that they cannot interleave with
+        # the MPI group's exchanges (collective to create, as this group).
+        self.check_comm = mpi_pg.comm.Dup() if self.size > 1 else None
+        self.check_every = check_every_from_env() if self.size > 1 else 0
+
+    def start_check_exchange(self, table):
+        return start_exchange(self, self.check_comm, table)
 
     def _host_wait(self, event, what):
         deadline = time.monotonic() + self.timeout
@@ -331,3 +340,6 @@ class NCCLProcessGroup(ProcessGroup):
             server.groups.remove(self)
         self.stream.synchronize()
         self.comm.destroy()
+        if self.check_comm is not None:
+            self.check_comm.Free()
+            self.check_comm = None

@@ -60,3 +60,18 @@ def test_nccl_collectives_match_numpy():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert sorted(re.findall(r"OK rank=(\d)", out)) == [str(r) for r in range(n)], out
+
+
+@pytest.mark.mpiexec
+@pytest.mark.parametrize("case", ["same", "dtype"])
+def test_nccl_group_has_the_periodic_check_on_its_own_side_channel(case):
+    """Real MPI ranks, fake NCCL calls: the NCCL group's collectives are compared as the MPI group's are."""
+    proc, _ = run_mpi(2, "mpi_nccl_check.py", case, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    if case == "same":
+        assert sorted(re.findall(r"OK rank=(\d) seq=70", out)) == ["0", "1"], out
+    else:   # both ranks raise at the same collective (#2, when #1's digests are looked at), naming both
+        assert sorted(re.findall(r"MISMATCH rank=(\d) seq=2: ", out)) == ["0", "1"], out
+        assert out.count("rank 0: all_reduce #1 shape=(8,) dtype=float32") == 2, out
+        assert out.count("rank 1: all_reduce #1 shape=(8,) dtype=int32") == 2, out
