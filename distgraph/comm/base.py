@@ -49,7 +49,8 @@ class ReduceOp(enum.Enum):
 OP_CODES = {name: i for i, name in enumerate((
     "all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce_scatter",
     "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_to_all_single", "barrier",
-    "broadcast_object_list", "all_gather_object", "new_group", "all_to_all"), start=1)}
+    "broadcast_object_list", "all_gather_object", "new_group", "all_to_all", "gather_object",
+    "scatter_object_list"), start=1)}
 _OP_NAMES = {v: k for k, v in OP_CODES.items()}
 _DTYPES = [np.dtype(t) for t in (np.float16, np.float32, np.float64, np.int32, np.int64,
                                  np.bool_, np.int8, np.uint8, np.int16)]

@@ -22,7 +22,8 @@ from distgraph.comm.base import CommError, ReduceOp
 
 __all__ = ["all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce_scatter",
            "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_to_all_single", "send",
-           "recv", "isend", "irecv", "barrier", "broadcast_object_list", "all_gather_object"]
+           "recv", "isend", "irecv", "barrier", "broadcast_object_list", "all_gather_object",
+           "gather_object", "scatter_object_list", "P2POp", "batch_isend_irecv"]
 
 
 # ------------------------------------------------------------------ checks
@@ -392,6 +393,54 @@ def recv(tensor, src=None, group=None, tag=0):
     return work.source_rank() if src is None else src
 
 
+def _tag(group):
+    """``"[rank r/N] "`` of ``group`` (the default group when None), or nothing before init."""
+    if not _group.is_initialized():
+        return ""
+    pg = _group.resolve(group, "P2POp")
+    return "" if pg is None else pg.tag() + " "
+
+
+class P2POp:
+    """One point-to-point operation for :func:`batch_isend_irecv`: ``op`` is :func:`isend` or
+    :func:`irecv` (torch.distributed's class and arguments)."""
+
+    def __init__(self, op, tensor, peer=None, group=None, tag=0, group_peer=None):
+        if op not in (isend, irecv):
+            raise ValueError(f"{_tag(group)}P2POp: expected op to be distgraph.distributed.isend or irecv, "
+                             f"got {op!r}")
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"{_tag(group)}P2POp: expected a Tensor, got {type(tensor).__name__}")
+        if (peer is None) == (group_peer is None):
+            raise ValueError(f"{_tag(group)}P2POp: pass exactly one of peer (a global rank) and group_peer "
+                             "(a rank in group)")
+        self.op, self.tensor, self.group, self.tag = op, tensor, group, tag
+        self.peer, self.group_peer = peer, group_peer
+
+    def __repr__(self):
+        peer = f"peer={self.peer}" if self.peer is not None else f"group_peer={self.group_peer}"
+        return f"P2POp({self.op.__name__}, {peer}, shape={tuple(self.tensor.shape)})"
+
+
+def batch_isend_irecv(p2p_op_list):
+    """Start every send and receive of ``p2p_op_list`` (:class:`P2POp` items) and return their works,
+    in the list's order; ``wait()`` each before reading a received tensor.  Sends and receives are all
+    non-blocking, so a ring (each rank sends to the next and receives from the previous) cannot
+    deadlock, as in PyTorch."""
+    if not isinstance(p2p_op_list, (list, tuple)) or not p2p_op_list or \
+            not all(isinstance(p, P2POp) for p in p2p_op_list):
+        raise ValueError(f"{_tag(None)}batch_isend_irecv: expected a non-empty list of P2POp, got "
+                         f"{p2p_op_list!r:.80}")
+    works = []
+    for p in p2p_op_list:
+        peer = p.peer
+        if peer is None:
+            pg = _group.resolve(p.group, "batch_isend_irecv")
+            peer = None if pg is None else pg.ranks[_root(None, p.group_peer, pg, "batch_isend_irecv", "peer")]
+        works.append(p.op(p.tensor, peer, group=p.group, tag=p.tag))
+    return works
+
+
 # ---------------------------------------------------------------- objects
 def broadcast_object_list(object_list, src=None, group=None, device=None, group_src=None):
     """Replace the items of ``object_list`` on every rank with those of rank ``src`` (pickled).
@@ -429,4 +478,51 @@ def all_gather_object(object_list, obj, group=None):
                         f"{pg.size} slots, got {object_list!r:.60}")
     pg.begin("all_gather_object")
     object_list[:] = [pickle.loads(b) for b in pg.all_gather_bytes(pickle.dumps(obj))]
+    return None
+
+
+def gather_object(obj, object_gather_list=None, dst=None, group=None, group_dst=None):
+    """On rank ``dst`` (0 by default), fill ``object_gather_list[r]`` with rank ``r``'s ``obj`` (pickled);
+    the other ranks pass ``object_gather_list=None``.
+
+    Every rank must call this, in the same order.  Like PyTorch, it unpickles what the other ranks
+    sent: only use it with trusted peers.  (Carried as an all-gather of the pickles: objects are meant
+    to be small.)
+    """
+    pg = _group.resolve(group, "gather_object")
+    if pg is None:
+        return None
+    root = _root(dst, group_dst, pg, "gather_object", "dst")
+    if pg.rank == root and (not isinstance(object_gather_list, list) or len(object_gather_list) != pg.size):
+        raise CommError(f"{pg.tag()} gather_object: expected object_gather_list on the destination rank to be "
+                        f"a list of {pg.size} slots, got {object_gather_list!r:.60}")
+    pg.begin("gather_object")
+    got = pg.all_gather_bytes(pickle.dumps(obj))
+    if pg.rank == root:
+        object_gather_list[:] = [pickle.loads(b) for b in got]
+    return None
+
+
+def scatter_object_list(scatter_object_output_list, scatter_object_input_list=None, src=None, group=None,
+                        group_src=None):
+    """Set ``scatter_object_output_list[0]`` on rank ``r`` to item ``r`` of rank ``src``'s
+    ``scatter_object_input_list`` (pickled); the other ranks pass ``None`` as the input list.
+
+    Every rank must call this, in the same order.  Like PyTorch, it unpickles what rank ``src`` sent:
+    only use it with trusted peers.
+    """
+    pg = _group.resolve(group, "scatter_object_list")
+    if pg is None:
+        return None
+    if not isinstance(scatter_object_output_list, list) or not scatter_object_output_list:
+        raise CommError(f"{pg.tag()} scatter_object_list: expected scatter_object_output_list to be a list "
+                        f"with at least one slot, got {scatter_object_output_list!r:.60}")
+    root = _root(src, group_src, pg, "scatter_object_list")
+    if pg.rank == root and (not isinstance(scatter_object_input_list, (list, tuple))
+                            or len(scatter_object_input_list) != pg.size):
+        raise CommError(f"{pg.tag()} scatter_object_list: expected scatter_object_input_list on the source "
+                        f"rank to hold {pg.size} objects, got {scatter_object_input_list!r:.60}")
+    pg.begin("scatter_object_list")
+    data = pickle.dumps([pickle.dumps(o) for o in scatter_object_input_list]) if pg.rank == root else None
+    scatter_object_output_list[0] = pickle.loads(pickle.loads(pg.broadcast_bytes(data, root))[pg.rank])
     return None

@@ -167,6 +167,18 @@ def is_initialized() -> bool:
     return _world is not None
 
 
+def is_available() -> bool:
+    """Whether the distributed package can be used: always (MPI comes with the install; a plain
+    ``python`` run is a world of one), as ``torch.distributed.is_available()`` on a build with it."""
+    return True
+
+
+def is_torchelastic_launched() -> bool:
+    """Whether a torchrun-style launcher started this process: torchrun (``TORCHELASTIC_RUN_ID``, the
+    variable PyTorch looks at) or ``distgraph-run``; False under plain ``mpiexec`` or ``python``."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or "DISTGRAPH_RESTART_COUNT" in os.environ
+
+
 def default_group(what="this call") -> ProcessGroup:
     if _world is None:
         raise CommError(f"{what}: the default process group is not initialised; call "

@@ -159,6 +159,12 @@ def run_checks():
         for w in works:
             w.wait()
         c.eq("isend/irecv ring", got, data(prv, np.float32))
+        got = dg.zeros(3, 4)
+        works = comm.batch_isend_irecv([comm.P2POp(comm.isend, dg.tensor(data(r, np.float32)), nxt),
+                                        comm.P2POp(comm.irecv, got, prv)])
+        for w in works:
+            w.wait()
+        c.eq("batch_isend_irecv ring", got, data(prv, np.float32))
         # receive from any source: rank 0 hears from every other rank, in whatever order
         if r == 0:
             senders = []
@@ -205,12 +211,27 @@ def run_checks():
     comm.destroy_process_group(g)
 
     # object collectives
+    t0 = dg.zeros(2)
     objs = [None] * n
     comm.all_gather_object(objs, {"rank": r, "tag": "x" * r})
     c.eq("all_gather_object", np.array([o["rank"] for o in objs]), np.arange(n))
     lst = [r, "mine"] if r == n - 1 else [None, None]
     comm.broadcast_object_list(lst, src=n - 1)
     c.eq("broadcast_object_list", np.array([lst[0]]), np.array([n - 1]))
+    gathered = [None] * n if r == n - 1 else None
+    comm.gather_object(("from", r), gathered, dst=n - 1)
+    c.eq("gather_object", gathered == ([("from", q) for q in range(n)] if r == n - 1 else None), True)
+    out = [None]
+    comm.scatter_object_list(out, [{"for": q} for q in range(n)] if r == 0 else None, src=0)
+    c.eq("scatter_object_list", out == [{"for": r}], True)
+    c.raises("gather_object without a list on dst", CommError,
+             lambda: comm.gather_object(1, None, dst=r))
+    c.raises("scatter_object_list with a short input list", CommError,
+             lambda: comm.scatter_object_list([None], [0] * (n + 1), src=r))
+    c.raises("P2POp with an op that is not isend/irecv", ValueError, lambda: comm.P2POp(comm.send, t0, 0))
+    c.raises("P2POp with peer and group_peer", ValueError, lambda: comm.P2POp(comm.isend, t0, 0, group_peer=0))
+    c.raises("batch_isend_irecv of nothing", ValueError, lambda: comm.batch_isend_irecv([]))
+    c.eq("is_available", comm.is_available(), True)
 
     # wrong use is a clear error, raised before anything is sent
     t = dg.tensor(data(r, np.float32))

@@ -158,3 +158,16 @@ def test_ddp_tutorial_mp_spawn_script(tmp_path):
     t, d = run_both("ddp_spawn.py", tmp_path, "{tmp}/model.checkpoint")
     for m in (t, d):
         assert m["world_size"] == 2 and m["ranks_agree"] is True and m["last_loss"] < m["first_loss"], (t, d)
+
+
+@pytest.mark.mpiexec
+def test_torch_distributed_idioms_give_torchs_results(tmp_path):
+    def launch(fw):
+        if fw == "torch":
+            return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        return [sys.executable, "-m", "distgraph.launch", "-n", "2", "--timeout", "120"]
+    t, d = run_both("dist_idioms.py", tmp_path, launch=launch)
+    assert not [k for k, v in t.items() if isinstance(v, str) and v.startswith("ERR")], t   # the reference ran
+    assert len(t) >= 20 and t.keys() == d.keys(), (t, d)
+    differ = {k: (t[k], d[k]) for k in t if t[k] != d[k]}
+    assert not differ, differ

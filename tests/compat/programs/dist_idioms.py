@@ -1,0 +1,141 @@
+# torch.distributed idioms a training script types, on 2 ranks started by torchrun (or distgraph-run):
+# object collectives, tensor collectives, point to point (send/recv, batch_isend_irecv), all_to_all_single,
+# new_group, async works, DistributedSampler, DDP's no_sync.  Rank 0 prints one JSON line: each idiom's
+# result, or the error it raised.  Run: torchrun --standalone --nproc-per-node 2 dist_idioms.py
+import json
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+res = {}
+def rec(name, fn):
+    try:
+        res[name] = fn()
+    except Exception as e:
+        res[name] = f"ERR {type(e).__name__}: {e}"[:200]
+
+dist.init_process_group("gloo")
+r, n = dist.get_rank(), dist.get_world_size()
+rec("available", lambda: [dist.is_available(), dist.is_initialized(), dist.get_backend() in ("gloo", "mpi")])
+rec("elastic", lambda: dist.is_torchelastic_launched())
+def objs():
+    out = [None] * n
+    dist.all_gather_object(out, {"rank": r, "sq": r * r})
+    return out
+rec("all_gather_object", objs)
+def bcast_objs():
+    lst = [f"hello{r}", r + 10] if r == 0 else [None, None]
+    dist.broadcast_object_list(lst, src=0)
+    return lst
+rec("broadcast_object_list", bcast_objs)
+def gather_obj():
+    out = [None] * n if r == 0 else None
+    dist.gather_object({"r": r}, out, dst=0)
+    return out if r == 0 else "n/a"
+rec("gather_object", gather_obj)
+def scatter_obj():
+    out = [None]
+    dist.scatter_object_list(out, [f"to{i}" for i in range(n)] if r == 0 else None, src=0)
+    return out
+rec("scatter_object_list", scatter_obj)
+def all_gather():
+    t = torch.arange(3, dtype=torch.float32) + 10 * r
+    lst = [torch.zeros(3) for _ in range(n)]
+    dist.all_gather(lst, t)
+    return [x.tolist() for x in lst]
+rec("all_gather", all_gather)
+def agit():
+    t = torch.arange(2, dtype=torch.float32) + r
+    out = torch.zeros(2 * n)
+    dist.all_gather_into_tensor(out, t)
+    return out.tolist()
+rec("all_gather_into_tensor", agit)
+def reduce_max():
+    t = torch.tensor([float(r), 5.0 - r])
+    dist.reduce(t, dst=0, op=dist.ReduceOp.MAX)
+    return t.tolist() if r == 0 else "n/a"
+rec("reduce_max", reduce_max)
+def scatter():
+    out = torch.zeros(2)
+    dist.scatter(out, [torch.full((2,), float(i)) for i in range(n)] if r == 0 else None, src=0)
+    return out.tolist()
+rec("scatter", scatter)
+def gather():
+    t = torch.full((2,), float(r))
+    lst = [torch.zeros(2) for _ in range(n)] if r == 0 else None
+    dist.gather(t, lst, dst=0)
+    return [x.tolist() for x in lst] if r == 0 else "n/a"
+rec("gather", gather)
+def p2p():
+    if r == 0:
+        dist.send(torch.tensor([1.0, 2.0]), dst=1)
+        return "sent"
+    t = torch.zeros(2)
+    dist.recv(t, src=0)
+    return t.tolist()
+rec("send_recv", p2p)
+def ip2p():
+    t = torch.full((3,), float(r))
+    buf = torch.zeros(3)
+    ops = [dist.P2POp(dist.isend, t, (r + 1) % n), dist.P2POp(dist.irecv, buf, (r - 1) % n)]
+    for req in dist.batch_isend_irecv(ops):
+        req.wait()
+    return buf.tolist()
+rec("batch_isend_irecv", ip2p)
+def a2a():
+    t = torch.arange(n, dtype=torch.float32) + 10 * r
+    out = torch.zeros(n)
+    dist.all_to_all_single(out, t)
+    return out.tolist()
+rec("all_to_all_single", a2a)
+def newgroup():
+    g = dist.new_group([0, 1])
+    t = torch.ones(1) * (r + 1)
+    dist.all_reduce(t, group=g)
+    return [t.item(), dist.get_rank(g), dist.get_world_size(g)]
+rec("new_group", newgroup)
+def work_obj():
+    t = torch.ones(2) * r
+    w = dist.all_reduce(t, async_op=True)
+    w.wait()
+    return [t.tolist(), w.is_completed()]
+rec("async_work", work_obj)
+def barrier():
+    dist.barrier()
+    return "ok"
+rec("barrier", barrier)
+def sampler():
+    ds = TensorDataset(torch.arange(10).float())
+    s = DistributedSampler(ds, shuffle=True, seed=3, drop_last=False)
+    s.set_epoch(1)
+    idx = list(iter(s))
+    dl = DataLoader(ds, batch_size=2, sampler=s)
+    return [idx, len(s), len(dl)]
+rec("sampler_len", lambda: sampler()[1:])
+def ddp():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    dm = DDP(m, find_unused_parameters=False)
+    opt = torch.optim.SGD(dm.parameters(), lr=0.1)
+    x = torch.ones(3, 4) * (r + 1)
+    with dm.no_sync():
+        dm(x).sum().backward()
+    local = m[0].weight.grad.clone()
+    dm(x).sum().backward()
+    synced = m[0].weight.grad.clone()
+    t = synced.clone(); dist.all_reduce(t)
+    return [bool(torch.allclose(t / n, synced)), bool(not torch.allclose(local * 2, synced)), type(dm.module).__name__]
+rec("ddp_no_sync", ddp)
+def tensor_types():
+    t = torch.tensor([1, 2], dtype=torch.int64) * (r + 1)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    b = torch.tensor([r == 0])
+    dist.broadcast(b, src=0)
+    return [t.tolist(), t.dtype == torch.int64, b.tolist()]
+rec("int_bool", tensor_types)
+if r == 0:
+    print(json.dumps(res, sort_keys=True))
+dist.destroy_process_group()
