@@ -79,35 +79,41 @@ def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
     return _finish(_make_on(device, dtype, lambda xp, d: xp.eye(n, m, dtype=dtype)), requires_grad)
 
 
-def _random(size, dtype, device, requires_grad, draw):
+def _draw(generator, dev, draw):
+    """``draw(gen)`` from ``generator`` (a dg.Generator, which draws on the host: its numbers are
+    uploaded to the device) or, when None, from the device's own generator (``manual_seed``)."""
+    if generator is None:
+        return draw(backend.generator(dev))
+    from distgraph.random import numpy_generator
+    return backend.to_device(draw(numpy_generator(generator, dev)), dev)
+
+
+def _random(size, generator, dtype, device, requires_grad, draw):
     dtype = backend.as_dtype(dtype or backend.float32)
     if not backend.is_floating(dtype):
         raise TypeError(f"expected a floating dtype for random floats, got {backend.dtype_name(dtype)}")
     size = _sizes(size)
+    wide = dtype if dtype != backend.float16 else backend.float32  # generators draw float32/64
 
     def build(xp, dev):
-        gen = backend.generator(dev)
-        wide = dtype if dtype != backend.float16 else backend.float32  # generators draw float32/64
-        return draw(gen, size, wide).astype(dtype, copy=False)
+        return _draw(generator, dev, lambda gen: draw(gen, size, wide)).astype(dtype, copy=False)
     return _finish(_make_on(device, dtype, build), requires_grad)
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False):
-    """Uniform on ``[0, 1)`` from the device's generator (see ``manual_seed``)."""
-    return _random(size, dtype, device, requires_grad, lambda g, s, dt: g.random(s, dtype=dt))
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Uniform on ``[0, 1)`` from ``generator`` or the device's generator (see ``manual_seed``)."""
+    return _random(size, generator, dtype, device, requires_grad, lambda g, s, dt: g.random(s, dtype=dt))
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False):
-    """Standard normal from the device's generator (see ``manual_seed``)."""
-    return _random(size, dtype, device, requires_grad, lambda g, s, dt: g.standard_normal(s, dtype=dt))
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Standard normal from ``generator`` or the device's generator (see ``manual_seed``)."""
+    return _random(size, generator, dtype, device, requires_grad, lambda g, s, dt: g.standard_normal(s, dtype=dt))
 
 
 def randint(*args, size=None, generator=None, dtype=None, device=None, requires_grad=False, **_ignored):
     """Integers uniform on ``[low, high)``: ``randint(high, size)`` or ``randint(low, high, size)``
-    (``size`` a tuple, positional or keyword); int64 unless ``dtype`` is given.
-
-    ``generator`` is accepted for PyTorch compatibility; numbers come from the device's
-    generator (see ``manual_seed``).
+    (``size`` a tuple, positional or keyword); int64 unless ``dtype`` is given.  Drawn from
+    ``generator`` (a dg.Generator) or the device's generator (see ``manual_seed``).
 
     Raises:
         TypeError: ``size`` is missing or not a tuple/list.
@@ -123,14 +129,16 @@ def randint(*args, size=None, generator=None, dtype=None, device=None, requires_
         raise RuntimeError(f"randint: expected low < high, got low={low}, high={high}")
     dtype = backend.as_dtype(dtype or backend.int64)
     size = tuple(int(n) for n in size)
-    return _finish(_make_on(device, dtype, lambda xp, d: backend.generator(d).integers(
-        int(low), int(high), size=size).astype(dtype)), requires_grad)
+    return _finish(_make_on(device, dtype, lambda xp, d: _draw(generator, d, lambda g: g.integers(
+        int(low), int(high), size=size)).astype(dtype)), requires_grad)
 
 
-def randperm(n, *, dtype=None, device=None):
+def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):
+    """A random permutation of ``range(n)`` (int64 unless ``dtype``), from ``generator`` or the
+    device's generator (see ``manual_seed``)."""
     dtype = backend.as_dtype(dtype or backend.int64)
-    return _finish(_make_on(device, dtype, lambda xp, d: backend.permutation(backend.generator(d), n)
-                            .astype(dtype)), False)
+    return _finish(_make_on(device, dtype, lambda xp, d: _draw(generator, d, lambda g: backend.permutation(g, n))
+                            .astype(dtype)), requires_grad)
 
 
 def _like(t, dtype, device):

@@ -26,6 +26,7 @@ import numpy as np
 from distgraph import backend
 from distgraph.autograd import grad_mode
 from distgraph.autograd.hooks import RemovableHandle
+from distgraph.autograd.printing import array_body, with_suffixes
 
 
 class _Unbound:
@@ -195,7 +196,7 @@ class Tensor:
 
     def __repr__(self):
         xp_arr = self.array if isinstance(self.array, np.ndarray) else self.array.get()
-        body = np.array2string(xp_arr, separator=", ", prefix="tensor(", precision=4)
+        body = array_body(xp_arr, "tensor(")
         extra = []
         if not isinstance(self.array, np.ndarray):
             extra.append(f"device='{self.device}'")
@@ -205,7 +206,7 @@ class Tensor:
             extra.append(f"grad_fn={self.grad_fn!r}")
         elif self.requires_grad:
             extra.append("requires_grad=True")
-        return "tensor(" + ", ".join([body] + extra) + ")"
+        return with_suffixes("tensor(" + body, extra, len("tensor("))
 
     # ----------------------------------------------------------- conversion
     def numpy(self):
@@ -678,6 +679,7 @@ class Tensor:
     def aminmax(self, *, dim=None, keepdim=False): return _ops.aminmax(self, dim=dim, keepdim=keepdim)
     def count_nonzero(self, dim=None): return _ops.count_nonzero(self, dim)
     def histc(self, bins=100, min=0, max=0): return _ops.histc(self, bins, min, max)
+    def bincount(self, weights=None, minlength=0): return _ops.bincount(self, weights, minlength)
     def cumsum(self, dim, *, dtype=None): return _ops.cumsum(self, dim, dtype=dtype)
     def cumprod(self, dim, *, dtype=None): return _ops.cumprod(self, dim, dtype=dtype)
     def cummax(self, dim): return _ops.cummax(self, dim)
@@ -689,6 +691,8 @@ class Tensor:
     def topk(self, k, dim=-1, largest=True, sorted=True): return _ops.topk(self, k, dim, largest, sorted)
     def kthvalue(self, k, dim=-1, keepdim=False): return _ops.kthvalue(self, k, dim, keepdim)
     def median(self, dim=None, keepdim=False): return _ops.median(self, dim, keepdim)
+    def quantile(self, q, dim=None, keepdim=False, *, interpolation="linear"):
+        return _ops.quantile(self, q, dim, keepdim, interpolation=interpolation)
     def nanmedian(self, dim=None, keepdim=False): return _ops.nanmedian(self, dim, keepdim)
     def mode(self, dim=-1, keepdim=False): return _ops.mode(self, dim, keepdim)
     def unique(self, sorted=True, return_inverse=False, return_counts=False, dim=None):
@@ -1050,7 +1054,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         arr = data.copy()
     else:
         arr = np.array(data)
-        if arr.dtype == np.float64 and not isinstance(data, np.generic):
+        # (only without a dtype: ``tensor([0.1], dtype=float64)`` must not pass through float32)
+        if arr.dtype == np.float64 and not isinstance(data, np.generic) and dtype is None:
             arr = arr.astype(np.float32)
     if arr.dtype not in backend.SUPPORTED_DTYPES:
         if dtype is None and arr.dtype.kind in "iu":

@@ -1,5 +1,5 @@
 """Sorting and selection: sort, argsort, msort, topk, kthvalue, median, nanmedian, mode,
-unique, unique_consecutive, searchsorted, bucketize; and counting: count_nonzero, histc.
+quantile, unique, unique_consecutive, searchsorted, bucketize; and counting: count_nonzero, histc, bincount.
 
 Orders are stable and NaN sorts as the largest value (as PyTorch).  Selected values are
 differentiable: their gradient goes back to the index each value came from.  A 0-d
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+import numpy as np
+
 from distgraph import backend
 from distgraph.autograd.ops._common import as_tensor, normalize_dims, xp_of
 from distgraph.autograd.ops.cumulative import TakeAlong, scan
+from distgraph.autograd.ops.elementwise import where
 from distgraph.autograd.tensor import Tensor, _make
 
-__all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "median", "nanmedian", "mode", "unique",
-           "unique_consecutive", "searchsorted", "bucketize", "count_nonzero", "histc"]
+__all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "median", "nanmedian", "mode", "quantile", "unique",
+           "unique_consecutive", "searchsorted", "bucketize", "count_nonzero", "histc", "bincount"]
 
 # torch.return_types.*
 sort_result = namedtuple("sort", ["values", "indices"])
@@ -171,6 +174,65 @@ def mode(input, dim=-1, keepdim=False):
     return mode_result(*_pick(x, xp.moveaxis(pick, -1, axis), axis, keepdim, scalar))
 
 
+_QUANTILE_MODES = ("linear", "lower", "higher", "midpoint", "nearest")
+
+
+def quantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
+    """The ``q``-quantiles of ``input`` over ``dim`` (of all elements when None): the sorted values at
+    position ``q * (n - 1)``, between neighbours by ``interpolation`` (``linear``: ``lo + (hi - lo) *
+    frac``; ``lower``, ``higher``, ``midpoint``, ``nearest`` with ties to even).  A 1-D ``q`` puts its
+    dim first in the result.  A slice holding NaN gives NaN.  Differentiable (through the sort).
+
+    Raises:
+        RuntimeError: a non-float input, an empty input, ``q`` outside [0, 1], of another dtype or
+            with more than 1 dim, or an unknown ``interpolation`` (PyTorch's checks).
+    """
+    x = as_tensor(input)
+    if not backend.is_floating(x.dtype) or x.dtype == backend.float16:
+        raise RuntimeError(f"quantile: expected a float32 or float64 input, got {backend.dtype_name(x.dtype)}; "
+                           "convert with .float()")
+    if x.numel() == 0:
+        raise RuntimeError("quantile: expected a non-empty input, got shape " + str(tuple(x.shape)))
+    if interpolation not in _QUANTILE_MODES:
+        raise RuntimeError(f"quantile: expected interpolation one of {', '.join(_QUANTILE_MODES)}, "
+                           f"got {interpolation!r}")
+    if isinstance(q, Tensor):
+        if q.dtype != x.dtype:
+            raise RuntimeError(f"quantile: expected q of the input's dtype {backend.dtype_name(x.dtype)}, got "
+                               f"{backend.dtype_name(q.dtype)}")
+        if q.ndim > 1:
+            raise RuntimeError(f"quantile: expected q a scalar or a 1-D tensor, got {q.ndim} dims")
+        one_q, qs = q.ndim == 0, backend.to_device(q.array, backend.CPU).reshape(-1).astype(backend.float64)
+    else:
+        one_q, qs = True, np.asarray([float(q)])
+    if ((qs < 0) | (qs > 1)).any():
+        raise RuntimeError(f"quantile: expected q in the range [0, 1], got {qs.tolist()}")
+    v = x.reshape(-1) if dim is None else x
+    d = 0 if dim is None else normalize_dims(dim, max(x.ndim, 1), "quantile")[0]
+    v = v.reshape(1) if v.ndim == 0 else v
+    s = sort(v, d).values.movedim(d, -1)                   # NaN sorts last
+    n = s.shape[-1]
+    pos = qs * (n - 1)
+    lo, hi = np.floor(pos).astype(np.int64), np.ceil(pos).astype(np.int64)
+    if interpolation == "lower":
+        hi = lo
+    elif interpolation == "higher":
+        lo = hi
+    elif interpolation == "nearest":
+        lo = hi = np.round(pos).astype(np.int64)           # NumPy's round is PyTorch's: half to even
+    frac = np.full_like(pos, 0.5) if interpolation == "midpoint" else pos - lo
+    xp = xp_of(s.array)
+    lo_v, hi_v = s[..., xp.asarray(lo)], s[..., xp.asarray(hi)]
+    out = lo_v + (hi_v - lo_v) * _make(xp.asarray(frac.astype(x.dtype)), None, False)
+    nan = xp.isnan(s.array[..., -1:])
+    if nan.any():   # the slice's answer (and gradient) is its NaN, sorted last: PyTorch's rule
+        out = where(_make(nan, None, False), s[..., -1:], out)
+    out = out.movedim(-1, 0)                               # (len(q), *reduced)
+    if keepdim:
+        out = out.reshape((len(qs),) + tuple(1 if dim is None or i == d else n_ for i, n_ in enumerate(x.shape)))
+    return out[0] if one_q else out
+
+
 def _int_tensor(arr, like):
     return _make(xp_of(like).asarray(arr).astype(backend.int64, copy=False), None, False)
 
@@ -292,3 +354,29 @@ def histc(input, bins=100, min=0, max=0):
     inside = (flat >= lo) & (flat <= hi)
     b = xp.clip(((flat[inside] - lo) * bins / (hi - lo)).astype(backend.int64), 0, bins - 1)
     return _make(xp.bincount(b, minlength=bins).astype(a.dtype), None, False)
+
+
+def bincount(input, weights=None, minlength=0):
+    """``out[i]`` = the number of times ``i`` occurs in the 1-D non-negative integer ``input`` (int64), or
+    the sum of ``weights`` at those places; ``max(input) + 1`` bins, at least ``minlength``.  With
+    weights the result is float32 for float32 weights, float64 otherwise (as PyTorch).  Not
+    differentiable (PyTorch has no derivative for it either)."""
+    x = as_tensor(input)
+    a = x.array
+    if backend.category(a.dtype) != 1:
+        raise NotImplementedError(f"bincount: expected an integer input, got {backend.dtype_name(a.dtype)}; "
+                                  "convert with .long()")
+    if a.ndim != 1 or (a.size and int(a.min()) < 0):
+        raise RuntimeError(f"bincount: expected a 1-D tensor of non-negative integers, got shape {tuple(a.shape)}"
+                           + (f" with minimum {int(a.min())}" if a.size and a.ndim == 1 else ""))
+    if minlength < 0:
+        raise RuntimeError(f"bincount: expected minlength >= 0, got {minlength}")
+    xp = xp_of(a)
+    if weights is None:
+        return _int_tensor(xp.bincount(a, minlength=minlength), a)
+    w = as_tensor(weights, like=x).array
+    if w.shape != a.shape:
+        raise RuntimeError(f"bincount: expected weights of the input's shape {tuple(a.shape)}, got {tuple(w.shape)}")
+    dtype = backend.float32 if w.dtype == backend.float32 else backend.float64
+    y = xp.bincount(a, weights=w.astype(backend.float64), minlength=minlength)
+    return _make(y.astype(dtype), None, False)
