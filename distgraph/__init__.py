@@ -7,18 +7,21 @@
 import sys as _sys
 
 
-class _LauncherAlias:
-    """``distgraph.launch`` (and its submodules) are the very modules of ``distgraph_launch``
-    (also for ``python -m distgraph.launch``, which asks the loader for the code)."""
+class _Alias:
+    """A meta-path finder that makes ``prefix`` (and its submodules) other names of the very modules of
+    ``real`` (also for ``python -m prefix.mod``, which asks the loader for the code): ``distgraph.launch``
+    is ``distgraph_launch``; ``distgraph.distributed.X`` is ``distgraph.comm.X`` (torch.distributed's
+    submodule paths, ``...distributed.elastic.multiprocessing.errors``, give distgraph.comm's modules,
+    not second copies of them)."""
 
-    PREFIX = __name__ + ".launch"
+    def __init__(self, prefix, real):
+        self.prefix, self.real = prefix, real
 
-    @classmethod
-    def _real(cls, fullname):
-        return "distgraph_launch" + fullname[len(cls.PREFIX):]
+    def _real(self, fullname):
+        return self.real + fullname[len(self.prefix):]
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != self.PREFIX and not fullname.startswith(self.PREFIX + "."):
+        if fullname != self.prefix and not fullname.startswith(self.prefix + "."):
             return None
         import importlib.util
         real = importlib.util.find_spec(self._real(fullname))
@@ -45,6 +48,13 @@ class _LauncherAlias:
         return importlib.util.find_spec(real).loader.get_code(real)
 
 
+def _install_alias(prefix, real):
+    for f in _sys.meta_path:   # (a loop: ``any`` is dg.any once the ops are imported below)
+        if isinstance(f, _Alias) and f.prefix == prefix:
+            return
+    _sys.meta_path.insert(0, _Alias(prefix, real))
+
+
 def _launcher_package():
     """The launcher is the top-level ``launch/`` folder, installed as the package ``distgraph_launch``
     (outside this package: it must start without importing any array code); ``distgraph.launch`` is
@@ -61,8 +71,7 @@ def _launcher_package():
         module.LOADED_BY_DISTGRAPH = True  # a new interpreter cannot import it by name (see launch/cli.py)
         _sys.modules[spec.name] = module
         spec.loader.exec_module(module)
-    if not any(isinstance(f, _LauncherAlias) for f in _sys.meta_path):
-        _sys.meta_path.insert(0, _LauncherAlias())
+    _install_alias(__name__ + ".launch", "distgraph_launch")
 
 
 _launcher_package()
@@ -79,7 +88,7 @@ from distgraph.backend import Device as device
 from distgraph import amp, autograd, comm, cuda, nn, optim, profiler, utils  # noqa: E402
 from distgraph import accelerator, multiprocessing  # noqa: E402
 from distgraph.amp import autocast  # noqa: E402
-from distgraph import linalg, random, testing  # noqa: E402
+from distgraph import futures, linalg, random, testing  # noqa: E402
 from distgraph import onnx  # noqa: E402 - dg.onnx; the onnx package itself loads on the first export
 from distgraph.random import (Generator, default_generator, fork_rng, get_rng_state, initial_seed,  # noqa: E402
                               manual_seed, seed, set_rng_state)
@@ -96,6 +105,7 @@ _sys.modules[__name__ + ".cuda.amp"] = amp
 # ``import distgraph.distributed as dist`` gives the very module ``dg.comm`` is.
 distributed = comm
 _sys.modules[__name__ + ".distributed"] = comm
+_install_alias(__name__ + ".distributed", __name__ + ".comm")
 # Scripts written for torchrun read RANK/LOCAL_RANK/WORLD_SIZE before init_process_group:
 # under mpiexec/srun these are set from the launcher's own variables (MPI is not started here).
 comm.env.export_torch_env()

@@ -20,13 +20,16 @@ Modules: ``env`` (rank discovery), ``base`` (interfaces), ``single``, ``mpi``,
 ``group`` (group management), ``collectives`` (the functions on tensors).
 """
 from distgraph.comm.base import CommError, ReduceOp, Work
+from distgraph.comm.grad_bucket import GradBucket
 from distgraph.comm.collectives import (P2POp, all_gather, all_gather_into_tensor, all_gather_object,
                                         all_reduce, all_to_all_single, barrier, batch_isend_irecv, broadcast,
-                                        broadcast_object_list, gather, gather_object, irecv, isend, recv,
+                                        broadcast_object_list, gather, gather_object, irecv, isend,
+                                        monitored_barrier, recv,
                                         reduce, reduce_scatter, reduce_scatter_tensor, scatter,
                                         scatter_object_list, send)
 from distgraph.comm.group import (GroupMember, destroy_process_group, get_backend,
-                                  get_local_rank, get_local_world_size, get_rank, get_world_size,
+                                  get_local_rank, get_local_world_size, get_node_local_rank, get_rank,
+                                  get_world_size,
                                   init_process_group, is_available, is_initialized, is_torchelastic_launched,
                                   new_group)
 
@@ -38,5 +41,5 @@ __all__ = [
     "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_to_all_single",
     "send", "recv", "isend", "irecv", "barrier", "broadcast_object_list", "all_gather_object",
     "gather_object", "scatter_object_list", "P2POp", "batch_isend_irecv", "is_available",
-    "is_torchelastic_launched",
+    "is_torchelastic_launched", "monitored_barrier", "get_node_local_rank", "GradBucket",
 ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from distgraph.comm.watchdog import wait as _wait
+from distgraph.futures import Future
 
 __all__ = ["CommError", "ReduceOp", "OpDesc", "Work", "CompletedWork", "ProcessGroup"]
 
@@ -212,6 +213,11 @@ class Work:
         self.wait()
         return self._result
 
+    def get_future(self):
+        """A :class:`distgraph.futures.Future` completed with the list of tensors the operation wrote
+        (PyTorch's ``Work.get_future()``: what DDP communication hooks return)."""
+        return Future._of_work(self)
+
     def __repr__(self):
         state = "completed" if self._done else "pending"
         return f"<Work {self.desc} {state}>"
@@ -254,6 +260,14 @@ class CompletedWork(Work):
         self._done = True
 
 
+class _Count(int):
+    """A group's ``rank``/``size``: an int that can also be called, as PyTorch's ``ProcessGroup.size()``
+    and ``.rank()`` are (hooks written for torch call ``group.size()``)."""
+
+    def __call__(self) -> int:
+        return int(self)
+
+
 class ProcessGroup(ABC):
     """A set of ranks that run collectives together.
 
@@ -266,8 +280,8 @@ class ProcessGroup(ABC):
     backend = "abstract"
 
     def __init__(self, rank: int, size: int, ranks, timeout: float, world_size: int | None = None):
-        self.rank = rank
-        self.size = size
+        self.rank = _Count(rank)
+        self.size = _Count(size)
         self.ranks = list(ranks)
         self.timeout = timeout
         self.world_size = world_size if world_size is not None else size

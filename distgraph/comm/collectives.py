@@ -23,7 +23,7 @@ from distgraph.comm.base import CommError, ReduceOp
 __all__ = ["all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce_scatter",
            "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_to_all_single", "send",
            "recv", "isend", "irecv", "barrier", "broadcast_object_list", "all_gather_object",
-           "gather_object", "scatter_object_list", "P2POp", "batch_isend_irecv"]
+           "gather_object", "scatter_object_list", "P2POp", "batch_isend_irecv", "monitored_barrier"]
 
 
 # ------------------------------------------------------------------ checks
@@ -337,6 +337,20 @@ def barrier(group=None, async_op=False, device_ids=None):
         return None
     pg.begin("barrier")
     return _finish(pg.barrier(), async_op, [])
+
+
+def monitored_barrier(group=None, timeout=None, wait_all_ranks=False):
+    """A barrier that must complete within ``timeout`` (a ``timedelta`` or seconds; the group's timeout
+    when None).  As PyTorch's, it names the ranks that did not arrive; here every rank's wait ends the
+    job with that report (the comm layer's timeout) rather than raising on rank 0 only."""
+    pg = _group.resolve(group, "monitored_barrier")
+    if pg is None:
+        return None
+    seconds = timeout.total_seconds() if hasattr(timeout, "total_seconds") else timeout
+    pg.begin("barrier")
+    work = _finish(pg.barrier(), True, [])
+    work.wait(timeout=seconds)
+    return None
 
 
 # ------------------------------------------------------------ point to point

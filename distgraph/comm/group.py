@@ -276,19 +276,32 @@ def get_rank(group=None) -> int:
     """This process's rank in ``group`` (default: the world); -1 if not a member."""
     if isinstance(group, GroupMember._NonMember):
         return -1
-    return resolve(group, "get_rank").rank
+    return int(resolve(group, "get_rank").rank)
 
 
 def get_world_size(group=None) -> int:
     """Number of ranks in ``group`` (default: the world); -1 if not a member."""
     if isinstance(group, GroupMember._NonMember):
         return -1
-    return resolve(group, "get_world_size").size
+    return int(resolve(group, "get_world_size").size)
 
 
 def get_local_rank() -> int:
     """This process's rank among the ranks on its node (what picks its GPU)."""
     return default_group("get_local_rank").local_rank
+
+
+def get_node_local_rank(fallback_rank=None) -> int:
+    """``LOCAL_RANK`` from the environment (set by torchrun, distgraph-run and, from the MPI launcher's
+    own variables, under mpiexec/srun), else ``fallback_rank``; as PyTorch's, a ``RuntimeError`` when
+    neither is there.  Needs no process group."""
+    raw = os.environ.get("LOCAL_RANK")
+    if raw is not None:
+        return int(raw)
+    if fallback_rank is not None:
+        return int(fallback_rank)
+    raise RuntimeError("get_node_local_rank: LOCAL_RANK is not in the environment (no launcher set it) and "
+                       "no fallback_rank was given; pass fallback_rank=0 for a single process")
 
 
 def get_local_world_size() -> int:

@@ -9,6 +9,7 @@
     mpiexec -n 2 python tests/comm/mpi_failures.py dtype      # float32 against int32, same bytes
     mpiexec -n 2 python tests/comm/mpi_failures.py shape      # (8,) against (2, 4)
     mpiexec -n 2 python tests/comm/mpi_failures.py preinit    # rank 1 exits before init_process_group
+    mpiexec -n 2 python tests/comm/mpi_failures.py monitored  # rank 1 is late for a monitored_barrier
 
 ``tests/comm/test_failures.py`` runs them and checks the output and the time taken.
 """
@@ -82,6 +83,12 @@ def main(scenario, *args):
             print(f"CAUGHT rank={r} i={i}: {e}", flush=True)
     elif scenario == "preinit":
         comm.all_reduce(t)
+    elif scenario == "monitored":   # its own 2 s timeout, not the group's
+        if r == 1:
+            stuck_in_python(120)
+        else:
+            import datetime
+            comm.monitored_barrier(timeout=datetime.timedelta(seconds=2))
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
     comm.destroy_process_group()

@@ -51,6 +51,16 @@ def test_missing_rank_gets_a_stall_report_then_everyone_aborts():
     assert "DONE" not in out
 
 
+def test_monitored_barrier_ends_the_job_after_its_own_timeout_naming_the_late_rank():
+    proc, seconds = run_mpi(2, "mpi_failures.py", "monitored", timeout=60, env={"TEST_TIMEOUT": "40"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert seconds < 25, (seconds, out)       # the barrier's 2 s, not the group's 40 s
+    assert re.search(r"TIMEOUT: rank 1 never called barrier #2 .* never called it: \[1\]", out), out
+    assert "DONE" not in out
+    assert_nothing_left()
+
+
 def test_debug_mode_mismatch_raises_on_every_rank():
     proc, _ = run_mpi(2, "mpi_failures.py", "mismatch", timeout=60,
                       env={"DISTGRAPH_DEBUG": "1", "TEST_TIMEOUT": "30"})

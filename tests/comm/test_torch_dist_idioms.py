@@ -276,3 +276,44 @@ def test_mp_spawn_arguments_and_aliases():
     assert mp.get_context("spawn").get_start_method() == "spawn"
     assert issubclass(mp.ProcessRaisedException, mp.ProcessException)
     assert issubclass(mp.ProcessExitedException, mp.ProcessException)
+
+
+def test_node_local_rank_comes_from_the_environment_or_the_fallback(monkeypatch):
+    import distgraph.distributed as dist
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert dist.get_node_local_rank(fallback_rank=0) == 0
+    with pytest.raises(RuntimeError, match="LOCAL_RANK is not in the environment.*fallback_rank"):
+        dist.get_node_local_rank()
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert dist.get_node_local_rank() == 3 and dist.get_node_local_rank(fallback_rank=0) == 3
+
+
+def test_torch_submodule_paths_give_distgraphs_own_modules():
+    import distgraph.comm.elastic.multiprocessing.errors as real
+    from distgraph.distributed.algorithms.ddp_comm_hooks import default_hooks
+    from distgraph.distributed.elastic.multiprocessing.errors import record
+    import distgraph.comm.algorithms.ddp_comm_hooks.default_hooks as hooks
+    assert record is real.record and default_hooks is hooks
+
+
+def test_record_writes_torchelastics_error_file_and_raises_again(tmp_path, monkeypatch):
+    from distgraph.distributed.elastic.multiprocessing.errors import record
+    path = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(path))
+
+    @record
+    def main():
+        raise KeyError("missing")
+    with pytest.raises(KeyError):
+        main()
+    err = json.loads(path.read_text())["message"]
+    assert err["message"] == "KeyError: 'missing'" and "in main" in err["extraInfo"]["py_callstack"]
+
+    @record
+    def leaves(code):
+        raise SystemExit(code)
+    path.unlink()
+    with pytest.raises(SystemExit):
+        leaves(2)
+    assert leaves(0) is None      # as torch's: a clean exit returns
+    assert not path.exists()      # an exit is not an error to record

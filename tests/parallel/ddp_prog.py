@@ -243,6 +243,76 @@ def check_fp16_hook():
     print(f"OK fp16_hook rank {RANK}", flush=True)
 
 
+def hooked(hook, state=None, bucket_cap_mb=25):
+    def wrap(m):
+        d = DDP(m, bucket_cap_mb=bucket_cap_mb)
+        d.register_comm_hook(state, hook)
+        return d
+    return wrap
+
+
+def check_comm_hooks():
+    """PyTorch's hook contract: the bucket holds this rank's gradients (undivided); the Future's value
+    goes back into it."""
+    from distgraph.distributed.algorithms.ddp_comm_hooks import default_hooks
+    import distgraph.distributed as dist
+    want, x, y = reference(dg.float64, steps=5)
+    # the default hook, by its torch path, with tiny buckets (several hooks per backward)
+    got, _ = train(mlp(dg.float64), x, y, 5, wrap=hooked(default_hooks.allreduce_hook, bucket_cap_mb=0.0005))
+    close(got, want, 1e-10, "allreduce_hook")
+
+    # a hook written as in torch's tutorial: all-reduce, then divide in the callback
+    seen = []
+
+    def mean_hook(state, bucket: dist.GradBucket) -> dg.futures.Future[dg.Tensor]:
+        seen.append((bucket.index(), bucket.is_last(), len(bucket.parameters()), bucket.buffer().numel()))
+        assert sum(g.numel() for g in bucket.gradients()) == bucket.buffer().numel()
+        fut = dist.all_reduce(bucket.buffer(), group=state, async_op=True).get_future()
+        return fut.then(lambda f: f.value()[0] / state.size())
+    got, _ = train(mlp(dg.float64), x, y, 5, wrap=hooked(mean_hook, state=dist.group.WORLD))
+    close(got, want, 1e-10, "a user's all-reduce-then-divide hook")
+    n_grads = sum(p.numel() for p in mlp(dg.float64).parameters())
+    assert len(seen) == 5 and all(s == (0, True, 6, n_grads) for s in seen), seen   # one bucket per backward
+
+    # a hook that does no communication: each rank keeps its own gradients, undivided
+    def local_hook(state, bucket):
+        fut = dg.futures.Future()
+        fut.set_result(bucket.buffer())
+        return fut
+    m = mlp(dg.float64)
+    net = hooked(local_hook)(m)
+    xs, ys = shard(x), shard(y)
+    F.cross_entropy(net(dg.tensor(xs)), dg.tensor(ys)).backward()
+    mine = [p.grad.numpy().copy() for p in m.parameters()]
+    for p in m.parameters():
+        p.grad = None
+    F.cross_entropy(m(dg.tensor(xs)), dg.tensor(ys)).backward()     # (no_sync-free plain module)
+    close(mine, [p.grad.numpy() for p in m.parameters()], 1e-12, "a hook that keeps local gradients")
+
+    # a parameter no rank used keeps grad None under a hook too (flags reduced on their own)
+    dg.manual_seed(3)
+    b = Branchy().double()
+    net = hooked(default_hooks.allreduce_hook)(b)
+    net(dg.tensor(np.ones((2, 4)) * (RANK + 1))).sum().backward()
+    assert b.unused_everywhere.weight.grad is None and b.rank0_only.weight.grad is not None
+
+    # returning the Work itself is refused, saying what to return
+    bad = hooked(lambda s, bk: dist.all_reduce(bk.buffer(), async_op=True))(mlp(dg.float64))
+    try:
+        F.cross_entropy(bad(dg.tensor(xs)), dg.tensor(ys)).backward()
+    except RuntimeError as e:
+        assert "must return a distgraph.futures.Future" in str(e) and "work.get_future()" in str(e), e
+    else:
+        raise AssertionError("a hook returning Work was accepted")
+    try:
+        net.register_comm_hook(None, default_hooks.allreduce_hook)
+    except RuntimeError as e:
+        assert "already registered" in str(e), e
+    else:
+        raise AssertionError("a second hook was accepted")
+    print(f"OK comm_hooks rank {RANK}", flush=True)
+
+
 def check_mismatched_models():
     m = nn.Linear(4, 3 if RANK == 0 else 5)
     try:

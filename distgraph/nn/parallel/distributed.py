@@ -225,9 +225,22 @@ class DistributedDataParallel(Module):
 
     # ------------------------------------------------------------- extras
     def register_comm_hook(self, state, hook):
-        """``hook(state, bucket) -> work``: replaces the all-reduce of each bucket; after
-        ``work.wait()`` the bucket's buffer must hold the averaged gradients (they are
-        already divided by the world size before the hook sees them)."""
+        """Replace each bucket's all-reduce by ``hook(state, bucket)`` (PyTorch's contract).
+
+        ``bucket`` is a :class:`GradBucket`: ``bucket.buffer()`` holds this rank's gradients, flat
+        and *not* divided by the world size.  The hook returns a :class:`distgraph.futures.Future`
+        whose value (a tensor, or a list whose first item is one) is the bucket's reduced gradients,
+        e.g. ``dist.all_reduce(t.div_(n), async_op=True).get_future().then(lambda f: f.value()[0])``;
+        ready-made ones are in ``distgraph.distributed.algorithms.ddp_comm_hooks.default_hooks``.
+
+        Raises:
+            RuntimeError: a hook is already registered (as PyTorch, only one per model).
+        """
+        if self.reducer.comm_hook is not None:
+            raise RuntimeError("DistributedDataParallel.register_comm_hook: a communication hook is already "
+                               "registered, and only one can be (as in PyTorch); wrap the model again to change it")
+        if not callable(hook):
+            raise TypeError(f"register_comm_hook: expected a callable hook(state, bucket), got {type(hook).__name__}")
         self.reducer.comm_hook, self.reducer.hook_state = hook, state
 
     def state_dict(self, destination=None, prefix="", keep_vars=False):

@@ -19,11 +19,21 @@ gradients back.
 The used flags ride along inside each bucket's all-reduce: after it, a flag of
 0 means no rank used that parameter, and its ``.grad`` stays ``None`` (as
 PyTorch's ``find_unused_parameters=True``), without any extra collective.
+
+With a communication hook (``register_comm_hook``, PyTorch's contract) the hook
+gets the bucket's gradients as they are (not divided), returns a
+:class:`distgraph.futures.Future`, and the tensor that Future holds is copied
+into the bucket; the used flags then go in one small all-reduce of their own
+when backward ends.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from distgraph import backend, profiler
-from distgraph.autograd.tensor import wrap
+from distgraph.autograd.tensor import Tensor, wrap
+from distgraph.comm.grad_bucket import GradBucket
+from distgraph.futures import Future
 
 FIRST_BUCKET_BYTES = 1024 * 1024  # PyTorch's default: a small first bucket starts communication early
 
@@ -120,7 +130,10 @@ class Reducer:
         view = bucket.views[k]
         if used and p.grad is not None:
             xp = backend.get_array_module(view)
-            if p.grad.array is view:                       # gradient_as_bucket_view: already in place
+            if self.comm_hook is not None:                 # a hook gets the gradients as they are
+                if p.grad.array is not view:
+                    xp.copyto(view, p.grad.array)
+            elif p.grad.array is view:                     # gradient_as_bucket_view: already in place
                 view *= 1.0 / self.world_size
             else:
                 xp.multiply(p.grad.array, 1.0 / self.world_size, out=view)
@@ -139,15 +152,55 @@ class Reducer:
             b = self.buckets[self.next_launch]
             self.timeline.append(("launch", b.index))
             start = profiler.now_us()
+            record = lambda *_, b=b, start=start: profiler.record(  # noqa: E731
+                f"allreduce bucket {b.index}", "allreduce", start, profiler.now_us(), bytes=int(b.buffer.nbytes))
             if self.comm_hook is not None:
-                b.work = self.comm_hook(self.hook_state, GradBucket(b))
+                b.work = self._run_hook(b)
+                if profiler.enabled():
+                    b.work.add_done_callback(record)   # (runs when the Future is seen complete)
             else:
                 from distgraph import comm
                 b.work = comm.all_reduce(wrap(b.buffer), group=self.group, async_op=True)
-            if profiler.enabled() and hasattr(b.work, "then"):
-                b.work.then(lambda b=b, start=start: profiler.record(
-                    f"allreduce bucket {b.index}", "allreduce", start, profiler.now_us(), bytes=int(b.buffer.nbytes)))
+                if profiler.enabled():
+                    b.work.then(record)
             self.next_launch += 1
+
+    def _run_hook(self, b):
+        fut = self.comm_hook(self.hook_state, GradBucket(b, b.index == len(self.buckets) - 1))
+        if not isinstance(fut, Future):
+            name = getattr(self.comm_hook, "__name__", repr(self.comm_hook))
+            hint = " (for a collective's work handle: return work.get_future())" if hasattr(fut, "wait") else ""
+            raise RuntimeError(f"DistributedDataParallel: the communication hook {name} must return a "
+                               f"distgraph.futures.Future of the bucket's reduced gradients, got "
+                               f"{type(fut).__name__}{hint}")
+        return fut
+
+    def _hook_result(self, b):
+        """Wait for a hook's Future and copy the tensor it holds into the bucket."""
+        value = b.work.wait()
+        if isinstance(value, (list, tuple)) and len(value) >= 1:
+            value = value[0]
+        arr = value.array if isinstance(value, Tensor) else None
+        grads = b.buffer[:b.numel]
+        if arr is None or arr.size != b.numel:
+            got = f"shape {tuple(arr.shape)}" if arr is not None else type(value).__name__
+            raise RuntimeError(f"DistributedDataParallel: the communication hook's Future for bucket {b.index} must "
+                               f"hold a tensor of the bucket's {b.numel} gradients (bucket.buffer()), got {got}")
+        grads[...] = arr.reshape(-1)   # (a no-op copy when the hook gave back bucket.buffer() itself)
+
+    def _reduce_flags(self):
+        """With a hook: which parameters any rank used, in one all-reduce of every bucket's flags."""
+        from distgraph import comm
+        flags = np.array([u for b in self.buckets for u in b.used], dtype=np.int32)
+        if self.world_size > 1:
+            t = wrap(flags)
+            comm.all_reduce(t, op=comm.ReduceOp.MAX, group=self.group)
+            flags = t.array
+        out, k = {}, 0
+        for b in self.buckets:
+            out[b.index] = [bool(f) for f in flags[k:k + len(b.params)]]
+            k += len(b.params)
+        return out
 
     def finish(self):
         """End of backward: complete every bucket and write gradients back.
@@ -156,13 +209,19 @@ class Reducer:
         unused = [i for i, r in enumerate(self.ready) if not r]
         for i in unused:
             self.mark_ready(i, used=False)
+        hooked = self.comm_hook is not None
         for b in self.buckets:
-            b.work.wait()
+            self._hook_result(b) if hooked else b.work.wait()
             self.timeline.append(("done", b.index))
+        any_used = self._reduce_flags() if hooked else {}
+        for b in self.buckets:
             # A parameter this rank used was used somewhere; only for the others is the
             # reduced flag read back -- one host read per such bucket, none usually.
-            used = b.used if all(b.used) else \
-                [u or f != 0 for u, f in zip(b.used, backend.to_device(b.flags, backend.CPU))]
+            if hooked:
+                used = any_used[b.index]
+            else:
+                used = b.used if all(b.used) else \
+                    [u or f != 0 for u, f in zip(b.used, backend.to_device(b.flags, backend.CPU))]
             for k, p in enumerate(b.params):
                 if not used[k]:                 # no rank used it: leave .grad alone (None)
                     continue
@@ -176,20 +235,3 @@ class Reducer:
                     p.grad.array[...] = view
         self.active = False
         return unused
-
-
-class GradBucket:
-    """What a communication hook receives (PyTorch's ``dist.GradBucket``)."""
-
-    def __init__(self, bucket):
-        self._b = bucket
-
-    def index(self):
-        return self._b.index
-
-    def buffer(self):
-        """The flat bucket as a Tensor; the hook must leave the reduced values in it."""
-        return wrap(self._b.buffer)
-
-    def parameters(self):
-        return list(self._b.params)

@@ -1,10 +1,15 @@
 # torch.distributed idioms a training script types, on 2 ranks started by torchrun (or distgraph-run):
 # object collectives, tensor collectives, point to point (send/recv, batch_isend_irecv), all_to_all_single,
-# new_group, async works, DistributedSampler, DDP's no_sync.  Rank 0 prints one JSON line: each idiom's
+# new_group, async works, DistributedSampler, DDP's no_sync and communication hooks, monitored_barrier,
+# the elastic @record decorator.  Rank 0 prints one JSON line: each idiom's
 # result, or the error it raised.  Run: torchrun --standalone --nproc-per-node 2 dist_idioms.py
+import datetime
 import json
+import os
 import torch
 import torch.distributed as dist
+import torch.distributed.algorithms.ddp_comm_hooks.default_hooks as default_hooks
+from torch.distributed.elastic.multiprocessing.errors import record
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, TensorDataset
@@ -136,6 +141,59 @@ def tensor_types():
     dist.broadcast(b, src=0)
     return [t.tolist(), t.dtype == torch.int64, b.tolist()]
 rec("int_bool", tensor_types)
+def hooks():
+    out, seen = [], []
+    def mean_hook(state, bucket):
+        seen.append([bucket.index(), bucket.is_last(), len(bucket.parameters()), bucket.buffer().numel()])
+        fut = dist.all_reduce(bucket.buffer(), group=state, async_op=True).get_future()
+        return fut.then(lambda f: f.value()[0] / state.size())
+    for hook, state in ((default_hooks.allreduce_hook, None), (default_hooks.fp16_compress_hook, None),
+                        (mean_hook, dist.group.WORLD)):
+        torch.manual_seed(0)
+        m = nn.Linear(4, 2)
+        dm = DDP(m)
+        dm.register_comm_hook(state, hook)
+        (dm(torch.ones(3, 4) * (r + 1)) * torch.tensor([1.0, 2.0])).sum().backward()
+        out.append(m.weight.grad.flatten().tolist() + m.bias.grad.tolist())
+    try:
+        dm.register_comm_hook(None, default_hooks.allreduce_hook)
+        out.append("second hook accepted")
+    except RuntimeError:
+        out.append("second hook refused")
+    return out + seen
+rec("ddp_comm_hooks", hooks)
+def futures():
+    f = torch.futures.Future()
+    g = f.then(lambda x: x.value() * 3)
+    f.set_result(2)
+    w = dist.all_reduce(torch.ones(2) * (r + 1), async_op=True).get_future()
+    return [g.wait(), w.wait()[0].tolist(), type(w).__name__]
+rec("futures", futures)
+def group_calls():
+    return [dist.group.WORLD.size(), dist.group.WORLD.rank() == r, dist.get_node_local_rank(fallback_rank=0) == r]
+rec("group_size_rank", group_calls)
+def monitored():
+    return [dist.monitored_barrier(timeout=datetime.timedelta(seconds=60)), dist.monitored_barrier(wait_all_ranks=True)]
+rec("monitored_barrier", monitored)
+def recorded():
+    @record
+    def fine(x):
+        return x + 1
+    @record
+    def fails():
+        raise ValueError(f"bad thing on rank {r}")
+    path = os.path.abspath(f"error_{r}.json")
+    os.environ["TORCHELASTIC_ERROR_FILE"] = path
+    try:
+        fails()
+        raised = "no"
+    except ValueError as e:
+        raised = str(e)
+    del os.environ["TORCHELASTIC_ERROR_FILE"]
+    with open(path) as f:
+        err = json.load(f)
+    return [fine(1), fine.__name__, raised, err["message"]["message"], sorted(err["message"]["extraInfo"])]
+rec("elastic_record", recorded)
 if r == 0:
     print(json.dumps(res, sort_keys=True))
 dist.destroy_process_group()
