@@ -298,8 +298,9 @@ def test_every_checkpoint_damaged_raises_on_every_rank(tmp_path):
     from mpi_util import run_mpi
     script = tmp_path / "restore.py"
     script.write_text(RESTORE_SCRIPT)
-    p, _ = run_mpi(2, script, tmp_path / "ckpt", timeout=120)
+    p, secs = run_mpi(2, script, tmp_path / "ckpt", timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
+    assert secs < 60, secs     # the ranks agree at once: nobody waits for a timeout
     assert "rank 0 raised: CheckpointManager: every checkpoint" in p.stdout, p.stdout + p.stderr
     assert "rank 1 raised: [rank 1/2] CheckpointManager: rank 0 found no checkpoint" in p.stdout, p.stdout
     assert "rank 0 fresh: None" in p.stdout and "rank 1 fresh: None" in p.stdout, p.stdout

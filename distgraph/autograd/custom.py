@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from distgraph import backend
 from distgraph.autograd import grad_mode
-from distgraph.autograd.function import Node, _next_seq
+from distgraph.autograd.function import Node
 from distgraph.autograd.tensor import Tensor, _make
 
 
@@ -115,7 +115,7 @@ class Function:
                 continue
             node = _CustomNode()
             node.fn, node.ctx, node.index, node.outputs, node.n_inputs = cls, ctx, i, shapes, len(args)
-            node.next, node.needs_input_grad = nxt, list(ctx.needs_input_grad)
-            node.seq, node._released, node._versions = _next_seq(), False, []
+            node.link(nxt)
+            node.needs_input_grad = list(ctx.needs_input_grad)
             results.append(_make(o.array, node, True))
         return results[0] if single else tuple(results)

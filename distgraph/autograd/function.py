@@ -90,6 +90,15 @@ class Node:
         hooks.append(fn)
         return RemovableHandle(hooks, fn)
 
+    def link(self, next_):
+        """Put a node built outside ``Function.apply`` into the graph (a checkpointed segment, a module's
+        backward hook): ``next_`` as ``Node.next``, a fresh ``seq``, nothing saved to version-check."""
+        self.next = list(next_)
+        self.needs_input_grad = [n is not None for n in self.next]
+        self.seq = _next_seq()
+        self._released = False
+        self._versions = []
+
     def _check_versions(self):
         for counter, expected in self._versions:
             if counter[0] != expected:

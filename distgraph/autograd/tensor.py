@@ -932,10 +932,11 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
-def wrap(array, requires_grad=False) -> "Tensor":
+def wrap(array, requires_grad=False, grad_fn=None) -> "Tensor":
     """A Tensor around a raw NumPy/CuPy ``array`` the framework computed itself (a mask, a bucket
-    view): no copy, no checks, no graph. Internal: user code calls ``dg.tensor``/``dg.as_tensor``."""
-    return _make(array, None, requires_grad)
+    view): no copy, no checks; in no graph unless ``grad_fn`` (a ``Node`` put in the graph with
+    ``Node.link``) produced it. Internal: user code calls ``dg.tensor``/``dg.as_tensor``."""
+    return _make(array, grad_fn, requires_grad or grad_fn is not None)
 
 
 def bump_version(*tensors):

@@ -26,7 +26,7 @@ import numpy as np
 
 from distgraph import backend
 from distgraph.autograd import engine, grad_mode
-from distgraph.autograd.tensor import Tensor, _make
+from distgraph.autograd.tensor import Tensor, wrap
 from distgraph.graph import cudagraph as _cudagraph
 from distgraph.graph import fuse as _fuse
 from distgraph.graph.capture import is_array
@@ -151,7 +151,7 @@ _LITERALS = (int, bool, str, type(None))
 class _Gen:
     def __init__(self, cap, verdict):
         self.cap, self.verdict = cap, verdict
-        self.ns = {"_make": _make, "GuardFailed": GuardFailed, "_same": _same_value,
+        self.ns = {"wrap": wrap, "GuardFailed": GuardFailed, "_same": _same_value,
                    "ReplayError": ReplayError, "_finish_leaf": engine._finish_leaf, "_Scope": _BackwardScope,
                    "_fix0": _fix0, "_ones_like": _ones_like}
         self.consts = {}
@@ -192,7 +192,7 @@ class _Gen:
         if kind == "argt":
             return f"A[{e[1]}]"
         if kind == "wrap":
-            return f"_make({self.ref(e[1])}, None, False)"
+            return f"wrap({self.ref(e[1])})"
         if kind == "grad":
             return grad_name(e[1])
         if kind == "tuple":

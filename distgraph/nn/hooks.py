@@ -9,7 +9,7 @@ called from the output node with ``grad_input`` all ``None``, as in PyTorch.
 from __future__ import annotations
 
 from distgraph import backend
-from distgraph.autograd.function import Node, _next_seq
+from distgraph.autograd.function import Node
 from distgraph.autograd.packing import pack, unpack
 from distgraph.autograd.tensor import Tensor, wrap
 
@@ -68,9 +68,7 @@ class _IdentityNode(Node):
 def _route(call, tensors, is_output, positions=None):
     node = _IdentityNode()
     node.call, node.tensors, node.is_output, node.positions = call, tensors, is_output, positions
-    node.next = [t.grad_fn or t for t in tensors]
-    node.needs_input_grad = [True] * len(tensors)
-    node.seq, node._released, node._versions = _next_seq(), False, []
+    node.link([t.grad_fn or t for t in tensors])
     views, node.layout = pack(node, tensors)
     return views
 

@@ -176,8 +176,8 @@ def _perturb(obj):
 
 
 def _like(t, array):
-    from distgraph.autograd.tensor import _make
-    return _make(backend.to_device(np.ascontiguousarray(array), t.device), None, False)
+    from distgraph.autograd.tensor import wrap
+    return wrap(backend.to_device(np.ascontiguousarray(array), t.device))
 
 
 def _refs(op):

@@ -22,9 +22,9 @@ import numpy as np
 from distgraph import backend
 from distgraph.autograd import grad_mode
 from distgraph.autograd.engine import run_backward
-from distgraph.autograd.function import Node, _next_seq
+from distgraph.autograd.function import Node
 from distgraph.autograd.packing import pack, unpack
-from distgraph.autograd.tensor import Tensor, _make
+from distgraph.autograd.tensor import Tensor, wrap
 
 __all__ = ["checkpoint", "checkpoint_sequential"]
 
@@ -68,7 +68,7 @@ class _Recompute(Node):
         return "CheckpointBackward"
 
     def backward(self, gy):
-        inputs = [_make(a.array, None, a.requires_grad) if isinstance(a, Tensor) else a for a in self.args]
+        inputs = [wrap(a.array, a.requires_grad) if isinstance(a, Tensor) else a for a in self.args]
         saved_now = _rng_snapshot(self.devices, fork=False) if self.rng is not None else None
         try:
             if self.rng is not None:
@@ -129,13 +129,11 @@ def checkpoint(function, *args, use_reentrant=None, preserve_rng_state=True, **k
     node.fn, node.args, node.kwargs, node.rng, node.devices = function, args, kwargs, rng, devices
     # the extra leaf makes the segment part of the graph even when no argument requires grad:
     # parameters inside the function still need their gradients
-    anchor = _make(np.zeros((), np.float32), None, True)
-    node.next = [a.grad_fn or a for a in args if isinstance(a, Tensor) and a.requires_grad] + [anchor]
-    node.needs_input_grad = [True] * len(node.next)
-    node.seq, node._released, node._versions = _next_seq(), False, []
+    anchor = wrap(np.zeros((), np.float32), requires_grad=True)
+    node.link([a.grad_fn or a for a in args if isinstance(a, Tensor) and a.requires_grad] + [anchor])
     if single:
         node.layout = None
-        return _make(out.array, node, True)
+        return wrap(out.array, grad_fn=node)
     # several outputs: one packed array stands for all of them (autograd.packing), so the
     # engine sums every output's gradient before the segment is recomputed once
     index = [i for i, o in enumerate(outs) if isinstance(o, Tensor) and backend.is_floating(o.dtype)]

@@ -49,6 +49,7 @@ def test_missing_rank_gets_a_stall_report_then_everyone_aborts():
     assert re.search(r"\[rank [023]/4\] TIMEOUT: rank 1 never called all_reduce #2 .* never called it: \[1\]",
                      out), out
     assert "DONE" not in out
+    assert_nothing_left()
 
 
 def test_monitored_barrier_ends_the_job_after_its_own_timeout_naming_the_late_rank():
@@ -62,8 +63,8 @@ def test_monitored_barrier_ends_the_job_after_its_own_timeout_naming_the_late_ra
 
 
 def test_debug_mode_mismatch_raises_on_every_rank():
-    proc, _ = run_mpi(2, "mpi_failures.py", "mismatch", timeout=60,
-                      env={"DISTGRAPH_DEBUG": "1", "TEST_TIMEOUT": "30"})
+    proc, seconds = run_mpi(2, "mpi_failures.py", "mismatch", timeout=60,
+                            env={"DISTGRAPH_DEBUG": "1", "TEST_TIMEOUT": "30"})
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     for r in (0, 1):
@@ -71,6 +72,8 @@ def test_debug_mode_mismatch_raises_on_every_rank():
         assert f"CONTINUED rank={r}" in out, out  # nothing was sent: the job goes on
     assert "rank 0: all_reduce #2 shape=(8,) dtype=float32 op=SUM" in out, out
     assert "rank 1: broadcast #2 shape=(8,) dtype=float32 root=0" in out, out
+    assert seconds < 30, (seconds, out)
+    assert_nothing_left()
 
 
 def test_without_debug_mode_different_collectives_end_the_job_with_the_diagnosis():
@@ -121,6 +124,8 @@ def test_periodic_check_raises_on_every_rank_at_the_same_collective(scenario, th
     assert "rank 0: all_reduce #2 shape=(8,) dtype=float32 op=SUM" in out, out
     assert f"rank 1: all_reduce #2 {theirs} op=SUM" in out, out
     assert proc.stdout.count("DONE rank=") == 2, out
+    assert seconds < 30, (seconds, out)
+    assert_nothing_left()
 
 
 def test_periodic_check_can_be_turned_off():
@@ -128,6 +133,7 @@ def test_periodic_check_can_be_turned_off():
                       env={"TEST_TIMEOUT": "30", "DISTGRAPH_CHECK_EVERY": "0"})
     assert "CAUGHT" not in proc.stdout, proc.stdout + proc.stderr
     assert proc.stdout.count("DONE rank=") == 2, proc.stdout + proc.stderr
+    assert_nothing_left()
 
 
 @pytest.mark.parametrize("args,code,how", [
@@ -167,6 +173,7 @@ def test_rank_killed_mid_job_ends_the_job():
     assert proc.returncode != 0, out
     assert seconds < 25, (seconds, out)  # well before the 30 s collective timeout
     assert "DONE" not in out
+    assert_nothing_left()
 
 
 def test_uncaught_exception_aborts_every_rank_with_its_traceback():
@@ -178,3 +185,4 @@ def test_uncaught_exception_aborts_every_rank_with_its_traceback():
     assert "[rank 1/2] uncaught exception; aborting the job" in out, out
     assert "[rank 1/2] ValueError: boom on purpose" in out, out
     assert "DONE" not in out
+    assert_nothing_left()

@@ -140,10 +140,14 @@ def test_the_rank_wrapper_stops_its_program_when_the_launcher_is_gone():
 
 # -------------------------------------------------------------- exit status
 def run(args, timeout=120, **env):
+    """distgraph-run ``args`` to its end; then no process of the job may be left (each gets a marker)."""
+    marker = f"dgtest-{uuid.uuid4().hex[:10]}"
     start = time.monotonic()
     p = subprocess.run([sys.executable, "-m", "distgraph.launch", *args], capture_output=True, text=True,
-                       timeout=timeout, env=clean_env(**env), cwd=str(ROOT))
-    return p, time.monotonic() - start
+                       timeout=timeout, env=clean_env(DGTEST_MARK=marker, **env), cwd=str(ROOT))
+    secs = time.monotonic() - start
+    assert wait_until(lambda: not marked(marker), 10), ("left running after the job:", describe(marked(marker)))
+    return p, secs
 
 
 @pytest.mark.mpiexec
@@ -235,6 +239,7 @@ def test_a_progress_bar_is_shown_while_it_runs(tmp_path):
     # "step 1/4" has no newline after it; it must be on the screen well before the program ends
     assert 1 in seen and seen[1] < ended - 1.5, (seen, ended, b"".join(chunks)[-500:])
     assert b"".join(chunks).count(b"[rank 0] [rank 0]") == 0
+    assert wait_until(lambda: not marked(marker), 10), describe(marked(marker))
 
 
 TAGGED = """import os, sys
