@@ -255,6 +255,35 @@ def test_nll_loss_device_path_gives_nan_for_bad_targets_instead_of_a_host_check(
     assert F.nll_loss(x, dg.tensor([0, 3, 1])).item() == pytest.approx(math.log(4))
 
 
+def test_nll_loss_and_cross_entropy_read_no_index_range_on_the_host(monkeypatch):
+    from distgraph.autograd.ops import index as index_ops
+    rng = np.random.default_rng(0)
+    cases = [(rng.standard_normal((5, 4)), np.array([0, 3, -100, 2, 1])),      # (N, C)
+             (rng.standard_normal(4), np.array(2)),                             # one sample, (C,)
+             (rng.standard_normal((2, 4, 3)), np.array([[0, 1, 3], [2, -100, 1]]))]  # (N, C, d)
+
+    def losses():
+        out = []
+        for x, t in cases:
+            xt = dg.tensor(x, requires_grad=True)
+            loss = F.cross_entropy(xt, dg.tensor(t)) + F.nll_loss(F.log_softmax(xt, -1 if x.ndim == 1 else 1),
+                                                                  dg.tensor(t), reduction="sum")
+            loss.backward()
+            out.append((loss.item(), xt.grad.numpy().copy()))
+        return out
+    want = losses()
+    _as_if_on_a_device(monkeypatch)
+
+    def host_read(*args):
+        raise AssertionError("the index range was read on the host")
+    monkeypatch.setattr(index_ops, "_check_index_range", host_read)
+    for (lg, gg), (lw, gw) in zip(losses(), want):
+        assert lg == pytest.approx(lw, rel=1e-12)
+        np.testing.assert_allclose(gg, gw, rtol=1e-12)
+    with pytest.raises(AssertionError, match="read on the host"):     # a user's gather keeps its check
+        dg.gather(dg.tensor([1.0, 2.0]), 0, dg.tensor([1]))
+
+
 # ---------------------------------------------------------------- GradScaler
 class CountingArray(np.ndarray):
     """A gradient that counts host reads (``bool``/``float``/``item``), as a device array would cost."""
@@ -292,3 +321,33 @@ def test_grad_scaler_reads_the_inf_flag_once_per_step():
     scaler.update()
     np.testing.assert_allclose(params[0].detach().numpy(), -0.1 * np.ones(4))
     assert scaler.get_scale() == 2.0
+
+
+# ---------------------------------------------------------------- DDP finish
+def test_ddp_finish_reads_flags_back_only_for_buckets_with_an_unused_parameter(monkeypatch):
+    """Reading the reduced used-flags is a host synchronisation on a GPU: none when this rank used
+    every parameter, one per bucket holding a parameter it did not use."""
+    from distgraph import comm
+    from distgraph.nn.parallel import reducer
+    if not comm.is_initialized():
+        comm.init_process_group()
+    reads = []
+    real = reducer.backend.to_device
+    monkeypatch.setattr(reducer.backend, "to_device", lambda a, dev: reads.append(a.shape) or real(a, dev))
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 3)
+
+        def forward(self, x, both=True):
+            return self.b(self.a(x)) if both else self.a(x)
+    net = nn.parallel.DistributedDataParallel(Two(), bucket_cap_mb=0.00003)   # one bucket per parameter
+    x = dg.ones(2, 3)
+    net(x).sum().backward()
+    assert reads == []
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net(x, both=False).sum().backward()                 # b's weight and bias: unused here
+    assert len(net.reducer.buckets) == 4 and reads == [(1,), (1,)], (net.reducer.layout, reads)

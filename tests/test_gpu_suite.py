@@ -97,15 +97,29 @@ def _wheels_for_this_python():
     return None
 
 
+def _fetch_wheels_for_this_python():
+    """``gpu_suite.sh --fetch-wheels`` for this Python (the package registry is reachable where CI
+    runs); None when it cannot download them."""
+    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    try:
+        subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--fetch-wheels"], cwd=ROOT,
+                       env=dict(os.environ, PYTHON=sys.executable, DG_GPU_PYVER=ver), capture_output=True,
+                       timeout=180)
+    except subprocess.TimeoutExpired:
+        return None
+    return _wheels_for_this_python()
+
+
 def test_dry_run_through_the_mpi_wheel_venv_from_a_venv_python(tmp_path):
     """The GPU machine's case: PYTHON is a venv's interpreter whose mpi4py is unusable, so the
     suite installs the carried wheels into a fresh venv.  That venv must still see the packages
     of PYTHON's environment (numpy, torch, pytest), not only the base interpreter's."""
     if sys.prefix == sys.base_prefix:
         pytest.skip("needs to run from a venv's Python (as on the GPU machine)")
-    wheels = _wheels_for_this_python()
+    wheels = _wheels_for_this_python() or _fetch_wheels_for_this_python()
     if wheels is None:
-        pytest.skip("no mpich + mpi4py wheels for this Python: bash benchmarks/gpu_suite.sh --fetch-wheels")
+        pytest.skip("no mpich + mpi4py wheels for this Python, and pip could not download them: "
+                    "bash benchmarks/gpu_suite.sh --fetch-wheels")
     folder = tmp_path / "wheels"
     folder.mkdir()
     for w in wheels:
@@ -161,6 +175,46 @@ def test_a_stage_past_its_limit_is_killed_and_recorded(tmp_path):
     with open(tmp_path / "log", "w") as log:
         rec = gpu_suite.run_stage(failing, sys.executable, tmp_path, log, budget_left=10)
     assert rec["status"] == "skipped" and "out of suite time" in rec["reason"]
+
+
+def test_the_test_stage_keeps_its_share_of_the_budget():
+    chosen = gpu_suite.stages(sys.executable, False, Path("/tmp"), gpu=None)
+    limits = {s.name: s.timeout for s in chosen}
+    assert sum(limits.values()) > 400                   # the limits alone would not fit the budget
+    used, left = 0.0, 400.0
+    for i, s in enumerate(chosen):                      # every stage before it runs to its limit
+        allowed = min(s.timeout, gpu_suite.time_for(chosen, i, left - used) - 5)
+        if s.name == "tests_gpu":
+            assert allowed >= gpu_suite.RESERVED["tests_gpu"] - 5, (allowed, used)
+        used += max(allowed, 0)
+    assert used <= 400
+
+
+def test_a_suite_killed_in_a_stage_leaves_a_report_naming_it(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OUT"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), "--dry",
+                             "--only", "env,tests_gpu", "--out", str(tmp_path)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        report = {}
+        while time.monotonic() < deadline:          # wait until the test stage is running
+            try:
+                report = json.loads((tmp_path / "report.json").read_text())
+            except (OSError, ValueError):
+                report = {}
+            if any(st["name"] == "tests_gpu" and st["status"] == "running" for st in report.get("stages", [])):
+                break
+            time.sleep(0.2)
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+    report = json.loads((tmp_path / "report.json").read_text())
+    names = {st["name"]: st["status"] for st in report["stages"]}
+    assert names == {"env": "passed", "tests_gpu": "running"}, names
+    assert "tests_gpu" in (tmp_path / "report.md").read_text()
 
 
 def test_multi_rank_stage_without_mpiexec_is_skipped_with_a_reason(tmp_path, monkeypatch):

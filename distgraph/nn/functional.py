@@ -15,6 +15,7 @@ from distgraph.autograd.ops import nn as _nn
 from distgraph.autograd.ops._common import as_tensor, autocast_float32, autocast_low, xp_of
 from distgraph.autograd.ops.activation import elu, gelu, leaky_relu, relu, silu, softplus
 from distgraph.autograd.ops.elementwise import clamp, sigmoid, tanh, where
+from distgraph.autograd.ops.index import gather_in_range
 from distgraph.autograd.ops.linalg import matmul
 from distgraph.autograd.ops.nn import log_softmax, softmax
 from distgraph.autograd.tensor import bump_version, wrap
@@ -354,7 +355,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     # The index and the weights are ops on the target, so that a compiled step (dg.compile)
     # recomputes them from each call's target instead of baking one call's.
     safe = _TargetIndex(ignore_index, c).apply(t)
-    picked = x.gather(1, safe.unsqueeze(1)).squeeze(1) if x.ndim > 1 else x[safe]
+    d = 1 if x.ndim > 1 else 0          # (no host check of the index: ``safe`` is in range by construction)
+    picked = gather_in_range(x, d, safe.unsqueeze(d)).squeeze(d)
     wt = _TargetWeight(ignore_index, c, x.dtype, True).apply(t, safe, None if weight is None else weight.array)
     loss = -picked * wt
     if reduction == "mean":

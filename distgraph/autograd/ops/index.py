@@ -216,7 +216,7 @@ def _gather_index(index, dim):
                  for d, n in enumerate(index.shape))
 
 
-def _check_gather(op, x, idx, d, src=None):
+def _check_gather(op, x, idx, d, src=None, in_range=False):
     if idx.ndim != x.ndim and not (idx.ndim <= 1 and x.ndim <= 1):
         raise RuntimeError(f"{op}: index must have as many dims as the input ({x.ndim}), got {idx.ndim}")
     for k in range(idx.ndim):
@@ -224,14 +224,20 @@ def _check_gather(op, x, idx, d, src=None):
             raise RuntimeError(f"{op}: index {tuple(idx.shape)} is larger than the input {x.shape} at dimension {k}")
         if src is not None and idx.shape[k] > src.shape[k]:
             raise RuntimeError(f"{op}: index {tuple(idx.shape)} is larger than src {src.shape} at dimension {k}")
-    n = x.shape[d] if x.ndim else 1
+    if not in_range:
+        _check_index_range(op, idx, x.shape[d] if x.ndim else 1, d)
+
+
+def _check_index_range(op, idx, n, d):
+    """Index values in ``[-n, n)``: two host reads of the index (a synchronisation on a GPU)."""
     if idx.size and (int(idx.min()) < -n or int(idx.max()) >= n):
         raise RuntimeError(f"{op}: index values must be in [-{n}, {n}) (the size of dim {d}), "
                            f"got {int(idx.min())}..{int(idx.max())}")
 
 
-def _prepare(op, input, dim, index, src=None):
-    """Common checks of the gather/scatter family: (x, d, full index tuple, src, window)."""
+def _prepare(op, input, dim, index, src=None, in_range=False):
+    """Common checks of the gather/scatter family: (x, d, full index tuple, src, window);
+    ``in_range``: the caller made the index values valid (no host check of them)."""
     x = as_tensor(input)
     (d,) = normalize_dims(dim, x.ndim, op)
     idx = _long_index(op, index, x)
@@ -241,7 +247,7 @@ def _prepare(op, input, dim, index, src=None):
         if s.array.dtype != x.array.dtype:
             raise RuntimeError(f"{op}: expected src of dtype {backend.dtype_name(x.array.dtype)} (self's), got "
                                f"{backend.dtype_name(s.array.dtype)}; convert it with .to(self.dtype)")
-    _check_gather(op, x, idx, d, s)
+    _check_gather(op, x, idx, d, s, in_range)
     if x.ndim == 0:
         x0 = reshape(x, 1)
         return x0, 0, (idx.reshape(-1),), (reshape(s, -1) if s is not None else None), (slice(0, idx.size),)
@@ -270,6 +276,13 @@ def gather(input, dim, index, *, sparse_grad=False):
     x, d, idx, _, _ = _prepare("gather", input, dim, index)
     out = Gather(idx).apply(x)
     return reshape(out, as_tensor(index).shape) if as_tensor(input).ndim == 0 else out
+
+
+def gather_in_range(input, dim, index):
+    """``gather`` for an index its caller already made valid (``nll_loss``'s clipped targets): the same
+    op, without the host read of the index range (a synchronisation per call on a GPU)."""
+    x, d, idx, _, _ = _prepare("gather", input, dim, index, in_range=True)
+    return Gather(idx).apply(x)
 
 
 def _ufunc_at(name, y, idx, v):
