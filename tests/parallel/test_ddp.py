@@ -29,6 +29,27 @@ def test_ddp_checks_on_real_ranks(n):
         assert ranks == list(range(n)), f"check {name}: ranks {ranks} reported OK\n{out[-3000:]}"
 
 
+JOIN_CHECKS = ["join", "effective", "hook", "buffers", "throw", "compiled", "disabled"]
+
+
+@pytest.mark.mpiexec
+@pytest.mark.parametrize("n", [2, 3])
+def test_join_on_uneven_inputs_equals_the_updates_by_hand(n):
+    # 3 ranks: one of them has no batch at all (it shadows from the first step on)
+    proc, secs = run_mpi(n, HERE / "ddp_join_prog.py", timeout=180)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    for name in JOIN_CHECKS:
+        ranks = sorted(int(r) for r in re.findall(rf"OK {name} rank (\d+)", out))
+        assert ranks == list(range(n)), f"check {name}: ranks {ranks} reported OK\n{out[-3000:]}"
+    early = 2 if n == 3 else 0     # the rank with the fewest batches joins first and says so
+    assert f"THROWN rank {early}: Rank {early} exhausted all inputs." in out, out
+    others = [r for r in range(n) if r != early]
+    for r in others:
+        assert f"THROWN rank {r}: Detected at least one rank that exhausted inputs. Throwing across all ranks." in out
+    assert secs < 120, secs
+
+
 @pytest.mark.mpiexec
 def test_rank_failing_mid_backward_ends_the_job():
     proc, secs = run_mpi(2, HERE / "ddp_fail.py", timeout=90)

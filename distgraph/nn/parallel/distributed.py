@@ -6,9 +6,13 @@ import functools
 import warnings
 import weakref
 
+import numpy as np
+
 from distgraph import profiler
 from distgraph.autograd import engine, grad_mode
-from distgraph.autograd.tensor import Tensor
+from distgraph.autograd.function import _tracing
+from distgraph.autograd.tensor import Tensor, wrap
+from distgraph.comm.algorithms.join import Join, Joinable, JoinHook
 from distgraph.nn.module import Module
 from distgraph.nn.parallel.reducer import Reducer
 from distgraph.utils.logging import get_logger
@@ -21,7 +25,7 @@ def _comm():
     return comm
 
 
-class DistributedDataParallel(Module):
+class DistributedDataParallel(Module, Joinable):
     """Wrap ``module`` so that ``loss.backward()`` averages gradients across ranks.
 
     Construction broadcasts rank 0's parameters and buffers and checks that
@@ -62,6 +66,8 @@ class DistributedDataParallel(Module):
                  process_group=None, bucket_cap_mb=25, find_unused_parameters=False,
                  gradient_as_bucket_view=False, static_graph=False):
         super().__init__()
+        Joinable.__init__(self)
+        self._divide_by_initial_world_size = True
         comm = _comm()
         if not comm.is_initialized():
             comm.init_process_group()  # "auto": a world of one under plain python
@@ -145,8 +151,8 @@ class DistributedDataParallel(Module):
                 f"rank {r} (bucket_cap_mb={cap / 2**20:g}); every rank would all-reduce different parameters "
                 "together. Pass the same bucket_cap_mb on every rank")
 
-    def _sync_state(self, parameters):
-        """Broadcast rank 0's parameters (at construction) and buffers (each forward)."""
+    def _sync_state(self, parameters, src=0):
+        """Broadcast ``src``'s parameters (at construction) and buffers (each forward)."""
         if self.world_size == 1:
             return
         comm = _comm()
@@ -155,13 +161,40 @@ class DistributedDataParallel(Module):
             tensors += [b for b in self.module.buffers()]
         with grad_mode.no_grad():
             for t in tensors:
-                comm.broadcast(t, src=0, group=self.process_group)
+                comm.broadcast(t, src=src, group=self.process_group)
+
+    def _syncs_buffers(self):
+        return self.broadcast_buffers and self.world_size > 1 and any(True for _ in self.module.buffers())
+
+    def _find_common_rank(self, rank, cond):
+        """The largest ``rank`` among the ranks where ``cond`` holds (one all-reduce)."""
+        box = wrap(np.array([rank if cond else -1], np.int64))
+        _comm().all_reduce(box, op=_comm().ReduceOp.MAX, group=self.process_group)
+        return int(box.array[0])
+
+    def _requires_sync_flag(self, value):
+        """All-reduce whether this iteration's backward synchronises (1) or not (0): a joined rank
+        learns from it whether to shadow a backward."""
+        flag = wrap(np.full(1, float(value), np.float32))
+        work = _comm().all_reduce(flag, group=self.process_group, async_op=True)
+        return work, flag
 
     # ------------------------------------------------------------ forward
     def forward(self, *inputs, **kwargs):
         start = profiler.now_us()
+        joining = self._join_config.enable and self.world_size > 1
+        if joining and _tracing.tracer is not None:    # the join collectives are not re-run by a replay
+            _tracing.tracer.refuse("DistributedDataParallel.join(): its per-forward collectives run eagerly only")
+        if joining:
+            count = Join.notify_join_context(self)     # this rank still trains
+            if count is not None and not self._divide_by_initial_world_size:
+                self.reducer.live_ranks = count          # backward divides by the ranks still training
         if self.broadcast_buffers:
-            self._sync_state(parameters=False)
+            # Under Join the buffers come from a rank still training (rank 0 may have joined)
+            src = self._find_common_rank(self.rank, True) if joining and self._syncs_buffers() else 0
+            self._sync_state(parameters=False, src=src)
+        if joining:
+            self._requires_sync_flag(self.require_backward_grad_sync and grad_mode.is_grad_enabled())
         out = self.module(*inputs, **kwargs)
         profiler.record("forward", "forward", start, profiler.now_us())
         if self.find_unused_parameters and grad_mode.is_grad_enabled() and self.require_backward_grad_sync:
@@ -223,6 +256,33 @@ class DistributedDataParallel(Module):
             self._check_bucket_layout()
             log.info("DistributedDataParallel: buckets rebuilt in gradient-ready order: %s", self.reducer.layout)
 
+    # ---------------------------------------------------------------- join
+    def join(self, divide_by_initial_world_size=True, enable=True, throw_on_early_termination=False):
+        """A context manager for training on uneven inputs (PyTorch's ``DDP.join``): a rank whose loop
+        has ended shadows the others' forward/backward collectives until all have joined; then every
+        rank takes the parameters of a rank that joined last.
+
+        Args:
+            divide_by_initial_world_size: divide gradients by the world size even while some ranks
+                have joined (their zeros are averaged in); False divides by the ranks still training.
+            enable: False: a no-op context (inputs known to be even).
+            throw_on_early_termination: raise ``RuntimeError`` on every rank as soon as one rank runs out
+                of inputs.
+        """
+        return Join([self], enable, throw_on_early_termination,
+                    divide_by_initial_world_size=divide_by_initial_world_size)
+
+    def join_hook(self, **kwargs):
+        return _DDPJoinHook(self, kwargs.get("divide_by_initial_world_size", True))
+
+    @property
+    def join_device(self):
+        return self._params[0].device
+
+    @property
+    def join_process_group(self):
+        return self.process_group
+
     # ------------------------------------------------------------- extras
     def register_comm_hook(self, state, hook):
         """Replace each bucket's all-reduce by ``hook(state, bucket)`` (PyTorch's contract).
@@ -245,6 +305,35 @@ class DistributedDataParallel(Module):
 
     def state_dict(self, destination=None, prefix="", keep_vars=False):
         return super().state_dict(destination, prefix, keep_vars)
+
+
+class _DDPJoinHook(JoinHook):
+    """What a joined rank's DDP does while others train: one forward's buffer broadcast, and, when
+    their backward synchronises, one backward's bucket all-reduces, all with zeros; at the end every
+    rank takes the parameters (and buffers) of a rank that joined last."""
+
+    def __init__(self, ddp, divide_by_initial_world_size):
+        self.ddp = ddp
+        ddp._divide_by_initial_world_size = divide_by_initial_world_size
+
+    def main_hook(self):
+        ddp = self.ddp
+        if ddp.broadcast_buffers:
+            src = ddp._find_common_rank(ddp.rank, False) if ddp._syncs_buffers() else 0
+            ddp._sync_state(parameters=False, src=src)
+        work, flag = ddp._requires_sync_flag(0)
+        work.wait()
+        if flag.array[0] == 0:          # their forward was under no_sync() or no_grad: no backward to match
+            return
+        order = ddp.reducer.shadow()
+        if not ddp.reducer.rebuilt:
+            ddp.reducer.rebuilt = True
+            ddp._rebuild(order)
+
+    def post_hook(self, is_last_joiner):
+        ddp = self.ddp
+        if ddp.world_size > 1:
+            ddp._sync_state(parameters=True, src=ddp._find_common_rank(ddp.rank, is_last_joiner))
 
 
 def _reachable_leaves(out):

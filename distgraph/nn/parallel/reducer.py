@@ -92,6 +92,8 @@ class Reducer:
         self.cap_bytes = cap_bytes
         self.gradient_as_bucket_view = gradient_as_bucket_view
         self.comm_hook, self.hook_state = None, None
+        self.live_ranks = None  # under Join(divide_by_initial_world_size=False): the Work counting them
+        self.scale = 1.0 / world_size
         self.build([len(params) - 1 - i for i in range(len(params))])
         self.ready_order = []
         self.rebuilt = False
@@ -118,6 +120,20 @@ class Reducer:
         self.ready_order = []
         self.timeline = []
         self.active = True
+        self.scale = 1.0 / self.world_size
+        if self.live_ranks is not None:     # divide by the ranks still training (counted in forward)
+            count, self.live_ranks = self.live_ranks.result()[0], None
+            self.scale = 1.0 / max(int(count.array[0]), 1)
+
+    def shadow(self):
+        """A joined rank's side of one synchronised backward (``DDP.join``): every bucket all-reduced
+        as zeros, in order, and nothing written back.  Returns the order it marked them in."""
+        self.prepare()
+        for i in range(len(self.params)):
+            self.mark_ready(i, used=False)
+        order = list(self.ready_order)
+        self.finish(write_back=False)
+        return order
 
     def mark_ready(self, i, used=True):
         if self.ready[i]:
@@ -134,9 +150,9 @@ class Reducer:
                 if p.grad.array is not view:
                     xp.copyto(view, p.grad.array)
             elif p.grad.array is view:                     # gradient_as_bucket_view: already in place
-                view *= 1.0 / self.world_size
+                view *= self.scale
             else:
-                xp.multiply(p.grad.array, 1.0 / self.world_size, out=view)
+                xp.multiply(p.grad.array, self.scale, out=view)
             bucket.flags[k] = 1
             bucket.used[k] = True
         else:
@@ -202,8 +218,8 @@ class Reducer:
             k += len(b.params)
         return out
 
-    def finish(self):
-        """End of backward: complete every bucket and write gradients back.
+    def finish(self, write_back=True):
+        """End of backward: complete every bucket and write gradients back (unless not ``write_back``).
 
         Returns the indices of parameters that this rank's backward did not reach."""
         unused = [i for i, r in enumerate(self.ready) if not r]
@@ -214,7 +230,7 @@ class Reducer:
             self._hook_result(b) if hooked else b.work.wait()
             self.timeline.append(("done", b.index))
         any_used = self._reduce_flags() if hooked else {}
-        for b in self.buckets:
+        for b in (self.buckets if write_back else ()):
             # A parameter this rank used was used somewhere; only for the others is the
             # reduced flag read back -- one host read per such bucket, none usually.
             if hooked:

@@ -194,6 +194,28 @@ def recorded():
         err = json.load(f)
     return [fine(1), fine.__name__, raised, err["message"]["message"], sorted(err["message"]["extraInfo"])]
 rec("elastic_record", recorded)
+def join_uneven():
+    out = []
+    for kwargs in ({}, {"divide_by_initial_world_size": False}, {"throw_on_early_termination": True}):
+        m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+        with torch.no_grad():
+            for k, p in enumerate(m.parameters()):
+                p.copy_(torch.cos(torch.arange(p.numel(), dtype=torch.float32) + k).reshape(p.shape))
+        dm = DDP(m)
+        opt = torch.optim.SGD(dm.parameters(), lr=0.05)
+        try:
+            with dm.join(**kwargs):
+                for i in range(2 + 2 * r):               # rank 1 has two more batches
+                    opt.zero_grad()
+                    x = torch.cos(torch.arange(12.0).reshape(4, 3) * (i + 1 + r))
+                    dm(x).pow(2).sum().backward()
+                    opt.step()
+            out.append([round(v, 4) for p in m.parameters() for v in p.flatten().tolist()]
+                       + [int(m[1].num_batches_tracked)])
+        except RuntimeError as e:
+            out.append(str(e))
+    return out
+rec("ddp_join_uneven", join_uneven)
 if r == 0:
     print(json.dumps(res, sort_keys=True))
 dist.destroy_process_group()
