@@ -34,6 +34,8 @@ class ReduceOp(enum.Enum):
     ``AVG`` is ``SUM`` followed by a division by the group size (floating
     dtypes only, as with PyTorch's NCCL backend).  On ``bool`` tensors ``SUM``
     and ``MAX`` are logical or, ``PRODUCT`` and ``MIN`` logical and.
+    ``BAND``, ``BOR`` and ``BXOR`` are bitwise (logical on ``bool``), for integer
+    and bool tensors, on MPI and the single process (NCCL has none, as in PyTorch).
     """
 
     SUM = "sum"
@@ -41,10 +43,15 @@ class ReduceOp(enum.Enum):
     PRODUCT = "product"
     MIN = "min"
     MAX = "max"
+    BAND = "band"
+    BOR = "bor"
+    BXOR = "bxor"
 
     def __repr__(self):
         return f"ReduceOp.{self.name}"
 
+
+BITWISE_OPS = (ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR)  # integer and bool tensors only
 
 # Codes used in debug fingerprints: small integers every rank agrees on.
 OP_CODES = {name: i for i, name in enumerate((

@@ -15,15 +15,16 @@ import pickle
 import numpy as np
 
 from distgraph import backend
-from distgraph.autograd.tensor import Tensor, bump_version
+from distgraph.autograd.tensor import Tensor, bump_version, wrap
 from distgraph.comm import group as _group
 from distgraph.comm import daemon
-from distgraph.comm.base import CommError, ReduceOp
+from distgraph.comm.base import BITWISE_OPS, CommError, ReduceOp
 
 __all__ = ["all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce_scatter",
            "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_to_all_single", "send",
            "recv", "isend", "irecv", "barrier", "broadcast_object_list", "all_gather_object",
-           "gather_object", "scatter_object_list", "P2POp", "batch_isend_irecv", "monitored_barrier"]
+           "gather_object", "scatter_object_list", "P2POp", "batch_isend_irecv", "monitored_barrier",
+           "all_to_all", "send_object_list", "recv_object_list"]
 
 
 # ------------------------------------------------------------------ checks
@@ -67,6 +68,8 @@ def _op(op, x, pg, what):
     if op is ReduceOp.AVG and x.dtype.kind not in "f":
         raise CommError(f"{pg.tag()} {what}: ReduceOp.AVG needs a floating tensor, got {x.dtype}; "
                         "use SUM and divide, or convert to float first")
+    if op in BITWISE_OPS and x.dtype.kind not in "iub":
+        raise CommError(f"{pg.tag()} {what}: ReduceOp.{op.name} needs an integer or bool tensor, got {x.dtype}")
     return op
 
 
@@ -330,6 +333,40 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
     return _finish(pg.all_to_all(out, x, counts[0], counts[1]), async_op, [output])
 
 
+def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op=False):
+    """Send ``input_tensor_list[r]`` to rank ``r``; ``output_tensor_list[r]`` receives rank ``r``'s.
+
+    Every rank must call this, in the same order; the tensors may differ in shape (rank ``i``'s
+    ``input_tensor_list[j]`` and rank ``j``'s ``output_tensor_list[i]`` hold as many elements) but
+    share one dtype and device.  Carried as one all-to-all of the flattened tensors.
+    """
+    what = "all_to_all"
+    pg = _group.resolve(group, what)
+    if pg is None:
+        return None
+    for name, ts in (("output_tensor_list", output_tensor_list), ("input_tensor_list", input_tensor_list)):
+        if not isinstance(ts, (list, tuple)) or len(ts) != pg.size:
+            raise CommError(f"{pg.tag()} {what}: expected {name} to be a list of {pg.size} tensors (one per "
+                            f"rank), got {type(ts).__name__} of {len(ts) if hasattr(ts, '__len__') else '?'}")
+    ref = input_tensor_list[0]
+    ins = [_same(ref, t, pg, what, "input_tensor_list") for t in input_tensor_list]
+    outs = [_same(ref, t, pg, what, "output_tensor_list") for t in output_tensor_list]
+    xp = backend.get_array_module(ins[0])
+    x = xp.concatenate([a.reshape(-1) for a in ins])
+    out = xp.empty(sum(a.size for a in outs), x.dtype)
+    pg = _pick(pg, x)
+    pg.begin(what)   # (sizes legitimately differ across ranks: no shape in the fingerprint)
+    work = pg.all_to_all(out, x, [a.size for a in outs], [a.size for a in ins])
+
+    def unpack():
+        k = 0
+        for a in outs:
+            a[...] = out[k:k + a.size].reshape(a.shape)
+            k += a.size
+    work.then(unpack)
+    return _finish(work, async_op, list(output_tensor_list))
+
+
 def barrier(group=None, async_op=False, device_ids=None):
     """Block until every rank of the group has called it. Every rank must call this, in the same order."""
     pg = _group.resolve(group, "barrier")
@@ -405,6 +442,38 @@ def recv(tensor, src=None, group=None, tag=0):
     work = pg.recv(x, rank, tag)
     _finish(work, False, [tensor])
     return work.source_rank() if src is None else src
+
+
+def send_object_list(object_list, dst=None, group=None, device=None, group_dst=None):
+    """Send the (pickled) objects of ``object_list`` to rank ``dst``, which calls ``recv_object_list``
+    with a list of as many slots."""
+    pg = _group.resolve(group, "send_object_list")
+    if pg is None:
+        return None
+    dst = pg.ranks[_root(dst, group_dst, pg, "send_object_list", "dst")]
+    pickles = [pickle.dumps(o) for o in object_list]
+    send(wrap(np.array([len(b) for b in pickles], np.int64)), dst, group)
+    send(wrap(np.frombuffer(b"".join(pickles), np.uint8).copy()), dst, group)
+    return None
+
+
+def recv_object_list(object_list, src=None, group=None, device=None, group_src=None):
+    """Fill ``object_list`` with the objects rank ``src`` sent with ``send_object_list`` (from any rank
+    when None); returns the sender's rank, as PyTorch does.  Unpickles what arrives: trusted peers only."""
+    pg = _group.resolve(group, "recv_object_list")
+    if pg is None:
+        return -1
+    if src is not None or group_src is not None:
+        src = pg.ranks[_root(src, group_src, pg, "recv_object_list")]
+    sizes = wrap(np.zeros(len(object_list), np.int64))
+    sender = recv(sizes, src, group)
+    payload = wrap(np.empty(int(sizes.array.sum()), np.uint8))
+    recv(payload, sender, group)
+    data, k = payload.array.tobytes(), 0
+    for i, n in enumerate(sizes.array.tolist()):
+        object_list[i] = pickle.loads(data[k:k + n])
+        k += n
+    return sender
 
 
 def _tag(group):

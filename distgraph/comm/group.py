@@ -173,6 +173,47 @@ def is_available() -> bool:
     return True
 
 
+def is_mpi_available() -> bool:
+    """Whether mpi4py (and an MPI library for it) can be imported: the multi-process backend."""
+    import importlib.util
+    return importlib.util.find_spec("mpi4py") is not None
+
+
+def is_gloo_available() -> bool:
+    """Whether ``"gloo"`` can be asked for: it runs on MPI here (init_process_group says so in a log line)."""
+    return is_mpi_available()
+
+
+def is_nccl_available() -> bool:
+    """Whether CuPy with its NCCL binding can be imported (a GPU is still needed to use it)."""
+    try:
+        from cupy.cuda import nccl  # noqa: F401, PLC0415 - looked at only when asked
+    except Exception:  # noqa: BLE001 - ImportError, or CUDA libraries missing
+        return False
+    return True
+
+
+def is_backend_available(backend: str) -> bool:
+    """``is_{backend}_available()`` for "mpi", "gloo", "nccl"; True for "single" and "auto"."""
+    name = str(backend).lower()
+    checks = {"mpi": is_mpi_available, "gloo": is_gloo_available, "nccl": is_nccl_available,
+              "single": lambda: True, "auto": lambda: True}
+    return name in checks and checks[name]()
+
+
+class Backend(str):
+    """Backend names, as ``torch.distributed.Backend``: ``Backend.GLOO == "gloo"``; ``Backend("NCCL")``
+    is ``"nccl"``.  "gloo" runs on MPI in distgraph."""
+
+    UNDEFINED, GLOO, NCCL, MPI, UCC = "undefined", "gloo", "nccl", "mpi", "ucc"
+
+    def __new__(cls, name: str):
+        if not isinstance(name, str):
+            raise ValueError(f"Backend name must be a string, but got: {name!r}")
+        value = getattr(cls, name.upper(), name.lower())
+        return str.__new__(cls, value)
+
+
 def is_torchelastic_launched() -> bool:
     """Whether a torchrun-style launcher started this process: torchrun (``TORCHELASTIC_RUN_ID``, the
     variable PyTorch looks at) or ``distgraph-run``; False under plain ``mpiexec`` or ``python``."""
@@ -256,9 +297,9 @@ def new_group(ranks=None, timeout=None, backend=None):
     if bad or len(set(ranks)) != len(ranks):
         raise ValueError(f"{world.tag()} new_group: expected distinct ranks in [0, {world.size}), "
                          f"got {ranks}")
-    if backend not in (None, "auto", world.backend, "nccl"):
-        raise ValueError(f"{world.tag()} new_group: expected backend None or that of the default "
-                         f"group ({get_backend()!r}), got {backend!r}")
+    if backend is not None and str(backend).lower() not in ("auto", world.backend, "nccl", "gloo", "mpi"):
+        raise ValueError(f"{world.tag()} new_group: expected backend None, 'gloo', 'mpi', 'nccl' or that of "
+                         f"the default group ({get_backend()!r}), got {backend!r}")
     ranks = sorted(ranks)
     world.begin("new_group")
     sub = world.new_group(ranks)
@@ -270,6 +311,59 @@ def new_group(ranks=None, timeout=None, backend=None):
         sub.timeout = watchdog.timeout_from_env(timeout)
     _groups.append(sub)
     return sub
+
+
+def new_subgroups(group_size=None, group=None, timeout=None, backend=None, pg_options=None):
+    """Cut the world into groups of ``group_size`` consecutive ranks (default: the ranks of one node,
+    ``get_local_world_size()``).  Every rank must call it.  Returns ``(this rank's group, every
+    group)`` as PyTorch's; ``group`` and ``pg_options`` are accepted and must be None.
+
+    Raises:
+        ValueError: ``group_size`` is not positive, or does not divide the world size.
+    """
+    world = default_group("new_subgroups")
+    if group is not None or pg_options is not None:
+        raise ValueError(f"{world.tag()} new_subgroups: only subgroups of the world are supported: pass group=None, "
+                         "pg_options=None")
+    size = world.local_world_size if group_size is None else int(group_size)
+    if size <= 0 or world.size % size:
+        raise ValueError(f"{world.tag()} new_subgroups: expected a group_size > 0 that divides the world "
+                         f"size {world.size}, got {group_size}")
+    groups = [new_group(list(range(k, k + size)), timeout=timeout, backend=backend)
+              for k in range(0, world.size, size)]
+    return groups[world.rank // size], groups
+
+
+def get_process_group_ranks(group) -> list:
+    """The world ranks of ``group``'s members, in group order (None: the world)."""
+    if isinstance(group, GroupMember._NonMember):
+        return list(group.ranks)
+    pg = resolve(group, "get_process_group_ranks")
+    return list(pg.ranks)
+
+
+def get_global_rank(group, group_rank) -> int:
+    """The world rank of ``group``'s member ``group_rank``.
+
+    Raises:
+        ValueError: ``group_rank`` is not a rank of the group."""
+    ranks = get_process_group_ranks(group)
+    if not 0 <= int(group_rank) < len(ranks):
+        raise ValueError(f"{default_group().tag()} get_global_rank: group rank {group_rank} is not part of the "
+                         f"group (its ranks are 0..{len(ranks) - 1})")
+    return ranks[int(group_rank)]
+
+
+def get_group_rank(group, global_rank) -> int:
+    """The rank within ``group`` of the world rank ``global_rank``.
+
+    Raises:
+        ValueError: ``global_rank`` is not a member of the group (PyTorch's error)."""
+    ranks = get_process_group_ranks(group)
+    if int(global_rank) not in ranks:
+        raise ValueError(f"{default_group().tag()} get_group_rank: global rank {global_rank} is not part of "
+                         f"the group {ranks}")
+    return ranks.index(int(global_rank))
 
 
 def get_rank(group=None) -> int:

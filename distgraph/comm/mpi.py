@@ -72,9 +72,11 @@ def _mpi_op(op: ReduceOp, dtype):
     if not _OPS:
         MPI = _MPI
         _OPS.update({ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
-                     ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX})
+                     ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX, ReduceOp.BAND: MPI.BAND,
+                     ReduceOp.BOR: MPI.BOR, ReduceOp.BXOR: MPI.BXOR})
     if dtype == np.bool_:
-        return _MPI.LOR if op in (ReduceOp.SUM, ReduceOp.MAX) else _MPI.LAND
+        return {ReduceOp.BXOR: _MPI.LXOR}.get(op) or \
+            (_MPI.LOR if op in (ReduceOp.SUM, ReduceOp.MAX, ReduceOp.BOR) else _MPI.LAND)
     return _OPS[op]
 
 

@@ -32,7 +32,7 @@ import time
 
 from distgraph import backend
 from distgraph.comm import daemon
-from distgraph.comm.base import CommError, ProcessGroup, ReduceOp, Work, average_in_place, check_every_from_env
+from distgraph.comm.base import BITWISE_OPS, CommError, ProcessGroup, ReduceOp, Work, average_in_place, check_every_from_env
 from distgraph.comm.mpi import start_exchange
 
 __all__ = ["available", "bind_device", "nccl_version", "NCCLProcessGroup", "NCCLWork"]
@@ -78,6 +78,10 @@ def _dtype(nccl, x):
 
 
 def _redop(nccl, op, x):
+    if op in BITWISE_OPS:
+        raise CommError(f"nccl: NCCL has no bitwise reduction (ReduceOp.{op.name}), as in PyTorch; reduce a "
+                        "host copy of the tensor over the MPI group (tensor.cpu(): the group routes host "
+                        "arrays to MPI)")
     if str(x.dtype) == "bool":  # bytes 0/1: or is max, and is min
         return nccl.NCCL_MAX if op in (ReduceOp.SUM, ReduceOp.MAX) else nccl.NCCL_MIN
     if op is ReduceOp.AVG:

@@ -32,7 +32,7 @@ class SingleProcessGroup(ProcessGroup):
         return fp[None, :]
 
     def all_reduce(self, x, op):
-        # SUM, AVG, MAX, MIN and PRODUCT over one rank all leave x as it is.
+        # every ReduceOp over one rank leaves x as it is
         return self._done()
 
     def broadcast(self, x, root):
@@ -85,6 +85,9 @@ class SingleProcessGroup(ProcessGroup):
 def reduce_arrays(arrays, op: ReduceOp):
     """NumPy reference of a reduction over ranks (used by tests and the MPI staging path)."""
     stack = np.stack(arrays)
+    bitwise = {ReduceOp.BAND: np.bitwise_and, ReduceOp.BOR: np.bitwise_or, ReduceOp.BXOR: np.bitwise_xor}
+    if op in bitwise:
+        return bitwise[op].reduce(stack, axis=0)
     if stack.dtype == np.bool_:
         return stack.any(0) if op in (ReduceOp.SUM, ReduceOp.MAX) else stack.all(0)
     if op is ReduceOp.SUM:

@@ -18,6 +18,7 @@ import numpy as np
 import distgraph as dg
 from distgraph import comm
 from distgraph.comm import CommError, ReduceOp
+from distgraph.comm.base import BITWISE_OPS
 from distgraph.comm.single import reduce_arrays
 
 DTYPES = [np.float32, np.float64, np.float16, np.int32, np.int64, np.bool_]
@@ -66,12 +67,12 @@ def run_checks():
     # all_reduce: every op x dtype, sync and async
     for dtype in DTYPES:
         for op in OPS:
-            if op is ReduceOp.AVG and np.dtype(dtype).kind != "f":
+            if op is ReduceOp.AVG and np.dtype(dtype).kind != "f" or op in BITWISE_OPS and np.dtype(dtype).kind == "f":
                 continue
             t = dg.tensor(data(r, dtype))
             comm.all_reduce(t, op=op)
             c.eq(f"all_reduce {op} {np.dtype(dtype)}", t, reduce_arrays([data(q, dtype) for q in everyone], op))
-    works = [(op, dg.tensor(data(r, np.float64)), ) for op in OPS]
+    works = [(op, dg.tensor(data(r, np.float64)), ) for op in OPS if op not in BITWISE_OPS]
     works = [(op, t, comm.all_reduce(t, op=op, async_op=True)) for op, t in works]
     for op, t, w in works:
         if w.wait() is not True:
@@ -232,6 +233,39 @@ def run_checks():
     c.raises("P2POp with peer and group_peer", ValueError, lambda: comm.P2POp(comm.isend, t0, 0, group_peer=0))
     c.raises("batch_isend_irecv of nothing", ValueError, lambda: comm.batch_isend_irecv([]))
     c.eq("is_available", comm.is_available(), True)
+
+    # all_to_all of lists (shapes differ per pair), objects point to point, bitwise reductions
+    ins = [dg.tensor(np.full((q + 1, 2), 10 * r + q, np.float32)) for q in everyone]   # to rank q: q+1 rows
+    outs = [dg.zeros(r + 1, 2) for _ in everyone]                                        # from rank q: r+1 rows
+    comm.all_to_all(outs, ins)
+    c.eq("all_to_all", np.stack([o.numpy() for o in outs]), np.stack([np.full((r + 1, 2), 10 * q + r, np.float32)
+                                                                     for q in everyone]))
+    outs = [dg.zeros(r + 1, 2) for _ in everyone]
+    comm.all_to_all(outs, ins, async_op=True).wait()
+    c.eq("async all_to_all", outs[n - 1].numpy(), np.full((r + 1, 2), 10 * (n - 1) + r, np.float32))
+    if r == 0:
+        for q in range(1, n):
+            comm.send_object_list([{"to": q}, "x" * q], dst=q)
+    else:
+        got = [None, None]
+        sender = comm.recv_object_list(got)                      # from any rank
+        c.eq("recv_object_list", (sender, got) == (0, [{"to": r}, "x" * r]), True)
+    for op, fn in ((ReduceOp.BAND, np.bitwise_and), (ReduceOp.BOR, np.bitwise_or), (ReduceOp.BXOR, np.bitwise_xor)):
+        for dtype in (np.int32, np.int64, np.bool_):
+            t = dg.tensor(data(r, dtype) * (1 if dtype == np.bool_ else 5))
+            comm.all_reduce(t, op=op)
+            want = fn.reduce(np.stack([data(q, dtype) * (1 if dtype == np.bool_ else 5) for q in everyone]), axis=0)
+            c.eq(f"all_reduce {op} {np.dtype(dtype)}", t, want)
+    c.raises("BAND on floats", CommError, lambda: comm.all_reduce(dg.zeros(2), op=ReduceOp.BAND))
+    mine, groups = comm.new_subgroups(group_size=1)
+    c.eq("new_subgroups", (len(groups), comm.get_process_group_ranks(mine)) == (n, [r]), True)
+    if n % 2 == 0:
+        mine, groups = comm.new_subgroups(group_size=2)
+        c.eq("get_global_rank", comm.get_global_rank(mine, 1), r - r % 2 + 1)
+        c.eq("get_group_rank", comm.get_group_rank(mine, r), r % 2)
+        c.raises("get_group_rank of a non-member", ValueError, lambda: comm.get_group_rank(mine, (r + 2) % n)) \
+            if n > 2 else None
+    c.raises("new_subgroups that do not divide the world", ValueError, lambda: comm.new_subgroups(group_size=n + 1))
 
     # wrong use is a clear error, raised before anything is sent
     t = dg.tensor(data(r, np.float32))

@@ -49,6 +49,13 @@ def test_avg_uses_nccl_avg_when_nccl_has_it(code, avg, dtype, native):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("op", [ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR])
+def test_bitwise_reductions_are_refused_by_nccl_saying_what_to_do(op):
+    from distgraph.comm.base import CommError
+    with pytest.raises(CommError, match=rf"NCCL has no bitwise reduction \(ReduceOp.{op.name}\).*MPI group"):
+        dg_nccl._redop(fake_nccl(22803, True), op, np.arange(4, dtype=np.int32))
+
+
 def test_nccl_collectives_match_numpy():
     if not dg.cuda.is_available():
         pytest.skip("needs CuPy and a CUDA GPU (the NCCL backend has never run on this machine)")

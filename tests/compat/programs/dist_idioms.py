@@ -216,6 +216,30 @@ def join_uneven():
             out.append(str(e))
     return out
 rec("ddp_join_uneven", join_uneven)
+def more_api():
+    outs = [torch.zeros(2) for _ in range(n)]                 # (gloo wants equal sizes)
+    dist.all_to_all(outs, [torch.full((2,), float(10 * r + q)) for q in range(n)])
+    objs = [None, None]
+    if r == 0:
+        dist.send_object_list([{"a": 1}, "two"], dst=1)
+        sender = "sent"
+    else:
+        sender = dist.recv_object_list(objs, src=0)
+    bits = torch.tensor([6 + r, 3], dtype=torch.int64)
+    dist.all_reduce(bits, op=dist.ReduceOp.BXOR)
+    both = torch.tensor([True, r == 0])
+    dist.all_reduce(both, op=dist.ReduceOp.BAND)
+    g = dist.new_group([1], backend="gloo")
+    try:
+        bad = dist.all_reduce(torch.ones(2), op=dist.ReduceOp.BAND)
+    except Exception as e:                                    # what a user catches
+        bad = "RuntimeError" if isinstance(e, RuntimeError) else type(e).__name__
+    return [[o.tolist() for o in outs], objs if r == 1 else sender, sender if r == 1 else None, bits.tolist(),
+            both.tolist(), dist.get_process_group_ranks(dist.group.WORLD), dist.get_global_rank(dist.group.WORLD, 1),
+            dist.get_group_rank(dist.group.WORLD, 1), dist.Backend("GLOO"), dist.Backend.NCCL,
+            dist.is_gloo_available(), dist.is_backend_available("gloo"), isinstance(dist.group.WORLD, dist.ProcessGroup),
+            dist.get_process_group_ranks(g) if r == 1 else "n/a", bad]
+rec("more_api", more_api)
 if r == 0:
     print(json.dumps(res, sort_keys=True))
 dist.destroy_process_group()
