@@ -18,15 +18,21 @@ HERE = Path(__file__).resolve().parent
 CHECKS = ["equivalence", "adam", "grad_view", "buckets", "no_sync", "unused", "batchnorm", "sync_batchnorm", "fp16_hook", "comm_hooks", "mismatch", "timeline", "scaler"]
 
 
+def run_checks(n, prog, checks, timeout):
+    """Run ``prog`` on ``n`` ranks; every check must print "OK <name> rank <r>" on every rank."""
+    proc, secs = run_mpi(n, HERE / prog, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    for name in checks:
+        ranks = sorted(int(r) for r in re.findall(rf"OK {name} rank (\d+)", out))
+        assert ranks == list(range(n)), f"check {name}: ranks {ranks} reported OK\n{out[-3000:]}"
+    return out, secs
+
+
 @pytest.mark.mpiexec
 @pytest.mark.parametrize("n", [2, 4])
 def test_ddp_checks_on_real_ranks(n):
-    proc, secs = run_mpi(n, HERE / "ddp_prog.py", timeout=240)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    for name in CHECKS:
-        ranks = sorted(int(r) for r in re.findall(rf"OK {name} rank (\d+)", out))
-        assert ranks == list(range(n)), f"check {name}: ranks {ranks} reported OK\n{out[-3000:]}"
+    run_checks(n, "ddp_prog.py", CHECKS, timeout=240)
 
 
 JOIN_CHECKS = ["join", "effective", "hook", "buffers", "throw", "compiled", "disabled"]
@@ -36,12 +42,7 @@ JOIN_CHECKS = ["join", "effective", "hook", "buffers", "throw", "compiled", "dis
 @pytest.mark.parametrize("n", [2, 3])
 def test_join_on_uneven_inputs_equals_the_updates_by_hand(n):
     # 3 ranks: one of them has no batch at all (it shadows from the first step on)
-    proc, secs = run_mpi(n, HERE / "ddp_join_prog.py", timeout=180)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    for name in JOIN_CHECKS:
-        ranks = sorted(int(r) for r in re.findall(rf"OK {name} rank (\d+)", out))
-        assert ranks == list(range(n)), f"check {name}: ranks {ranks} reported OK\n{out[-3000:]}"
+    out, secs = run_checks(n, "ddp_join_prog.py", JOIN_CHECKS, timeout=180)
     early = 2 if n == 3 else 0     # the rank with the fewest batches joins first and says so
     assert f"THROWN rank {early}: Rank {early} exhausted all inputs." in out, out
     others = [r for r in range(n) if r != early]
