@@ -158,6 +158,19 @@ class GradScaler:
                 "growth_interval": self._growth_interval, "_growth_tracker": self._growth_tracker}
 
     def load_state_dict(self, state):
+        """Restore ``state_dict()``'s state; a no-op on a disabled scaler (as PyTorch).
+
+        Raises:
+            RuntimeError: ``state`` is empty (saved from a disabled scaler) or lacks a key."""
+        if not self._enabled:
+            return
+        if len(state) == 0:
+            raise RuntimeError("GradScaler.load_state_dict: the source state dict is empty, possibly because it "
+                               "was saved from a disabled instance of GradScaler; enable both or neither")
+        missing = [k for k in ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")
+                   if k not in state]
+        if missing:
+            raise RuntimeError(f"GradScaler.load_state_dict: expected a GradScaler.state_dict(), missing {missing}")
         self._scale = float(state["scale"])
         self._growth_factor, self._backoff_factor = state["growth_factor"], state["backoff_factor"]
         self._growth_interval, self._growth_tracker = state["growth_interval"], state["_growth_tracker"]

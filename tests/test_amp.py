@@ -109,6 +109,21 @@ def test_grad_scaler_skips_the_step_and_backs_off_on_inf():
     assert other.get_scale() == 4.0
 
 
+def test_disabled_scaler_state_round_trips_as_torchs():
+    torch = pytest.importorskip("torch")
+    for lib, make_scaler in ((torch, lambda **kw: torch.amp.GradScaler("cpu", **kw)),
+                             (dg, lambda **kw: dg.amp.GradScaler(**kw))):
+        off = make_scaler(enabled=False)
+        assert off.state_dict() == {}
+        off.load_state_dict({})                              # a no-op on a disabled scaler
+        on = make_scaler(init_scale=8.0)
+        with pytest.raises(RuntimeError, match="disabled instance of GradScaler"):
+            on.load_state_dict({})
+        off.load_state_dict(on.state_dict())                 # still a no-op
+    with pytest.raises(RuntimeError, match=r"missing \['growth_factor'"):
+        dg.amp.GradScaler().load_state_dict({"scale": 2.0})
+
+
 def test_grad_scaler_matches_torch_scale_trajectory():
     torch = pytest.importorskip("torch")
     ours = dg.amp.GradScaler(init_scale=16.0, growth_interval=2)

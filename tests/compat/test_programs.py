@@ -154,6 +154,27 @@ def test_ddp_tutorial_torchrun_script(tmp_path):
 
 
 @pytest.mark.mpiexec
+def test_production_style_ddp_script_trains_checkpoints_and_resumes_as_torch(tmp_path):
+    def launch(fw):
+        if fw == "torch":
+            return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        return [sys.executable, "-m", "distgraph.launch", "-n", "2", "--timeout", "200"]
+    runs = [run_both("ddp_production.py", tmp_path, "{tmp}/ckpt.pt", launch=launch) for _ in range(2)]
+    (t, d), (t2, d2) = runs
+    for m in (t, d):
+        assert m["world_size"] == 2 and m["ranks_agree"] is True and m["n_test"] == 398, (t, d)  # 397 padded to 2 x 199 by the sampler
+        assert m["accuracy"] > 0.8 and m["losses"][-1] < 0.5 * m["losses"][0], (t, d)
+        assert 0 < m["max_grad_norm"] and (m["start_epoch"], m["end_epoch"]) == (0, 5)
+    for m in (t2, d2):                                   # the second run resumed from the checkpoint
+        assert (m["start_epoch"], m["end_epoch"]) == (5, 6) and m["accuracy"] > 0.8, (t2, d2)
+    assert abs(t["accuracy"] - d["accuracy"]) < 0.06 and abs(t2["accuracy"] - d2["accuracy"]) < 0.06, (t, d)
+    # what no random number reaches is torch's exactly: schedules, step counts, checkpoint layout
+    for key in ("lrs", "n_steps", "ckpt_keys", "opt_state_keys", "opt_groups", "sched_keys", "model_keys",
+                "n_model_keys", "scaler_state"):
+        assert d[key] == t[key] and d2[key] == t2[key], (key, t[key], d[key])
+
+
+@pytest.mark.mpiexec
 def test_ddp_tutorial_mp_spawn_script(tmp_path):
     t, d = run_both("ddp_spawn.py", tmp_path, "{tmp}/model.checkpoint")
     for m in (t, d):
