@@ -32,7 +32,8 @@ import time
 
 from distgraph import backend
 from distgraph.comm import daemon
-from distgraph.comm.base import BITWISE_OPS, CommError, ProcessGroup, ReduceOp, Work, average_in_place, check_every_from_env
+from distgraph.comm.base import (BITWISE_OPS, CommError, ProcessGroup, ReduceOp, Work, average_in_place,
+                                 check_every_from_env)
 from distgraph.comm.mpi import start_exchange
 
 __all__ = ["available", "bind_device", "nccl_version", "NCCLProcessGroup", "NCCLWork"]

@@ -162,7 +162,8 @@ def test_production_style_ddp_script_trains_checkpoints_and_resumes_as_torch(tmp
     runs = [run_both("ddp_production.py", tmp_path, "{tmp}/ckpt.pt", launch=launch) for _ in range(2)]
     (t, d), (t2, d2) = runs
     for m in (t, d):
-        assert m["world_size"] == 2 and m["ranks_agree"] is True and m["n_test"] == 398, (t, d)  # 397 padded to 2 x 199 by the sampler
+        # (the 397 test digits padded to 2 x 199 by DistributedSampler)
+        assert m["world_size"] == 2 and m["ranks_agree"] is True and m["n_test"] == 398, (t, d)
         assert m["accuracy"] > 0.8 and m["losses"][-1] < 0.5 * m["losses"][0], (t, d)
         assert 0 < m["max_grad_norm"] and (m["start_epoch"], m["end_epoch"]) == (0, 5)
     for m in (t2, d2):                                   # the second run resumed from the checkpoint

@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mpi_util import run_mpi  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-CHECKS = ["equivalence", "adam", "grad_view", "buckets", "no_sync", "unused", "batchnorm", "sync_batchnorm", "fp16_hook", "comm_hooks", "mismatch", "timeline", "scaler"]
+CHECKS = ["equivalence", "adam", "grad_view", "buckets", "no_sync", "unused", "batchnorm", "sync_batchnorm",
+          "fp16_hook", "comm_hooks", "mismatch", "timeline", "scaler"]
 
 
 def run_checks(n, prog, checks, timeout):

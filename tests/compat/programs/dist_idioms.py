@@ -237,7 +237,8 @@ def more_api():
     return [[o.tolist() for o in outs], objs if r == 1 else sender, sender if r == 1 else None, bits.tolist(),
             both.tolist(), dist.get_process_group_ranks(dist.group.WORLD), dist.get_global_rank(dist.group.WORLD, 1),
             dist.get_group_rank(dist.group.WORLD, 1), dist.Backend("GLOO"), dist.Backend.NCCL,
-            dist.is_gloo_available(), dist.is_backend_available("gloo"), isinstance(dist.group.WORLD, dist.ProcessGroup),
+            dist.is_gloo_available(), dist.is_backend_available("gloo"),
+            isinstance(dist.group.WORLD, dist.ProcessGroup),
             dist.get_process_group_ranks(g) if r == 1 else "n/a", bad]
 rec("more_api", more_api)
 if r == 0:

@@ -39,7 +39,8 @@ def _write_error_file(path, exc):
 
 def record(fn=None, error_handler=None):
     """Decorate ``fn`` so that an exception it raises is written to ``$TORCHELASTIC_ERROR_FILE`` (when
-    set) and raised again; ``SystemExit(0)`` returns None, other exits and KeyboardInterrupt pass through.  Usable as ``@record`` and ``@record()``; ``error_handler`` is accepted and
+    set) and raised again; ``SystemExit(0)`` returns None, other exits and KeyboardInterrupt pass
+    through.  Usable as ``@record`` and ``@record()``; ``error_handler`` is accepted and
     ignored (PyTorch's ``ErrorHandler`` object)."""
     if fn is None:
         return lambda f: record(f, error_handler)
