@@ -309,8 +309,9 @@ class DistributedDataParallel(Module, Joinable):
 
 class _DDPJoinHook(JoinHook):
     """What a joined rank's DDP does while others train: one forward's buffer broadcast, and, when
-    their backward synchronises, one backward's bucket all-reduces, all with zeros; at the end every
-    rank takes the parameters (and buffers) of a rank that joined last."""
+    their backward synchronises, one backward's bucket all-reduces, with zeros (the averages land in
+    its ``.grad``, where PyTorch leaves the last ones); at the end every rank takes the parameters
+    (and buffers) of a rank that joined last."""
 
     def __init__(self, ddp, divide_by_initial_world_size):
         self.ddp = ddp

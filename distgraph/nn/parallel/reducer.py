@@ -127,12 +127,13 @@ class Reducer:
 
     def shadow(self):
         """A joined rank's side of one synchronised backward (``DDP.join``): every bucket all-reduced
-        as zeros, in order, and nothing written back.  Returns the order it marked them in."""
+        as zeros, in order; the others' averaged gradients land in ``.grad`` (a ZeroRedundancyOptimizer
+        joined too steps its shard with them).  Returns the order it marked them in."""
         self.prepare()
         for i in range(len(self.params)):
             self.mark_ready(i, used=False)
         order = list(self.ready_order)
-        self.finish(write_back=False)
+        self.finish()
         return order
 
     def mark_ready(self, i, used=True):

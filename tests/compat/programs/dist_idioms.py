@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.algorithms.ddp_comm_hooks.default_hooks as default_hooks
 from torch.distributed.elastic.multiprocessing.errors import record
+from torch.distributed.optim import ZeroRedundancyOptimizer
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, TensorDataset
@@ -241,6 +242,32 @@ def more_api():
             isinstance(dist.group.WORLD, dist.ProcessGroup),
             dist.get_process_group_ranks(g) if r == 1 else "n/a", bad]
 rec("more_api", more_api)
+def zero():
+    m = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 4), nn.Linear(4, 2))
+    with torch.no_grad():
+        for k, p in enumerate(m.parameters()):
+            p.copy_(torch.cos(torch.arange(p.numel(), dtype=torch.float32) + k).reshape(p.shape))
+    dm = DDP(m)
+    opt = ZeroRedundancyOptimizer(dm.parameters(), optimizer_class=torch.optim.Adam, lr=0.01)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    for i in range(4):
+        opt.zero_grad()
+        dm(torch.cos(torch.arange(12.0).reshape(4, 3) * (i + 1 + r))).pow(2).sum().backward()
+        opt.step()
+        sched.step()
+    try:
+        opt.state_dict()
+        early = "no error"
+    except RuntimeError:
+        early = "RuntimeError"
+    opt.consolidate_state_dict(to=0)
+    sd = opt.state_dict() if r == 0 else None
+    counts = [None] * n
+    dist.all_gather_object(counts, sum(len(g["params"]) for g in opt.optim.param_groups))
+    return [[round(v, 4) for p in m.parameters() for v in p.flatten().tolist()], early, counts,
+            sorted(sd["state"]) if sd else None, sorted(sd["state"][0]) if sd else None,
+            [g["lr"] for g in opt.param_groups], len(opt.param_groups[0]["params"])]
+rec("zero_redundancy_optimizer", zero)
 if r == 0:
     print(json.dumps(res, sort_keys=True))
 dist.destroy_process_group()
