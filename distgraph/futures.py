@@ -32,7 +32,8 @@ class Future:
         self._value, self._error = _PENDING, None
         self._lock = threading.Lock()
         self._children = []     # (Future, callback) pairs: then() and add_done_callback()
-        self._source = None     # (wait, ready): how to finish the operation behind this Future
+        self._parents = ()      # the Futures this one waits for (then(), collect_all())
+        self._source = None     # (wait, ready, value): how to finish the operation behind this Future
 
     @classmethod
     def _of_work(cls, work):
@@ -42,9 +43,12 @@ class Future:
         return fut
 
     # -------------------------------------------------------------- state
+    def _complete(self) -> bool:
+        return self._value is not _PENDING or self._error is not None
+
     def _settle(self, value=_PENDING, error=None):
         with self._lock:
-            if self._value is not _PENDING or self._error is not None:
+            if self._complete():
                 raise RuntimeError("Future: set_result/set_exception called on a Future that is already "
                                    "complete; a Future can only be marked completed once (make a new one)")
             self._value, self._error = (None, error) if error is not None else (value, None)
@@ -60,12 +64,11 @@ class Future:
             error.__cause__ = e   # (PyTorch's wording; the original is kept as the cause)
             self._settle(error=error)
             return
-        if self is not _DISCARD:
-            self._settle(value)
+        self._settle(value)
 
     def _drive(self, block):
         """Finish the operation behind this Future if it can (``block``: wait for it)."""
-        if self._value is not _PENDING or self._error is not None or self._source is None:
+        if self._complete() or self._source is None:
             return
         wait, ready, value = self._source
         if not block and not ready():
@@ -82,14 +85,15 @@ class Future:
     def done(self) -> bool:
         """Whether the value (or an error) is there."""
         self._drive(False)
-        for parent in getattr(self, "_parents", ()):
+        for parent in self._parents:
             parent._drive(False)
-        return self._value is not _PENDING or self._error is not None
+        return self._complete()
 
     def wait(self):
         """Block until the value is there, and return it (raise the operation's error, if it failed)."""
-        for parent in getattr(self, "_parents", ()):
-            parent.wait() if parent._error is None else None
+        for parent in self._parents:
+            if parent._error is None:   # (a failed parent's error reaches this Future through its callback)
+                parent.wait()
         self._drive(True)
         if self._error is not None:
             raise self._error
@@ -130,7 +134,7 @@ class Future:
 
     def _chain(self, child, callback):
         with self._lock:
-            complete = self._value is not _PENDING or self._error is not None
+            complete = self._complete()
             if not complete:
                 self._children.append((child, callback))
         if complete:
@@ -142,6 +146,8 @@ class Future:
 
 
 class _Discard(Future):
+    """Where ``add_done_callback``'s results go: nowhere."""
+
     def _settle(self, value=_PENDING, error=None):
         pass
 

@@ -380,13 +380,9 @@ def monitored_barrier(group=None, timeout=None, wait_all_ranks=False):
     """A barrier that must complete within ``timeout`` (a ``timedelta`` or seconds; the group's timeout
     when None).  As PyTorch's, it names the ranks that did not arrive; here every rank's wait ends the
     job with that report (the comm layer's timeout) rather than raising on rank 0 only."""
-    pg = _group.resolve(group, "monitored_barrier")
-    if pg is None:
-        return None
-    seconds = timeout.total_seconds() if hasattr(timeout, "total_seconds") else timeout
-    pg.begin("barrier")
-    work = _finish(pg.barrier(), True, [])
-    work.wait(timeout=seconds)
+    work = barrier(group, async_op=True)
+    if work is not None:   # (None: this rank is not in the group)
+        work.wait(timeout=timeout.total_seconds() if hasattr(timeout, "total_seconds") else timeout)
     return None
 
 

@@ -52,7 +52,8 @@ class ZeroRedundancyOptimizer(Optimizer, Joinable):
         self._global_ranks = _group.get_process_group_ranks(process_group)
         self._optim_class, self._optim_defaults = optimizer_class, dict(defaults)
         self._consolidated = None
-        self.optim = optimizer_class(self._partition()[self.rank], **defaults)
+        self._shards = self._partition()   # the same until a group is added
+        self.optim = optimizer_class(self._shards[self.rank], **defaults)
         self._sync_param_groups(self.optim.param_groups, self.param_groups)
         self._ready = True
 
@@ -75,7 +76,8 @@ class ZeroRedundancyOptimizer(Optimizer, Joinable):
         """Add a group (to every rank's list; its parameters are shared out as the others were)."""
         Optimizer.add_param_group(self, param_group)
         if getattr(self, "_ready", False):
-            self.optim.add_param_group(self._partition()[self.rank][-1])
+            self._shards = self._partition()   # (the earlier groups keep their shares)
+            self.optim.add_param_group(self._shards[self.rank][-1])
 
     @staticmethod
     def _sync_param_groups(src, dst):
@@ -101,7 +103,7 @@ class ZeroRedundancyOptimizer(Optimizer, Joinable):
     def _sync_params(self):
         works = []
         with grad_mode.no_grad():
-            for r, shard in enumerate(self._partition()):
+            for r, shard in enumerate(self._shards):
                 for g in shard:
                     for p in g["params"]:
                         works.append(collectives.broadcast(p, src=self._global_ranks[r], group=self.process_group,
@@ -138,7 +140,7 @@ class ZeroRedundancyOptimizer(Optimizer, Joinable):
             packed["params"] = [index.setdefault(id(p), len(index)) for p in g["params"]]
             groups.append(packed)
         state = {}
-        for r, shard in enumerate(self._partition()):
+        for r, shard in enumerate(self._shards):
             local = [p for g in shard for p in g["params"]]
             for k, s in self._consolidated[r]["state"].items():
                 state[index[id(local[int(k)])]] = {n: (tensor(v) if isinstance(v, np.ndarray) and v.ndim else
@@ -150,7 +152,7 @@ class ZeroRedundancyOptimizer(Optimizer, Joinable):
         """Load an unsharded layout (``state_dict()``'s, or a plain optimizer's): each rank keeps the
         state of its own shard."""
         Optimizer.load_state_dict(self, state_dict)
-        local = {id(p) for g in self._partition()[self.rank] for p in g["params"]}
+        local = {id(p) for g in self._shards[self.rank] for p in g["params"]}
         self.optim.state = defaultdict(dict, {p: s for p, s in self.state.items()
                                               if isinstance(p, Tensor) and id(p) in local})
         self.state = defaultdict(dict)

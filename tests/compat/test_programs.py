@@ -51,6 +51,16 @@ def _program(name, tmp_path, framework):
     return path
 
 
+def two_ranks(timeout):
+    """``launch=`` for ``run_both``: 2 ranks by torchrun for torch, by distgraph-run (with a job
+    ``--timeout``) for distgraph."""
+    def launch(fw):
+        if fw == "torch":
+            return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        return [sys.executable, "-m", "distgraph.launch", "-n", "2", "--timeout", str(timeout)]
+    return launch
+
+
 def run_both(name, tmp_path, *args, timeout=240, launch=None):
     """Run ``programs/name`` with torch and with distgraph; return (torch's metrics, distgraph's)."""
     results = {}
@@ -140,26 +150,18 @@ def test_rnn_on_digit_rows(tmp_path, kind):
 # ------------------------------------------------------------- distributed
 @pytest.mark.mpiexec
 def test_ddp_tutorial_torchrun_script(tmp_path):
-    def launch(fw):
-        if fw == "torch":
-            return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-        return [sys.executable, "-m", "distgraph.launch", "-n", "2", "--timeout", "200"]
-    t, d = run_both("ddp_torchrun.py", tmp_path, "{tmp}/snapshot.pt", launch=launch)
+    t, d = run_both("ddp_torchrun.py", tmp_path, "{tmp}/snapshot.pt", launch=two_ranks(200))
     for m in (t, d):
         assert m["world_size"] == 2 and m["ranks_agree"] is True and m["accuracy"] > 0.85, (t, d)
         assert m["epochs_run"] == 0
     # a second run resumes from the snapshot rank 0 saved
-    t2, d2 = run_both("ddp_torchrun.py", tmp_path, "{tmp}/snapshot.pt", launch=launch)
+    t2, d2 = run_both("ddp_torchrun.py", tmp_path, "{tmp}/snapshot.pt", launch=two_ranks(200))
     assert t2["epochs_run"] == 6 and d2["epochs_run"] == 6, (t2, d2)
 
 
 @pytest.mark.mpiexec
 def test_production_style_ddp_script_trains_checkpoints_and_resumes_as_torch(tmp_path):
-    def launch(fw):
-        if fw == "torch":
-            return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-        return [sys.executable, "-m", "distgraph.launch", "-n", "2", "--timeout", "200"]
-    runs = [run_both("ddp_production.py", tmp_path, "{tmp}/ckpt.pt", launch=launch) for _ in range(2)]
+    runs = [run_both("ddp_production.py", tmp_path, "{tmp}/ckpt.pt", launch=two_ranks(200)) for _ in range(2)]
     (t, d), (t2, d2) = runs
     for m in (t, d):
         # (the 397 test digits padded to 2 x 199 by DistributedSampler)
@@ -184,11 +186,7 @@ def test_ddp_tutorial_mp_spawn_script(tmp_path):
 
 @pytest.mark.mpiexec
 def test_torch_distributed_idioms_give_torchs_results(tmp_path):
-    def launch(fw):
-        if fw == "torch":
-            return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-        return [sys.executable, "-m", "distgraph.launch", "-n", "2", "--timeout", "120"]
-    t, d = run_both("dist_idioms.py", tmp_path, launch=launch)
+    t, d = run_both("dist_idioms.py", tmp_path, launch=two_ranks(120))
     assert not [k for k, v in t.items() if isinstance(v, str) and v.startswith("ERR")], t   # the reference ran
     assert len(t) >= 20 and t.keys() == d.keys(), (t, d)
     differ = {k: (t[k], d[k]) for k in t if t[k] != d[k]}
