@@ -96,6 +96,7 @@ from distgraph.types import *  # noqa: E402,F401,F403
 from distgraph.config import *  # noqa: E402,F401,F403
 from distgraph.config import backends  # noqa: E402
 from distgraph.graph import compile  # noqa: E402,A004 - capture and replay (docs/graph.md)
+from distgraph import _dynamo, compiler  # noqa: E402 - torch.compiler / torch._dynamo's names
 
 # ``torch.cuda.amp`` and ``torch.amp`` are the same mixed-precision module here.
 cuda.amp = amp

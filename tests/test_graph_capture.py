@@ -263,16 +263,6 @@ def test_raw_array_value_is_not_trusted_while_inputs_repeat():
         _close(cf(other), f(other), "gradient with other inputs")
 
 
-def test_forward_only_outputs_needing_grad_run_eagerly():
-    m = nn.Linear(2, 2).double()
-    cm = compile(m)
-    with pytest.warns(CaptureWarning, match="compile the whole training step"):
-        y = cm(dg.ones(1, 2, dtype=dg.float64))
-    y.sum().backward()                 # the eager graph is intact
-    assert m.weight.grad is not None
-    assert list(cm.parameters()) == list(m.parameters())
-
-
 def test_dg_compile_is_this_implementation():
     assert dg.compile is compile
     assert dg.compile(len, disable=True) is len
@@ -295,11 +285,12 @@ def test_replay_does_not_build_the_graph():
 
 
 # ------------------------------------------------------------------ DDP on 2 ranks
-@pytest.mark.parametrize("graphs", [False, True], ids=["replay", "cuda_graphs_standin"])
-def test_ddp_two_ranks_replay_matches_eager_and_keeps_bucket_order(graphs):
+@pytest.mark.parametrize("mode", [None, "--cuda-graphs", "--compiled-model"],
+                         ids=["replay", "cuda_graphs_standin", "ddp_of_compiled_model"])
+def test_ddp_two_ranks_replay_matches_eager_and_keeps_bucket_order(mode):
     from mpi_util import run_mpi
     prog = Path(__file__).parent / "parallel" / "graph_ddp_prog.py"
-    proc, _ = run_mpi(2, prog, *(["--cuda-graphs"] if graphs else []), timeout=240)
+    proc, _ = run_mpi(2, prog, *([mode] if mode else []), timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("graph_ddp ok") == 2, proc.stdout[-3000:]
 

@@ -248,8 +248,9 @@ def test_load_state_dict_errors_name_keys_and_shapes():
     sd = d.state_dict()
     sd.pop("conv.bias")
     sd["extra.weight"] = dg.zeros(1)
-    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\) in state_dict: "extra.weight"(.|\n)*Missing key\(s\)'
-                                           r' in state_dict: "conv.bias"'):
+    # (PyTorch's order: missing keys first, then unexpected ones)
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "conv.bias"(.|\n)*Unexpected key\(s\)'
+                                           r' in state_dict: "extra.weight"'):
         d.load_state_dict(sd)
     result = d.load_state_dict(sd, strict=False)
     assert result.missing_keys == ["conv.bias"] and result.unexpected_keys == ["extra.weight"]

@@ -95,6 +95,8 @@ class Capture:
         self.backward = None            # the backward pass being recorded
         self.first_effect = None        # index in entries of the first side effect
         self.outputs = None
+        self.region_out = None          # a forward-only capture with a graph: its output op (region.py)
+        self.forward_effects = []       # Python state a forward sets for its backward (no region then)
         self.pending_init = None
         self.grad_expect = {}           # id(leaf) -> [leaf, the .grad tensor it should hold now]
         self.bw_alias = set()           # ops whose backward returned a view of an array it saved
@@ -395,9 +397,40 @@ class Capture:
         self._check_grads()
         self.outputs = self._encode_output(outputs)
         if not self.backwards and self._needs_graph(outputs):
-            self.refuse("the function returns a tensor that requires grad but runs no backward: its "
-                        "backward would run outside; compile the whole training step (forward, "
-                        "loss.backward(), optimizer.step()), or run the forward under dg.no_grad()")
+            self.region_out = self._region_output()
+
+    def _region_output(self):
+        """A forward whose output needs a graph (its backward runs outside, ``region.py``): the op that
+        made that output; refused where a region cannot replay it."""
+        why = "the function returns a tensor that requires grad but runs no backward (it runs outside)"
+        if self.forward_effects:
+            self.refuse(f"{why}, and {self.forward_effects[0]}, which a replayed forward would skip; compile the "
+                        "whole training step, or compile the model inside DDP: DDP(dg.compile(model))")
+            return None
+        if self.calls or any(kind == "nograd" for kind, _ in self.entries):
+            self.refuse(f"{why}, and it makes calls (an optimizer step, a collective, DDP's forward) that a "
+                        "replayed forward cannot order with that backward; compile the whole training step "
+                        "(forward, loss.backward(), optimizer.step()), or compile the model inside DDP: "
+                        "DDP(dg.compile(model))")
+            return None
+        outs = []
+
+        def walk(e):
+            if e[0] == "wrap" and e[1][0] == "op" and getattr(self.ops[e[1][1]].node, "next", None) is not None:
+                outs.append(e[1][1])
+            elif e[0] in ("tuple", "list"):
+                for x in e[1]:
+                    walk(x)
+            elif e[0] == "dict":
+                for _, x in e[1]:
+                    walk(x)
+        walk(self.outputs)
+        if len(outs) != 1:
+            self.refuse(f"{why}, and it returns {len(outs)} tensors with a graph: a compiled forward "
+                        "replays with one; compile the whole training step (forward, loss.backward(), "
+                        "optimizer.step()), or return one tensor")
+            return None
+        return outs[0]
 
     def _needs_graph(self, v):
         if isinstance(v, Tensor):

@@ -17,18 +17,48 @@ disagree, a guard that fails — makes that key run eagerly from then on, with o
 from __future__ import annotations
 
 import functools
+import types
 import warnings
+import weakref
 
 from distgraph.autograd.function import _tracing
 from distgraph.graph import guards
 from distgraph.graph.capture import Capture
 from distgraph.graph.intercept import intercepting
+from distgraph.graph.region import NotRegion, Region
 from distgraph.graph.tape import GuardFailed, Tape, compare
+from distgraph.nn.module import Module
 from distgraph.utils.logging import get_logger
 
 log = get_logger("distgraph.graph")
 
 MAX_CHECKS = 4  # captures to wait for two calls with different input values (see Verdict.unproven)
+
+
+
+class _Config(types.SimpleNamespace):
+    """``torch._dynamo.config``'s knobs a training script sets.  ``cache_size_limit`` (an alias of
+    ``recompile_limit``, as in PyTorch) is the default number of tapes per function; the others are
+    accepted and mean nothing here.  An unknown name raises, as PyTorch's config does."""
+
+    def __setattr__(self, name, value):
+        if name == "recompile_limit":
+            name = "cache_size_limit"
+        if name not in self.__dict__:
+            raise AttributeError(f"distgraph._dynamo.config.{name} does not exist; known: "
+                                 f"{', '.join(sorted(self.__dict__))}, recompile_limit")
+        super().__setattr__(name, value)
+
+    def __getattr__(self, name):
+        if name == "recompile_limit":
+            return self.cache_size_limit
+        raise AttributeError(f"distgraph._dynamo.config.{name} does not exist")
+
+
+config = _Config(cache_size_limit=8, suppress_errors=False, verbose=False, automatic_dynamic_shapes=True,
+                 optimize_ddp=True, capture_scalar_outputs=False)
+
+_everyone = weakref.WeakSet()   # every CompiledFunction, for reset()
 
 
 class CaptureWarning(UserWarning):
@@ -54,7 +84,7 @@ class CompiledFunction:
         stats: counts of ``captures``, ``replays`` and ``eager`` calls.
     """
 
-    def __init__(self, fn, *, fullgraph=False, cache_size=8, fuse=True, cuda_graphs=False):
+    def __init__(self, fn, *, fullgraph=False, cache_size=None, fuse=True, cuda_graphs=False):
         self.fn = fn
         self.fuse, self.cuda_graphs = fuse, cuda_graphs
         self.fullgraph = fullgraph
@@ -64,6 +94,13 @@ class CompiledFunction:
         self._warned = set()
         self.stats = {"captures": 0, "replays": 0, "eager": 0}
         functools.update_wrapper(self, fn, updated=())
+        _everyone.add(self)
+
+    def reset(self):
+        """Forget every tape and eager verdict (the next calls capture anew), as ``compiler.reset()``."""
+        self._cache.clear()
+        self._warned.clear()
+        self._modules = None
 
     def __getattr__(self, name):  # a compiled module still answers .parameters(), .train(), ...
         if name == "fn":
@@ -83,13 +120,14 @@ class CompiledFunction:
         key = guards.key(args, kwargs, modules, tensors)
         entry = self._cache.get(key)
         if entry is None:
-            if len(self._cache) >= self.cache_size:
-                self._give_up("cache", f"more than {self.cache_size} different argument shapes/flags: the "
-                              "new ones run eagerly (raise cache_size, or pad inputs to a few shapes)")
+            limit = config.cache_size_limit if self.cache_size is None else self.cache_size
+            if len(self._cache) >= limit:
+                self._give_up("cache", f"more than {limit} different argument shapes/flags: the new ones run "
+                              "eagerly (raise cache_size, or pad inputs to a few shapes)")
                 self.stats["eager"] += 1
                 return self.fn(*args, **kwargs)
             entry = self._cache[key] = _Entry()
-        if entry.tape is not None:
+        if entry.tape is not None and not entry.tape.busy():
             try:
                 out = entry.tape.run(tensors)
                 self.stats["replays"] += 1
@@ -100,7 +138,7 @@ class CompiledFunction:
                 entry.eager = (f"a guard failed on replay ({e}): the function's Python code depends on "
                                "tensor values; it runs eagerly from now on")
                 self._give_up(entry.eager, entry.eager)
-        if entry.eager is not None:
+        if entry.eager is not None or entry.tape is not None:   # (a busy region: this call runs eagerly)
             self.stats["eager"] += 1
             return self.fn(*args, **kwargs)
         return self._capture(entry, args, kwargs, tensors, modules)
@@ -141,6 +179,14 @@ class CompiledFunction:
             entry.eager = ("tensors made inside the function by raw array code kept their values, but every "
                            "call so far had the same input values, so they may depend on the inputs")
             self._give_up(entry.eager, entry.eager)
+        elif cap.region_out is not None:   # a forward whose backward runs outside (region.py)
+            try:
+                entry.tape = Region(Tape(cap, verdict, op_instances=True), cap, verdict, cap.region_out)
+            except NotRegion as e:
+                entry.eager = ("the function returns a tensor that requires grad but runs no backward (it runs "
+                               f"outside), and {e}")
+                self._give_up(entry.eager, entry.eager)
+            entry.prev = None
         else:
             entry.tape = Tape(cap, verdict, fuse=self.fuse, cuda_graphs=self.cuda_graphs)
             entry.prev = None
@@ -168,12 +214,93 @@ class CompiledFunction:
 
 
 def _is_module(x):
-    from distgraph.nn.module import Module
     return isinstance(x, Module)
 
 
+class OptimizedModule(Module):
+    """What ``compile(module)`` returns, as PyTorch's: a ``Module`` whose forward is the compiled
+    call of the original, kept as the child ``_orig_mod`` (so ``state_dict()`` keys start with
+    ``_orig_mod.``, as PyTorch's do; save ``model._orig_mod.state_dict()`` for plain keys).  Attributes
+    it does not have itself are read from and written to the original (``model.fc1``,
+    ``model.foo = 3``); ``stats``, ``tapes()`` and ``eager_reasons()`` are the compiled call's."""
+
+    def __init__(self, mod, compiled):
+        super().__init__()
+        self._modules["_orig_mod"] = mod
+        object.__setattr__(self, "_compiled", compiled)
+
+    def forward(self, *args, **kwargs):
+        return self._compiled(*args, **kwargs)
+
+    def __getattr__(self, name):
+        modules = self.__dict__.get("_modules")
+        if modules is None or "_orig_mod" not in modules:
+            raise AttributeError(name)
+        if name == "_orig_mod":
+            return modules["_orig_mod"]
+        return getattr(modules["_orig_mod"], name)
+
+    def __setattr__(self, name, value):
+        if name in self.__dict__ or hasattr(type(self), name):
+            super().__setattr__(name, value)
+        else:
+            setattr(self._orig_mod, name, value)
+
+    def __delattr__(self, name):
+        if name in self.__dict__:
+            super().__delattr__(name)
+        else:
+            delattr(self._orig_mod, name)
+
+    def __len__(self):
+        return len(self._orig_mod)
+
+    @property
+    def stats(self):
+        return self._compiled.stats
+
+    def tapes(self):
+        return self._compiled.tapes()
+
+    def eager_reasons(self):
+        return self._compiled.eager_reasons()
+
+    def reset(self):
+        self._compiled.reset()
+
+
+def reset():
+    """Forget every compiled function's tapes (``torch.compiler.reset()``): the next calls capture anew."""
+    for f in list(_everyone):
+        f.reset()
+
+
+def is_compiling() -> bool:
+    """Whether the code runs inside a capture (``torch.compiler.is_compiling()``): a compiled function's
+    first calls, whose ops are being recorded.  A replay runs no Python, so this is never seen True there."""
+    return isinstance(_tracing.tracer, Capture)
+
+
+def disable(fn=None, recursive=True, *, reason=None):
+    """``torch.compiler.disable``: ``fn`` runs eagerly.  Where PyTorch breaks the graph around it, a
+    capture that reaches ``fn`` gives up for that call's key (which then runs eagerly, with one
+    ``CaptureWarning`` naming ``fn``): the results are the same, only that key is not replayed."""
+    if fn is None:
+        return lambda f: disable(f, recursive, reason=reason)
+    name = getattr(fn, "__qualname__", repr(fn))
+
+    @functools.wraps(fn)
+    def eager_only(*args, **kwargs):
+        cap = _tracing.tracer
+        if isinstance(cap, Capture):
+            cap.refuse(f"it calls {name}, marked compiler.disable" + (f" ({reason})" if reason else ""))
+        return fn(*args, **kwargs)
+    eager_only._dg_compile_disabled = True
+    return eager_only
+
+
 def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mode=None, options=None,
-            disable=False, cache_size=8):
+            disable=False, cache_size=None):
     """Capture ``model`` (a function or module) and replay it as a static tape of array operations.
 
     PyTorch's ``torch.compile`` signature. The first call for a key records the ops (forward,
@@ -193,10 +320,12 @@ def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mo
             Giving both ``mode`` and ``options`` raises ``RuntimeError``, as in PyTorch.
         dynamic, backend: accepted for PyTorch compatibility; ignored (there is one backend).
         disable: return ``model`` unchanged.
-        cache_size: tapes kept per function (one per argument shapes/flags key).
+        cache_size: tapes kept per function (one per argument shapes/flags key); default
+            ``distgraph._dynamo.config.cache_size_limit`` (8, as PyTorch's).
 
     Returns:
-        A ``CompiledFunction`` (or ``model`` when ``disable``).
+        For a module, an ``OptimizedModule`` (a ``Module`` holding it as ``_orig_mod``, as PyTorch's);
+        for a function, a ``CompiledFunction``; ``model`` itself when ``disable``.
     """
     if model is None:
         return lambda m: compile(m, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode,
@@ -213,9 +342,10 @@ def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mo
     options = options or {}
     fuse = bool(options.get("fuse", True))
     cuda_graphs = bool(options.get("triton.cudagraphs", _MODES[mode]))
-    return CompiledFunction(model, fullgraph=fullgraph, cache_size=cache_size, fuse=fuse, cuda_graphs=cuda_graphs)
+    compiled = CompiledFunction(model, fullgraph=fullgraph, cache_size=cache_size, fuse=fuse, cuda_graphs=cuda_graphs)
+    return OptimizedModule(model, compiled) if _is_module(model) else compiled
 
 
 # torch.compile's modes -> whether they launch CUDA graphs
-_MODES = {None: False, "default": False, "reduce-overhead": True, "max-autotune": True,
+_MODES = {None: False, "default": False, "lite": False, "reduce-overhead": True, "max-autotune": True,
           "max-autotune-no-cudagraphs": False}

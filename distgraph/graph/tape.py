@@ -294,8 +294,12 @@ class Tape:
     across replays (``out=``) and in place along chains; off, they are inlined but allocate fresh arrays.
     """
 
-    def __init__(self, cap, verdict, fuse=True, cuda_graphs=False):
-        self.cap, self.fuse, self.cuda_graphs = cap, fuse, cuda_graphs
+    def __init__(self, cap, verdict, fuse=True, cuda_graphs=False, op_instances=False):
+        # op_instances: every op runs through an op instance (no inlined ufuncs), whose saved arrays a
+        # backward outside the tape reads (region.py)
+        if op_instances:
+            fuse = cuda_graphs = False
+        self.cap, self.fuse, self.cuda_graphs, self.op_instances = cap, fuse, cuda_graphs, op_instances
         self.segments = []
         g = _Gen(cap, verdict)
         ns = g.ns
@@ -335,6 +339,10 @@ class Tape:
         self.ns = ns
         self.source = self._compile("first")
         self._first = ns["replay"]
+
+    def busy(self) -> bool:
+        """Never: a tape's replays are independent (``region.Region.busy`` can be)."""
+        return False
 
     def run(self, tensors):
         """The first replay allocates every array as eager does and keeps them; those become the
@@ -385,6 +393,8 @@ class Tape:
         """Ops run as inlined ufuncs: their class is in fuse.RULES, their inputs are arguments, op outputs,
         outside tensors or numbers, and each backward through them gave gradients exactly where needed."""
         cap, out = self.cap, set()
+        if self.op_instances:
+            return out
         expected = {}
         for bw in cap.backwards:
             for ev in bw["events"]:

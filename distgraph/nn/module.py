@@ -14,7 +14,18 @@ from distgraph.autograd.function import RemovableHandle
 from distgraph.autograd.tensor import Parameter, Tensor, zero_grads
 from distgraph.nn import hooks
 
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """``load_state_dict``'s result; prints as PyTorch's when every key matched."""
+    __slots__ = ()
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+    __str__ = __repr__
 
 
 def _type_name(value):
@@ -39,6 +50,12 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward(); define it in the subclass")
 
     def __call__(self, *args, **kwargs):
+        d = self.__dict__
+        if "_compiled_call" in d:   # Module.compile()
+            return d["_compiled_call"](*args, **kwargs)
+        return self._call_eager(*args, **kwargs)
+
+    def _call_eager(self, *args, **kwargs):
         d = self.__dict__
         if not (d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_hooks"]
                 or d["_backward_pre_hooks"]):
@@ -70,6 +87,12 @@ class Module:
         if backward:
             out = hooks.hooked_outputs(call, out)
         return out
+
+    def compile(self, *args, **kwargs):
+        """Compile this module's calls in place (PyTorch's ``Module.compile``): ``dg.compile`` of its call
+        with the same arguments; the module stays itself (same class, same ``state_dict()`` keys)."""
+        from distgraph.graph import compile as compile_
+        object.__setattr__(self, "_compiled_call", compile_(self._call_eager, *args, **kwargs))
 
     # ------------------------------------------------------------ registration
     def __setattr__(self, name, value):
@@ -322,10 +345,10 @@ class Module:
             with grad_mode.no_grad():
                 t.copy_(arr)
         if strict and (missing or unexpected):
+            if unexpected:   # (PyTorch's order: missing, unexpected, then size mismatches)
+                errors.insert(0, "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected))
             if missing:
                 errors.insert(0, "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing))
-            if unexpected:
-                errors.insert(0, "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected))
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
         return IncompatibleKeys(missing, unexpected)

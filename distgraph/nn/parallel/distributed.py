@@ -198,6 +198,9 @@ class DistributedDataParallel(Module, Joinable):
         out = self.module(*inputs, **kwargs)
         profiler.record("forward", "forward", start, profiler.now_us())
         if self.find_unused_parameters and grad_mode.is_grad_enabled() and self.require_backward_grad_sync:
+            if _tracing.tracer is not None:
+                _tracing.tracer.forward_effects.append("DDP(find_unused_parameters=True) notes the unused "
+                                                       "parameters after each forward")
             reached = _reachable_leaves(out)
             self._pending_unused = [i for i, p in enumerate(self._params) if id(p) not in reached]
         return out
