@@ -147,6 +147,17 @@ def test_rnn_on_digit_rows(tmp_path, kind):
     assert abs(t["accuracy"] - d["accuracy"]) < 0.12, (t, d)
 
 
+def test_torch_compile_idioms_give_torchs_results(tmp_path):
+    """torch.compile's OptimizedModule, Module.compile(), a compiled step, torch.compiler/_dynamo knobs: each
+    result (or error type) as torch's; the float64 losses of the compiled model, the in-place compiled one
+    and the compiled step equal eager's to 9 decimals, in both frameworks."""
+    t, d = run_both("compile_idioms.py", tmp_path)
+    assert t["compiled_step"] == t["eager_losses"] == t["trained_compiled_model"], t   # the reference ran
+    assert len(t) >= 30 and t.keys() == d.keys(), (t, d)
+    differ = {k: (t[k], d[k]) for k in t if t[k] != d[k]}
+    assert not differ, differ
+
+
 # ------------------------------------------------------------- distributed
 @pytest.mark.mpiexec
 def test_ddp_tutorial_torchrun_script(tmp_path):
