@@ -1,14 +1,19 @@
 """Export to ONNX: ``dg.onnx.export(model, args, "model.onnx")``, as ``torch.onnx.export``.
 
 The exporter needs the ``onnx`` package (``pip install 'distgraph[onnx]'``); it is imported on the
-first call, so ``import distgraph`` works without it.  See docs/onnx.md for what is supported and
-how the exporter differs from PyTorch's.
+first call (and on the first use of ``dg.onnx.ONNXProgram``), so ``import distgraph`` works without
+it.  See docs/onnx.md for what is supported and how the exporter differs from PyTorch's.
 """
+# ``dg.export.Dim`` (torch.export.Dim) names the dims of ``dynamic_shapes``; importing it here also
+# makes ``dg.export`` reachable after ``import distgraph``.  It needs no onnx.
+from distgraph import export as _export_module  # noqa: F401
 from distgraph.onnx import errors
-from distgraph.onnx.errors import OnnxExporterError, TracingError, TrainingMode, UnsupportedOperatorError
+from distgraph.onnx.errors import (OnnxExporterError, OnnxExporterWarning, OperatorExportTypes, TracingError,
+                                   TrainingMode, UnsupportedOperatorError)
 
-__all__ = ["export", "TrainingMode", "errors", "OnnxExporterError", "UnsupportedOperatorError", "TracingError",
-           "register_converter", "register_module_converter"]
+__all__ = ["export", "TrainingMode", "OperatorExportTypes", "errors", "OnnxExporterError",
+           "OnnxExporterWarning", "UnsupportedOperatorError", "TracingError", "register_converter",
+           "register_module_converter"]   # and ONNXProgram (loaded on first use, see __getattr__)
 
 
 def _load(name):
@@ -21,17 +26,24 @@ def _load(name):
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def export(model, args=(), f=None, *, kwargs=None, export_params=True, verbose=False, training=TrainingMode.EVAL,
-           input_names=None, output_names=None, opset_version=None, do_constant_folding=True, dynamic_axes=None,
-           keep_initializers_as_inputs=False):
-    """Export ``model`` to ONNX by tracing ``model(*args, **kwargs)`` once; returns the ``onnx.ModelProto``
-    and writes it to ``f`` (a path or a binary file object) unless ``f`` is None.  The arguments are
-    ``torch.onnx.export``'s; ``distgraph.onnx.exporter.export`` documents each."""
-    return _load("exporter").export(
-        model, args, f, kwargs=kwargs, export_params=export_params, verbose=verbose, training=training,
-        input_names=input_names, output_names=output_names, opset_version=opset_version,
-        do_constant_folding=do_constant_folding, dynamic_axes=dynamic_axes,
-        keep_initializers_as_inputs=keep_initializers_as_inputs)
+def export(model, args=(), f=None, *, kwargs=None, verbose=None, input_names=None, output_names=None,
+           opset_version=None, dynamo=True, external_data=True, dynamic_shapes=None, custom_translation_table=None,
+           report=False, optimize=True, verify=False, profile=False, dump_exported_program=False, artifacts_dir=".",
+           export_params=True, keep_initializers_as_inputs=False, dynamic_axes=None, training=TrainingMode.EVAL,
+           operator_export_type=OperatorExportTypes.ONNX, do_constant_folding=True, custom_opsets=None,
+           export_modules_as_functions=False, autograd_inlining=True):
+    """Export ``model`` to ONNX by tracing ``model(*args, **kwargs)`` once, with ``torch.onnx.export``'s
+    arguments.  Returns an ``ONNXProgram`` (``dynamo=True``, the default) or None (``dynamo=False``),
+    and writes the model to ``f`` (a path or a binary file object) unless ``f`` is None.
+    ``distgraph.onnx.exporter.export`` documents each argument."""
+    options = dict(locals())            # exactly the arguments above (nothing else is defined yet)
+    return _load("exporter").export(**options)
+
+
+def __getattr__(name):
+    if name == "ONNXProgram":           # needs onnx: loaded on first use
+        return _load("program").ONNXProgram
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register_converter(cls, fn=None, *, arrays=()):

@@ -12,6 +12,20 @@ class TrainingMode(enum.IntEnum):
     TRAINING = 2
 
 
+class OperatorExportTypes(enum.IntEnum):
+    """torch.onnx.OperatorExportTypes: only ONNX (standard ONNX ops, the default) is supported; the
+    ATen fallbacks have no meaning for distgraph's ops."""
+    ONNX = 0
+    ONNX_ATEN = 1
+    ONNX_ATEN_FALLBACK = 2
+    ONNX_FALLTHROUGH = 3
+
+
+class OnnxExporterWarning(UserWarning):
+    """Something of the export the caller may want to know (e.g. ``ONNXProgram.apply_weights`` skipping a
+    name that is no initializer)."""
+
+
 class OnnxExporterError(RuntimeError):
     """The model could not be exported (a bad argument, or a graph ONNX cannot express)."""
 

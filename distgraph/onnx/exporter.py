@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import inspect
-import os
+import warnings
 
 import numpy as np
 import onnx
@@ -12,69 +12,115 @@ from distgraph import backend
 from distgraph.autograd.grad_mode import no_grad
 from distgraph.autograd.tensor import Tensor
 from distgraph.onnx import converters, converters_select  # noqa: F401  (each family registers its converters)
-from distgraph.onnx.errors import OnnxExporterError, TracingError, TrainingMode, UnsupportedOperatorError
+from distgraph.onnx.dynamic_shapes import to_dynamic_axes
+from distgraph.onnx.errors import (OnnxExporterError, OperatorExportTypes, TracingError, TrainingMode,
+                                   UnsupportedOperatorError)
 from distgraph.onnx.graph import GraphBuilder, value_info
 from distgraph.onnx.modules import MODULE_CONVERTERS, find_module_converter
+from distgraph.onnx.program import ONNXProgram
 from distgraph.onnx.registry import ARRAY_SLOTS, CONVERTERS, REWRITES
 from distgraph.onnx.trace import Const, Tracer, Val, _host, flatten, tracing
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 14
+VERIFY_RTOL, VERIFY_ATOL = 1e-3, 1e-4      # verify=True: float outputs within atol + rtol * |distgraph|
 
 
-def export(model, args=(), f=None, *, kwargs=None, export_params=True, verbose=False,
-           training=TrainingMode.EVAL, input_names=None, output_names=None, opset_version=None,
-           do_constant_folding=True, dynamic_axes=None, keep_initializers_as_inputs=False):
-    """Export ``model`` to ONNX by tracing one run of ``model(*args, **kwargs)``, as
-    ``torch.onnx.export`` (its TorchScript-style arguments).
+def export(model, args=(), f=None, *, kwargs=None, verbose=None, input_names=None, output_names=None,
+           opset_version=None, dynamo=True, external_data=True, dynamic_shapes=None, custom_translation_table=None,
+           report=False, optimize=True, verify=False, profile=False, dump_exported_program=False, artifacts_dir=".",
+           export_params=True, keep_initializers_as_inputs=False, dynamic_axes=None, training=TrainingMode.EVAL,
+           operator_export_type=OperatorExportTypes.ONNX, do_constant_folding=True, custom_opsets=None,
+           export_modules_as_functions=False, autograd_inlining=True):
+    """Export ``model`` to ONNX by tracing one run of ``model(*args, **kwargs)``; the arguments are
+    ``torch.onnx.export``'s (torch 2.13).
 
     The run is recorded op by op (under ``no_grad``), so Python control flow is frozen as it
     ran; recurrent modules (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``) become one ONNX op each and
     keep any sequence length.  The model is traced a second time on perturbed copies of the
     inputs: a tensor computed outside the traced ops that changes with the inputs (which
-    would be frozen as a wrong constant) raises instead.
+    would be frozen as a wrong constant) raises instead.  ``dynamo`` picks what is returned
+    and how ``f`` is written, as in torch; the graph is traced the same way in both modes.
 
     Args:
         model: an ``nn.Module`` (or any callable; then no parameter gets a state_dict name).
-        args: a Tensor or a tuple of positional arguments.  Tensors (also inside tuples and
-            lists) become graph inputs, in order; other values are frozen into the graph.
-        f: a file path, a binary file object (``io.BytesIO``), or None (only return the model).
+        args: a Tensor or a tuple of positional arguments.  Tensors (also inside tuples, lists and
+            dicts) become graph inputs, in order; other values are frozen into the graph.  As
+            torch: when ``kwargs`` is not given, a dict as the last element holds the keyword arguments.
+        f: a file path, a binary file object (``io.BytesIO``), or None (write nothing).  Written in
+            both modes; with ``dynamo=True`` as ``ONNXProgram.save`` writes it (see
+            ``external_data``, ``export_params``, ``keep_initializers_as_inputs``).
         kwargs: keyword arguments of the call; their tensors are graph inputs after ``args``'.
-        export_params: store parameters as initializers (named by their state_dict names); if
-            False they become graph inputs that the caller feeds.
         verbose: print the exported graph.
-        training: ``TrainingMode.EVAL`` (default; the model runs in eval mode and is restored
-            after) or ``TrainingMode.PRESERVE``.
         input_names, output_names: names of the graph inputs and outputs, in order (a shorter
             list names the first ones).  Defaults: the names of ``forward``'s parameters
             (``x``, or ``x_0``, ``x_1`` for the tensors of one tuple argument); ``output``,
             or ``output_0``, ``output_1``... for several outputs.
         opset_version: the ai.onnx opset, from 14 to the installed onnx's newest (default 18).
-        do_constant_folding: ops that depend only on parameters and constants are computed
-            now and stored as constants (as torch; e.g. a BatchNorm's ``1/sqrt(var + eps)``).
+        dynamo: True (the default): return an ``ONNXProgram``; False: return None (torch's
+            TorchScript exporter).
+        external_data: (``dynamo=True``, ``f`` a path) initializers of 1 KiB or more go to
+            ``<f>.data`` beside ``f`` (the default, as torch); False: one self-contained file.
+        dynamic_shapes: (``dynamo=True``) ``torch.export``'s form, ``{arg name: {axis: dim}}`` or
+            a tuple with one entry per argument; a dim is ``dg.export.Dim("name")``, a str (that
+            name), ``Dim.DYNAMIC``/``Dim.AUTO`` (named ``<input>_dim_<axis>``), or static
+            (``Dim.STATIC``, None, the traced size); ``distgraph.onnx.dynamic_shapes`` has the
+            rules.  When given, ``dynamic_axes`` is ignored (as torch), with a warning.
+        optimize: (``dynamo=True``) run ``ONNXProgram.optimize()`` on the result.
+        verify: run the exported model in onnxruntime on ``args``/``kwargs`` and compare it with
+            distgraph's outputs (also with ``dynamo=False``); torch logs a warning on a mismatch,
+            distgraph raises.
+        export_params: with ``dynamo=False``, False makes the parameters graph inputs (named by their
+            state_dict names) that the caller feeds; with ``dynamo=True`` it applies to ``f`` only
+            (False: the initializers are left out of the file, as ``ONNXProgram.save``).
+        keep_initializers_as_inputs: also list every initializer as a graph input (with
+            ``dynamo=True``: in ``f`` only).
         dynamic_axes: ``{name: {axis: "dim_name"}}`` or ``{name: [axis, ...]}`` (named
             ``{name}_dynamic_axes_{k}``), for input and output names: those dims are symbolic.
-        keep_initializers_as_inputs: also list every initializer as a graph input.
+        training: ``TrainingMode.EVAL`` (default; the model runs in eval mode and is restored
+            after) or ``TrainingMode.PRESERVE``, in both modes (torch ignores it with dynamo).
+        operator_export_type: only ``OperatorExportTypes.ONNX``.
+        do_constant_folding: ops that depend only on parameters and constants are computed
+            now and stored as constants (as torch; e.g. a BatchNorm's ``1/sqrt(var + eps)``).
+        custom_translation_table, custom_opsets, export_modules_as_functions: only their
+            defaults (None/empty, False): see Raises.
+        report, profile, dump_exported_program, artifacts_dir, autograd_inlining: accepted and
+            ignored (torch's debugging artifacts of torch.export, and a TorchScript autograd option).
 
     Returns:
-        The ``onnx.ModelProto`` (checked with ``onnx.checker.check_model``).
+        ``dynamo=True``: a ``distgraph.onnx.ONNXProgram`` (its ``model_proto`` passed
+        ``onnx.checker.check_model``); ``dynamo=False``: None.
 
     Raises:
         UnsupportedOperatorError: an op or module has no converter; the message names it and
             where in the model it ran.
         TracingError: the run cannot be captured faithfully (see the message).
-        OnnxExporterError: a bad argument.
+        OnnxExporterError: a bad argument, or ``verify=True`` found different outputs.
+        ValueError: ``dynamic_shapes`` with ``dynamo=False`` (as torch).
+        NotImplementedError: ``custom_translation_table``, ``custom_opsets``, a non-default
+            ``operator_export_type`` or ``export_modules_as_functions``.
     """
+    del report, profile, dump_exported_program, artifacts_dir, autograd_inlining     # accepted, ignored
+    _refuse_unsupported(custom_translation_table, operator_export_type, custom_opsets, export_modules_as_functions)
     opset = DEFAULT_OPSET if opset_version is None else int(opset_version)
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise OnnxExporterError(f"ONNX export: expected opset_version from {MIN_OPSET} to {newest} (the installed "
                                 f"onnx's newest), got {opset_version}")
-    training = TrainingMode(training)
+    # torch's enums too (by name)
+    training = TrainingMode[training.name] if hasattr(training, "name") else TrainingMode(training)
     if training == TrainingMode.TRAINING:
         raise OnnxExporterError("ONNX export: training=TrainingMode.TRAINING is not supported; expected EVAL "
                                 "(the default) or PRESERVE")
+    if dynamic_shapes and not dynamo:                     # (an empty one passes, as torch)
+        raise ValueError("ONNX export: dynamic_shapes needs dynamo=True (as torch); with dynamo=False, "
+                         "expected dynamic_axes")
+    if dynamo and dynamic_shapes is not None and dynamic_axes is not None:
+        warnings.warn("ONNX export: dynamic_axes is ignored because dynamic_shapes is given (as torch)",
+                      UserWarning, stacklevel=3)
     args = (args,) if isinstance(args, Tensor) else tuple(args)
+    if not kwargs and args and isinstance(args[-1], dict):
+        args, kwargs = args[:-1], args[-1]
     kwargs = dict(kwargs or {})
     modes = [(m, m.training) for m in model.modules()] if hasattr(model, "modules") else []
     if training == TrainingMode.EVAL and modes:
@@ -88,17 +134,73 @@ def export(model, args=(), f=None, *, kwargs=None, export_params=True, verbose=F
     _check_same_trace(tracer, check)
     _check_same_outputs(outputs, check_outputs)
     out_names = _output_names(output_names, len(outputs))
-    axes = _dynamic_axes(dynamic_axes, in_names, out_names)
-    proto = _build(model, tracer, outputs, in_names, out_names, axes, opset, export_params,
-                   do_constant_folding, keep_initializers_as_inputs)
+    if dynamo and dynamic_shapes is not None:
+        axes = to_dynamic_axes(dynamic_shapes, model, args, kwargs, in_names)
+    else:
+        axes = _dynamic_axes(dynamic_axes, in_names, out_names)
+    # with dynamo, the program holds the parameters as initializers; export_params and
+    # keep_initializers_as_inputs only shape the file f (as torch)
+    program = ONNXProgram(_build(model, tracer, outputs, in_names, out_names, axes, opset,
+                                 export_params or dynamo, do_constant_folding,
+                                 keep_initializers_as_inputs and not dynamo))
+    if dynamo and optimize:
+        program.optimize()
     if verbose:
-        print(helper.printable_graph(proto.graph))
-    if f is not None:
-        if hasattr(f, "write"):
-            f.write(proto.SerializeToString())
-        else:
-            onnx.save(proto, os.fspath(f))
-    return proto
+        print(helper.printable_graph(program.model_proto.graph))
+    if verify:
+        _verify(program, tracer, outputs, out_names)
+    if f is not None and dynamo:
+        program.save(f, include_initializers=export_params, keep_initializers_as_inputs=keep_initializers_as_inputs,
+                     external_data=bool(external_data) and not hasattr(f, "write"))
+    elif f is not None:
+        program.save(f)
+    return program if dynamo else None
+
+
+def _refuse_unsupported(table, export_type, opsets, as_functions):
+    name = getattr(export_type, "name", None) or OperatorExportTypes(int(export_type)).name
+    if name != "ONNX":
+        raise NotImplementedError(f"ONNX export: operator_export_type={name} is not supported; distgraph exports "
+                                  "standard ONNX ops only: expected OperatorExportTypes.ONNX (the default)")
+    if table:
+        raise NotImplementedError(f"ONNX export: custom_translation_table (for {len(table)} torch ops) is not "
+                                  "supported: distgraph converts its own ops; expected None, and a converter "
+                                  "registered with dg.onnx.register_converter(OpClass, fn) or "
+                                  "dg.onnx.register_module_converter(ModuleClass, fn)")
+    if opsets:
+        raise NotImplementedError(f"ONNX export: custom_opsets={dict(opsets)} is not supported: distgraph writes "
+                                  "the ai.onnx domain only; expected None (choose its version with opset_version)")
+    if as_functions is not False and (as_functions is True or len(as_functions)):
+        raise NotImplementedError(f"ONNX export: export_modules_as_functions={as_functions!r} is not supported; "
+                                  "expected False (modules are inlined; export one module as one op with "
+                                  "dg.onnx.register_module_converter)")
+
+
+def _verify(program, tracer, outputs, out_names):
+    """Run ``program`` in onnxruntime on the traced inputs (and parameters, where they are inputs)
+    and compare with the outputs distgraph traced: floats within ``atol + rtol * |distgraph|``,
+    other dtypes equal."""
+    values = {v.name: _host(v.array) for v in tracer.values if v.kind in ("input", "param")}
+    inits = {t.name for t in program.model_proto.graph.initializer}
+    feeds = {i.name: values[i.name] for i in program.model_proto.graph.input if i.name not in inits}
+    got = program._run(feeds)
+    for i, (ref, name, g) in enumerate(zip(outputs, out_names, got)):
+        w = _host(tracer.values[ref].array if isinstance(ref, Val) else ref.array)
+        g = np.asarray(g)
+        if g.shape != w.shape:
+            raise OnnxExporterError(f"ONNX export: verify=True: output {i} ('{name}') has shape {g.shape} in "
+                                    f"onnxruntime and {w.shape} in distgraph; expected equal shapes")
+        floats = w.dtype.kind in "fc"
+        diff = np.abs(g.astype(np.float64) - w.astype(np.float64)) if g.size else np.zeros(0)
+        ok = np.allclose(g, w, rtol=VERIFY_RTOL, atol=VERIFY_ATOL, equal_nan=True) if floats else \
+            np.array_equal(g, w)
+        if not ok:
+            rel = float((diff / (np.abs(w) + 1e-7)).max())
+            raise OnnxExporterError(
+                f"ONNX export: verify=True: output {i} ('{name}') differs between onnxruntime and distgraph: max "
+                f"|onnxruntime - distgraph| = {float(np.nanmax(diff)):.6g} (max relative {rel:.3g}); expected "
+                + (f"within atol={VERIFY_ATOL} + rtol={VERIFY_RTOL} * |distgraph|" if floats else "equal values")
+                + " (a converter that computes something other than its op, or a numerically sensitive model)")
 
 
 # ---------------------------------------------------------------- tracing
