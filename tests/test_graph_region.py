@@ -59,6 +59,8 @@ def _train(make, shape, loss_fn, target, opt=dg.optim.SGD, opt_kw=None, seed_eac
         for (n, p), q in zip(model.named_parameters(), eager.parameters()):
             _equal(p.grad, q.grad, f"grad of {n} at step {i}")
             _equal(p, q, f"{n} after step {i}")
+        for (n, b), c in zip(model.named_buffers(), eager.buffers()):
+            _equal(b, c, f"buffer {n} after step {i}")
     assert compiled.stats["replays"] == STEPS - 2, (compiled.stats, compiled.eager_reasons())
     return compiled
 
@@ -279,14 +281,14 @@ def test_two_outputs_with_a_graph_run_eagerly_with_a_reason():
 
 
 def test_fullgraph_refusal_names_the_reason():
-    class BN(nn.Module):
+    class InPlace(nn.Module):
         def __init__(self):
             super().__init__()
-            self.f, self.bn = nn.Linear(3, 2), nn.BatchNorm1d(2)
+            self.f = nn.Linear(3, 2)
 
         def forward(self, x):
-            return self.bn(self.f(x))
-    compiled = dg.compile(BN().double(), fullgraph=True)
+            return self.f(x).relu_()
+    compiled = dg.compile(InPlace().double(), fullgraph=True)
     with pytest.raises(dg.graph.CaptureError, match="changed in place"):
         compiled(dg.ones(4, 3, dtype=dg.float64))
 
@@ -301,3 +303,61 @@ def test_region_replays_cost_less_than_eager_in_ops_run():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out.sum().backward()
+
+
+# ------------------------------------------------------------------ BatchNorm in training
+class _BNNet(nn.Module):
+    def __init__(self, momentum=0.1):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4, momentum=momentum)
+        self.fc = nn.Linear(4 * 5 * 5, 3)
+        self.bn1 = nn.BatchNorm1d(3, momentum=momentum)
+
+    def forward(self, x):
+        return self.bn1(self.fc(F.relu(self.bn(self.conv(x))).flatten(1)))
+
+
+def _bn_state_equal(a, b, when):
+    for (n, x), y in zip(a.named_buffers(), b.buffers()):
+        _equal(x, y, f"buffer {n} {when}")
+
+
+def test_batchnorm_in_training_replays_its_running_statistics():
+    """BatchNorm's running-statistics update and batch count are recorded calls: a replay updates them as
+    eager does (bit-equal, with the batch count), in a region and in a whole compiled step."""
+    compiled = _train(lambda: _BNNet().double(), (4, 2, 5, 5), F.mse_loss, _targets((4, 3)))
+    assert int(compiled._orig_mod.bn.num_batches_tracked.item()) == STEPS   # (buffers compared by _train)
+
+    eager, model = _twins(lambda: _BNNet().double())
+    steps = []
+    for m in (eager, model):
+        opt = dg.optim.SGD(m.parameters(), lr=0.05)
+
+        def step(x, m=m, opt=opt):
+            opt.zero_grad()
+            loss = m(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+        steps.append(step if m is eager else dg.compile(step, fullgraph=True))
+    rng = np.random.default_rng(1)
+    for i in range(STEPS):
+        x = dg.tensor(rng.standard_normal((4, 2, 5, 5)), dtype=dg.float64)
+        _equal(steps[1](x), steps[0](x), f"whole-step loss {i}")
+    _bn_state_equal(model, eager, "after the compiled steps")
+    assert steps[1].stats["replays"] == STEPS - 2, steps[1].stats
+
+
+def test_batchnorm_cumulative_average_runs_eagerly_and_right():
+    """momentum=None: each batch's momentum is 1/count, a value the tape would bake; that key runs eagerly."""
+    eager, model = _twins(lambda: _BNNet(momentum=None).double())
+    compiled = dg.compile(model)
+    rng = np.random.default_rng(0)
+    with pytest.warns(CaptureWarning, match="_count_batch|differs between two calls"):
+        for _ in range(4):
+            x = dg.tensor(rng.standard_normal((4, 2, 5, 5)), dtype=dg.float64)
+            eager(x).sum().backward()
+            compiled(x).sum().backward()
+    assert compiled.stats["replays"] == 0
+    _bn_state_equal(model, eager, "with the cumulative average")

@@ -407,11 +407,9 @@ class Capture:
             self.refuse(f"{why}, and {self.forward_effects[0]}, which a replayed forward would skip; compile the "
                         "whole training step, or compile the model inside DDP: DDP(dg.compile(model))")
             return None
-        if self.calls or any(kind == "nograd" for kind, _ in self.entries):
-            self.refuse(f"{why}, and it makes calls (an optimizer step, a collective, DDP's forward) that a "
-                        "replayed forward cannot order with that backward; compile the whole training step "
-                        "(forward, loss.backward(), optimizer.step()), or compile the model inside DDP: "
-                        "DDP(dg.compile(model))")
+        if any(kind == "nograd" for kind, _ in self.entries):
+            self.refuse(f"{why}, and it sets a .grad to None, which a replayed forward cannot order with that "
+                        "backward; compile the whole training step (forward, loss.backward(), optimizer.step())")
             return None
         outs = []
 

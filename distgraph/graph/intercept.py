@@ -6,7 +6,8 @@ While at least one thread captures, a few library entry points are wrapped:
   ``int(t)``, ``t.__index__``, ``np.asarray(t)``, ``f"{t}"``, ``repr(t)``) become *guards*;
 * calls that change state outside the ops (``Optimizer.step``/``zero_grad``,
   ``LRScheduler.step``, ``Module.zero_grad``, ``nn.utils.clip_grad_norm_``/``clip_grad_value_``,
-  ``GradScaler.unscale_``/``step``/``update``, DDP's buffer broadcast, ``dg.comm`` collectives)
+  ``GradScaler.unscale_``/``step``/``update``, BatchNorm's running-statistics update and batch count,
+  DDP's buffer broadcast, ``dg.comm`` collectives)
   are recorded and *re-run as calls* on replay, so they read the learning rate, the step count
   and the gradients live, and every rank keeps issuing the same collectives;
 * ``F.dropout`` in training draws its mask inside an op (``Dropout`` below) so that a replay
@@ -125,6 +126,9 @@ def _targets():
     out += [(utils, n, _call_wrapper) for n in ("clip_grad_norm_", "clip_grad_value_")]
     out += [(amp.GradScaler, n, _call_wrapper) for n in ("unscale_", "step", "update")]
     out.append((functional, "dropout", _dropout_wrapper))
+    # BatchNorm's running statistics and batch count, updated in place in training
+    from distgraph.nn.layers import _BatchNorm
+    out += [(functional, "_update_running_stats", _call_wrapper), (_BatchNorm, "_count_batch", _call_wrapper)]
     # DDP's per-forward buffer broadcast and collectives the function calls itself are
     # re-run on replay, so every rank keeps issuing the same collectives in the same order.
     from distgraph import comm

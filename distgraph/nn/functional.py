@@ -162,12 +162,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         mean = x.mean(axes)
         var = x.var(axes, correction=0)
         if running_mean is not None:
-            with grad_mode.no_grad():
-                m = momentum
-                running_mean.array[...] = (1 - m) * running_mean.array + m * mean.array
-                running_var.array[...] = (1 - m) * running_var.array + m * var.array * (n / (n - 1))
-                bump_version(running_mean)
-                bump_version(running_var)
+            _update_running_stats(running_mean, running_var, mean, var, momentum, n)
     else:
         mean, var = running_mean, running_var
     y = (x - mean.reshape(shape)) * (var.reshape(shape) + eps).rsqrt()
@@ -176,6 +171,18 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if bias is not None:
         y = y + bias.reshape(shape)
     return y
+
+
+def _update_running_stats(running_mean, running_var, mean, var, momentum, n):
+    """``running = (1 - momentum) * running + momentum * batch`` in place (the variance unbiased over ``n``
+    values).  One function, so that a capture (distgraph/graph/intercept.py) records it as a call and a
+    replay updates the statistics as eager does."""
+    with grad_mode.no_grad():
+        m = momentum
+        running_mean.array[...] = (1 - m) * running_mean.array + m * mean.array
+        running_var.array[...] = (1 - m) * running_var.array + m * var.array * (n / (n - 1))
+        bump_version(running_mean)
+        bump_version(running_var)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):

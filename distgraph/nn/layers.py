@@ -5,7 +5,7 @@ import math
 
 from distgraph import backend
 from distgraph.autograd.creation import empty, ones, zeros
-from distgraph.autograd.tensor import Parameter
+from distgraph.autograd.tensor import Parameter, bump_version
 from distgraph.nn import functional as F
 from distgraph.nn import init
 from distgraph.nn.module import Module
@@ -187,13 +187,18 @@ class _BatchNorm(Module):
                              f"(got {input.ndim}D input, shape {tuple(input.shape)})")
         momentum = self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.array += 1
-            if momentum is None:  # cumulative moving average
-                momentum = 1.0 / int(self.num_batches_tracked.array)
+            momentum = self._count_batch()
         # Batch statistics in training, and always when no running ones are kept.
         use_batch = self.training or self.running_mean is None
         return F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias, use_batch,
                             momentum if momentum is not None else 0.0, self.eps)
+
+    def _count_batch(self):
+        """One more batch seen; the momentum for it (``1 / batches`` for the cumulative average).  A
+        method of its own so that a capture records it as a call (replays count batches as eager does)."""
+        self.num_batches_tracked.array += 1
+        bump_version(self.num_batches_tracked)
+        return self.momentum if self.momentum is not None else 1.0 / int(self.num_batches_tracked.array)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
