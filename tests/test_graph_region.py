@@ -258,26 +258,49 @@ def test_eval_under_no_grad_is_a_plain_tape_and_training_resumes():
     assert compiled.stats["replays"] == 1 + 1, compiled.stats   # one no_grad replay (after 2 captures), one region
 
 
-def test_two_outputs_with_a_graph_run_eagerly_with_a_reason():
+def test_several_outputs_with_a_graph_replay_as_eager():
+    """Each output gets its own small node into the region's one node; the outputs' gradients meet
+    there (an op returned twice adds up), and a backward through one output alone works."""
     class Two(nn.Module):
         def __init__(self):
             super().__init__()
-            self.f = nn.Linear(3, 2)
+            self.f, self.g = nn.Linear(3, 2), nn.Linear(2, 2)
 
         def forward(self, x):
             y = self.f(x)
-            return y, y.tanh()
+            return {"y": y, "both": (self.g(y).tanh(), y), "n": 3}
     eager, model = _twins(lambda: Two().double())
     compiled = dg.compile(model)
-    x = dg.ones(2, 3, dtype=dg.float64)
-    with pytest.warns(CaptureWarning, match="returns 2 tensors with a graph"):
-        for _ in range(3):
-            a, b = compiled(x)
-    (a.sum() + b.sum()).backward()
-    ea, eb = eager(x)
-    (ea.sum() + eb.sum()).backward()
-    _equal(model.f.weight.grad, eager.f.weight.grad, "eager fallback gradient")
-    assert compiled.stats["replays"] == 0
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CaptureWarning)
+        for i in range(5):
+            x = dg.tensor(rng.standard_normal((4, 3)), dtype=dg.float64)
+            for m in (eager, compiled):
+                out = m(x)
+                assert out["n"] == 3
+                loss = (out["y"] ** 2).sum() + out["both"][0].sum() * 3.0 + out["both"][1].mean()
+                if i == 4:
+                    loss = out["both"][0].sum()      # only one output in this backward
+                loss.backward()
+            for (n, p), q in zip(model.named_parameters(), eager.parameters()):
+                _equal(p.grad, q.grad, f"grad of {n} at call {i}")
+    assert compiled.stats["replays"] == 3, compiled.stats
+    assert out["both"][0].grad_fn.name() == "CompiledOutputBackward"
+
+
+def test_lstm_module_compiled_alone_returns_its_states_with_a_graph():
+    eager, model = _twins(lambda: nn.LSTM(4, 5, batch_first=True).double())
+    compiled = dg.compile(model)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        x = dg.tensor(rng.standard_normal((2, 3, 4)), dtype=dg.float64)
+        for m in (eager, compiled):
+            out, (h, c) = m(x)
+            (out.sum() + (h * c).sum()).backward()
+        for (n, p), q in zip(model.named_parameters(), eager.parameters()):
+            _equal(p.grad, q.grad, f"grad of {n} at call {i}")
+    assert compiled.stats["replays"] == 2, (compiled.stats, compiled.eager_reasons())
 
 
 def test_fullgraph_refusal_names_the_reason():

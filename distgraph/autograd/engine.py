@@ -209,7 +209,7 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
 def _check_nan(node, gxs):
     """Anomaly mode: a backward rule that produced NaN names itself and where its forward ran."""
     for i, gx in enumerate(gxs):
-        if gx is None:
+        if gx is None or not hasattr(gx, "dtype"):   # (a compiled region's outputs pass their gradients tagged)
             continue
         xp = backend.get_array_module(gx)
         if backend.is_floating(gx.dtype) and bool(xp.isnan(gx).any()):

@@ -95,7 +95,7 @@ class Capture:
         self.backward = None            # the backward pass being recorded
         self.first_effect = None        # index in entries of the first side effect
         self.outputs = None
-        self.region_out = None          # a forward-only capture with a graph: its output op (region.py)
+        self.region_out = None          # a forward-only capture with a graph: its output ops (region.py)
         self.forward_effects = []       # Python state a forward sets for its backward (no region then)
         self.pending_init = None
         self.grad_expect = {}           # id(leaf) -> [leaf, the .grad tensor it should hold now]
@@ -400,8 +400,8 @@ class Capture:
             self.region_out = self._region_output()
 
     def _region_output(self):
-        """A forward whose output needs a graph (its backward runs outside, ``region.py``): the op that
-        made that output; refused where a region cannot replay it."""
+        """A forward whose outputs need a graph (their backward runs outside, ``region.py``): the ops that
+        made those outputs, in output order; refused where a region cannot replay it."""
         why = "the function returns a tensor that requires grad but runs no backward (it runs outside)"
         if self.forward_effects:
             self.refuse(f"{why}, and {self.forward_effects[0]}, which a replayed forward would skip; compile the "
@@ -423,12 +423,7 @@ class Capture:
                 for _, x in e[1]:
                     walk(x)
         walk(self.outputs)
-        if len(outs) != 1:
-            self.refuse(f"{why}, and it returns {len(outs)} tensors with a graph: a compiled forward "
-                        "replays with one; compile the whole training step (forward, loss.backward(), "
-                        "optimizer.step()), or return one tensor")
-            return None
-        return outs[0]
+        return outs or None   # (none: what needs a graph is a returned parameter itself, passed as it is)
 
     def _needs_graph(self, v):
         if isinstance(v, Tensor):

@@ -2,8 +2,9 @@
 
 The backward runs outside the compiled function (``loss = crit(model(x), y); loss.backward()``),
 so the tape cannot hold it.  A *region* replays the forward as the tape does (every op by its own
-``forward`` rule on arrays, no graph built op by op) and returns its one output tensor with a
-single graph node, ``CompiledBackward``.  When the engine reaches that node it runs the recorded
+``forward`` rule on arrays, no graph built op by op) and returns its output tensor with a single
+graph node, ``CompiledBackward`` (several outputs with a graph: each gets a small ``OutputBackward``
+node leading into that one node, whose gradient is then the outputs' gradients together).  When the engine reaches that node it runs the recorded
 ops' ``backward`` rules in reverse recording order, which is the order eager's engine runs them
 in (a node's consumers are all recorded after it), summing gradients in the same order, and hands
 the gradients of the region's inputs (the arguments and parameters that need one) back to the
@@ -33,15 +34,40 @@ class CompiledBackward(Node):
         return self.region.backward(gy)
 
 
+class OutputBackward(Node):
+    """One of several region outputs: hands its gradient to the region's node, tagged with its op."""
+
+    __slots__ = ("op",)
+
+    def name(self) -> str:
+        return "CompiledOutputBackward"
+
+    def backward(self, gy):
+        return (_Seeds({self.op: gy}),)
+
+
+class _Seeds(dict):
+    """The gradients of a region's outputs, by output op; the engine sums what reaches one node with
+    ``+``, which here merges (adding the gradients of an op returned twice)."""
+
+    def __add__(self, other):
+        out = _Seeds(self)
+        for k, g in other.items():
+            out[k] = out[k] + g if k in out else g
+        return out
+
+
 class Region:
     """A forward-only tape (``tape.Tape`` with every op kept as an op instance) plus its backward.
 
-    ``out_op``: the recorded op whose output is the region's output; ``leaves``: where each input
-    gradient goes, as ``("arg", i)`` (the i-th tensor argument) or ``("ext", n)`` (a parameter).
+    ``out_ops``: the recorded ops whose outputs are the region's outputs with a graph, in output
+    order; ``leaves``: where each input gradient goes, as ``("arg", i)`` (the i-th tensor argument)
+    or ``("ext", n)`` (a parameter).
     """
 
-    def __init__(self, tape, cap, verdict, out_op):
-        self.tape, self.out_op = tape, out_op
+    def __init__(self, tape, cap, verdict, out_ops):
+        self.tape, self.out_ops = tape, list(out_ops)
+        out_op = max(out_ops)
         ops = cap.ops
         n = len(ops)
         first_use = {}   # leaf -> (the earliest op reading it, input position): eager finishes leaves in that order
@@ -81,8 +107,7 @@ class Region:
         self.n_slots = n + len(self.leaves)
         self.ext = cap.ext
         self.saved = [r for r in saved if r[0] == "arg" or r[1] in verdict.persistent_ext]
-        out = ops[out_op]
-        self.watch_output = out.cls.saves_output or out.aliases
+        self.watch_output = [ops[k].cls.saves_output or ops[k].aliases for k in self.out_ops]
         self._pending = None
 
     def busy(self) -> bool:
@@ -96,17 +121,29 @@ class Region:
         node = CompiledBackward()
         node.region = self
         node.link(t.grad_fn or t for t in inputs)
-        out, y = _substitute(out, self.tape.cap.outputs, self.out_op, node)
+        if len(self.out_ops) == 1:
+            heads = [node]
+        else:
+            heads = []
+            for k in self.out_ops:
+                head = OutputBackward()
+                head.op = k
+                head.link([node])
+                heads.append(head)
+        out, ys = _substitute(out, self.tape.cap.outputs, self.out_ops, heads)
         watched = [tensors[r[1]] if r[0] == "arg" else self.ext[r[1]] for r in self.saved]
-        if self.watch_output:
-            watched.append(y)
+        watched += [y for y, w in zip(ys, self.watch_output) if w]
         node._versions = [(t._version, t._version[0]) for t in watched]
         self._pending = weakref.ref(node)
         return out
 
     def backward(self, gy):
         g = [None] * self.n_slots
-        g[self.out_op] = gy
+        if isinstance(gy, _Seeds):
+            for k, gk in gy.items():
+                g[k] = gk
+        else:
+            g[self.out_ops[0]] = gy
         for bw, k, routes in self.plan:
             gk = g[k]
             if gk is None:
@@ -125,22 +162,24 @@ class NotRegion(Exception):
     """Why a forward-only capture cannot be a region (the key then runs eagerly)."""
 
 
-def _substitute(value, enc, out_op, node):
-    """``value`` (the tape's result) with the region's output tensor replaced by one made by ``node``;
-    returns (the new value, that tensor).  (No closure: a recursive one would keep ``node`` alive in a
-    reference cycle, and ``Region.busy`` would see a dropped output as waiting for its backward.)"""
+def _substitute(value, enc, out_ops, heads):
+    """``value`` (the tape's result) with the region's output tensors replaced by tensors made by
+    ``heads`` (one graph node per output, in output order); returns (the new value, those tensors).
+    (No closure: a recursive one would keep the nodes alive in a reference cycle, and ``Region.busy``
+    would see a dropped output as waiting for its backward.)"""
     found = []
-    return _swap(value, enc, ("op", out_op), node, found), found[0]
+    return _swap(value, enc, out_ops, heads, found), found
 
 
-def _swap(v, e, ref, node, found):
+def _swap(v, e, out_ops, heads, found):
     kind = e[0]
-    if kind == "wrap" and e[1] == ref and isinstance(v, Tensor) and not found:
-        found.append(wrap(v.array, grad_fn=node))
-        return found[0]
+    n = len(found)
+    if kind == "wrap" and n < len(out_ops) and e[1] == ("op", out_ops[n]) and isinstance(v, Tensor):
+        found.append(wrap(v.array, grad_fn=heads[n]))
+        return found[-1]
     if kind in ("tuple", "list") and isinstance(v, (tuple, list)):
-        items = [_swap(x, ex, ref, node, found) for x, ex in zip(v, e[1])]
+        items = [_swap(x, ex, out_ops, heads, found) for x, ex in zip(v, e[1])]
         return items if isinstance(v, list) else tuple(items)
     if kind == "dict" and isinstance(v, dict):
-        return {k: _swap(v[k], ex, ref, node, found) for k, ex in e[1]}
+        return {k: _swap(v[k], ex, out_ops, heads, found) for k, ex in e[1]}
     return v
