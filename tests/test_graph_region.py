@@ -30,22 +30,26 @@ def _twins(make):
     return a, b
 
 
+def _host(a):
+    a = a.array if isinstance(a, dg.Tensor) else a
+    return a.get() if hasattr(a, "get") else np.asarray(a)   # (a CuPy array comes to the host)
+
+
 def _equal(a, b, what):
-    a = a.array if isinstance(a, dg.Tensor) else np.asarray(a)
-    b = b.array if isinstance(b, dg.Tensor) else np.asarray(b)
+    a, b = _host(a), _host(b)
     assert a.shape == b.shape and np.array_equal(a, b), \
         f"{what}: region and eager differ by {np.max(np.abs(a - b)) if a.shape == b.shape else 'shape'}"
 
 
-def _train(make, shape, loss_fn, target, opt=dg.optim.SGD, opt_kw=None, seed_each_step=False):
+def _train(make, shape, loss_fn, target, opt=dg.optim.SGD, opt_kw=None, seed_each_step=False, device="cpu"):
     opt_kw = opt_kw or {"lr": 0.05, "momentum": 0.9}
-    eager, model = _twins(make)
+    eager, model = (m.to(device) for m in _twins(make))
     compiled = dg.compile(model)
     opts = [opt(eager.parameters(), **opt_kw), opt(model.parameters(), **opt_kw)]
     rng = np.random.default_rng(0)
     for i in range(STEPS):
         x = dg.tensor(rng.standard_normal(shape), dtype=dg.float64) if isinstance(shape, tuple) else shape(rng)
-        y = target(rng)
+        x, y = x.to(device), target(rng).to(device)
         losses = []
         for m, o in zip((eager, compiled), opts):
             if seed_each_step:
@@ -70,13 +74,13 @@ def _targets(shape):
 
 
 # ------------------------------------------------------------------ models
-def test_mlp_with_cross_entropy_outside():
+def test_mlp_with_cross_entropy_outside(device):
     make = lambda: nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(),  # noqa: E731
                                  nn.Linear(16, 4)).double()
-    _train(make, (5, 8), F.cross_entropy, lambda r: dg.tensor(r.integers(0, 4, 5)))
+    _train(make, (5, 8), F.cross_entropy, lambda r: dg.tensor(r.integers(0, 4, 5)), device=device)
 
 
-def test_cnn_with_dropout_and_adam():
+def test_cnn_with_dropout_and_adam(device):
     class CNN(nn.Module):
         def __init__(self):
             super().__init__()
@@ -91,7 +95,7 @@ def test_cnn_with_dropout_and_adam():
             h = self.pool(F.relu(self.conv2(h)))
             return self.fc(self.drop(h.flatten(1)))
     _train(lambda: CNN().double(), (2, 2, 7, 7), F.mse_loss, _targets((2, 3)), dg.optim.Adam, {"lr": 1e-2},
-           seed_each_step=True)
+           seed_each_step=True, device=device)
 
 
 def test_transformer_encoder_layer():
@@ -100,7 +104,7 @@ def test_transformer_encoder_layer():
     _train(layer, (2, 5, 8), F.mse_loss, _targets((2, 5, 8)), dg.optim.AdamW, {"lr": 1e-3})
 
 
-def test_lstm_language_model_with_embedding():
+def test_lstm_language_model_with_embedding(device):
     class LM(nn.Module):
         def __init__(self):
             super().__init__()
@@ -112,7 +116,7 @@ def test_lstm_language_model_with_embedding():
             h, _ = self.rnn(self.emb(tokens))
             return self.out(h).flatten(0, 1)
     _train(lambda: LM().double(), lambda r: dg.tensor(r.integers(0, 11, (3, 4))), F.cross_entropy,
-           lambda r: dg.tensor(r.integers(0, 11, 12)))
+           lambda r: dg.tensor(r.integers(0, 11, 12)), device=device)
 
 
 # ------------------------------------------------------------------ what a region must get right
@@ -346,10 +350,10 @@ def _bn_state_equal(a, b, when):
         _equal(x, y, f"buffer {n} {when}")
 
 
-def test_batchnorm_in_training_replays_its_running_statistics():
+def test_batchnorm_in_training_replays_its_running_statistics(device):
     """BatchNorm's running-statistics update and batch count are recorded calls: a replay updates them as
     eager does (bit-equal, with the batch count), in a region and in a whole compiled step."""
-    compiled = _train(lambda: _BNNet().double(), (4, 2, 5, 5), F.mse_loss, _targets((4, 3)))
+    compiled = _train(lambda: _BNNet().double(), (4, 2, 5, 5), F.mse_loss, _targets((4, 3)), device=device)
     assert int(compiled._orig_mod.bn.num_batches_tracked.item()) == STEPS   # (buffers compared by _train)
 
     eager, model = _twins(lambda: _BNNet().double())
