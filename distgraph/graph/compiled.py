@@ -35,7 +35,6 @@ log = get_logger("distgraph.graph")
 MAX_CHECKS = 4  # captures to wait for two calls with different input values (see Verdict.unproven)
 
 
-
 class _Config(types.SimpleNamespace):
     """``torch._dynamo.config``'s knobs a training script sets.  ``cache_size_limit`` (an alias of
     ``recompile_limit``, as in PyTorch) is the default number of tapes per function; the others are
@@ -102,7 +101,7 @@ class CompiledFunction:
         self._warned.clear()
         self._modules = None
 
-    def __getattr__(self, name):  # a compiled module still answers .parameters(), .train(), ...
+    def __getattr__(self, name):  # the wrapped function's attributes (a bound method's __self__, ...)
         if name == "fn":
             raise AttributeError(name)
         return getattr(self.fn, name)
@@ -284,7 +283,8 @@ def is_compiling() -> bool:
 def disable(fn=None, recursive=True, *, reason=None):
     """``torch.compiler.disable``: ``fn`` runs eagerly.  Where PyTorch breaks the graph around it, a
     capture that reaches ``fn`` gives up for that call's key (which then runs eagerly, with one
-    ``CaptureWarning`` naming ``fn``): the results are the same, only that key is not replayed."""
+    ``CaptureWarning`` naming ``fn``): the results are the same, only that key is not replayed.
+    ``recursive`` is accepted (nothing ``fn`` calls is replayed either way)."""
     if fn is None:
         return lambda f: disable(f, recursive, reason=reason)
     name = getattr(fn, "__qualname__", repr(fn))
@@ -295,7 +295,6 @@ def disable(fn=None, recursive=True, *, reason=None):
         if isinstance(cap, Capture):
             cap.refuse(f"it calls {name}, marked compiler.disable" + (f" ({reason})" if reason else ""))
         return fn(*args, **kwargs)
-    eager_only._dg_compile_disabled = True
     return eager_only
 
 

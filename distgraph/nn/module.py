@@ -15,7 +15,6 @@ from distgraph.autograd.tensor import Parameter, Tensor, zero_grads
 from distgraph.nn import hooks
 
 
-
 class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
     """``load_state_dict``'s result; prints as PyTorch's when every key matched."""
     __slots__ = ()
