@@ -388,3 +388,29 @@ def test_batchnorm_cumulative_average_runs_eagerly_and_right():
             compiled(x).sum().backward()
     assert compiled.stats["replays"] == 0
     _bn_state_equal(model, eager, "with the cumulative average")
+
+
+def test_autocast_and_grad_scaler_around_a_compiled_model():
+    """The autocast dtype is part of the key and its casts are ops: a float16-autocast forward with a
+    GradScaler step outside replays bit-equal to eager (GELU and LayerNorm in float32 inside)."""
+    def make():
+        return nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.LayerNorm(16), nn.Linear(16, 4))
+    eager, model = _twins(make)
+    compiled = dg.compile(model)
+    runs = [(eager, dg.optim.AdamW(eager.parameters(), 1e-2), dg.amp.GradScaler()),
+            (compiled, dg.optim.AdamW(model.parameters(), 1e-2), dg.amp.GradScaler())]
+    rng = np.random.default_rng(0)
+    for i in range(STEPS):
+        x, y = dg.tensor(rng.standard_normal((5, 8)).astype(np.float32)), dg.tensor(rng.integers(0, 4, 5))
+        for m, opt, scaler in runs:
+            opt.zero_grad()
+            with dg.autocast("cpu", dtype=dg.float16):
+                out = m(x)
+                loss = F.cross_entropy(out, y)
+            assert out.dtype == dg.float16
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        for (n, p), q in zip(model.named_parameters(), eager.parameters()):
+            _equal(p, q, f"{n} after step {i}")
+    assert compiled.stats["replays"] == STEPS - 2, (compiled.stats, compiled.eager_reasons())
