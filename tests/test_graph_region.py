@@ -414,3 +414,30 @@ def test_autocast_and_grad_scaler_around_a_compiled_model():
         for (n, p), q in zip(model.named_parameters(), eager.parameters()):
             _equal(p, q, f"{n} after step {i}")
     assert compiled.stats["replays"] == STEPS - 2, (compiled.stats, compiled.eager_reasons())
+
+
+def test_parameter_gradients_are_handed_over_while_the_region_backward_runs():
+    """DDP's bucket all-reduces start from the parameters' hooks: each fires as soon as its gradient is
+    complete, with the region's backward still running (the last layer's before the first layer's
+    backward), in eager's order."""
+    eager, model, compiled = _replaying(lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4),
+                                                              nn.Tanh(), nn.Linear(4, 2)).double())
+    first_layer_backward_ran = []
+    region = compiled.tapes()[0]
+    op0 = region.tape.ns["op0"]          # the first Linear's op: the last backward the region runs
+    orig = op0.backward
+    region.plan = [(lambda gy, orig=orig: (first_layer_backward_ran.append(True), orig(gy))[1], *rest)
+                   if rest[0] == 0 else (bw, *rest) for bw, *rest in region.plan]
+    seen, orders = [], []
+    for m in (eager, model):
+        order = []
+        for n, p in m.named_parameters():
+            p.register_post_accumulate_grad_hook(
+                lambda p, n=n, order=order: order.append((n, bool(first_layer_backward_ran))))
+        (compiled if m is model else m)(dg.ones(2, 3, dtype=dg.float64)).sum().backward()
+        orders.append([n for n, _ in order])
+        seen.append(order)
+    assert compiled.stats["replays"] == 1
+    assert orders[1] == orders[0], orders
+    # in the region: the last layer's parameters were finished before the first layer's backward ran
+    assert seen[1][0] == ("4.weight", False) and seen[1][-1][1], seen[1]

@@ -147,6 +147,20 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
             else:
                 heapq.heappush(heap, (-start.seq, id(start), start))
 
+    def route(nxt, gx):
+        """``gx`` reaches ``nxt``: summed into its buffer; a node whose last gradient this was becomes
+        ready, a leaf is finished (``.grad``, its hooks)."""
+        j = id(nxt)
+        prev = buffers.get(j)
+        buffers[j] = gx if prev is None else prev + gx
+        left = deps[j] - 1
+        deps[j] = left
+        if left == 0:
+            if isinstance(nxt, Tensor):
+                _finish_leaf(nxt, buffers.pop(j), captured, handed)
+            else:
+                heapq.heappush(heap, (-nxt.seq, j, nxt))
+
     # A backward run from inside another (gradient checkpointing recomputes and
     # backpropagates a segment mid-backward) shares the outer pass's callbacks:
     # they run once, when the outermost pass ends.
@@ -171,7 +185,11 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
                     captured[capture_nodes[k]] = gy
                 if node._versions:
                     node._check_versions()
-                gxs = node.backward(gy)
+                streaming = node.backward_streaming
+                if streaming is None:
+                    gxs = node.backward(gy)
+                else:   # (a compiled region: it hands some gradients over while it runs, see graph/region.py)
+                    gxs = streaming(gy, lambda i, gx, node=node: route(node.next[i], gx))
                 if tracer is not None:
                     tracer.backward_node(node, gxs)
                 if check_nan:
@@ -179,18 +197,8 @@ def run_backward(roots, grads, retain_graph=False, inputs=None):
                 if not retain_graph:
                     node._release()
                 for nxt, gx in zip(node.next, gxs):
-                    if nxt is None or gx is None:
-                        continue
-                    j = id(nxt)
-                    prev = buffers.get(j)
-                    buffers[j] = gx if prev is None else prev + gx
-                    left = deps[j] - 1
-                    deps[j] = left
-                    if left == 0:
-                        if isinstance(nxt, Tensor):
-                            _finish_leaf(nxt, buffers.pop(j), captured, handed)
-                        else:
-                            heapq.heappush(heap, (-nxt.seq, j, nxt))
+                    if nxt is not None and gx is not None:
+                        route(nxt, gx)
         # Callbacks run after every gradient is in place, outside no_grad like
         # PyTorch's engine callbacks; they may queue further callbacks.
         i = 0

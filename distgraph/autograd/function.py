@@ -74,6 +74,10 @@ class Node:
                 f"attribute it sets (what forward saves is freed after backward only from slots); "
                 f"no __slots__ in {', '.join(missing)}")
 
+    # ``backward_streaming(gy, hand)``: a node that hands some input gradients over while its backward
+    # still runs (``hand(i, gx)``, then None at i in what it returns): a compiled region, graph/region.py
+    backward_streaming = None
+
     def backward(self, gy):
         raise NotImplementedError
 

@@ -4,11 +4,14 @@ The backward runs outside the compiled function (``loss = crit(model(x), y); los
 so the tape cannot hold it.  A *region* replays the forward as the tape does (every op by its own
 ``forward`` rule on arrays, no graph built op by op) and returns its output tensor with a single
 graph node, ``CompiledBackward`` (several outputs with a graph: each gets a small ``OutputBackward``
-node leading into that one node, whose gradient is then the outputs' gradients together).  When the engine reaches that node it runs the recorded
-ops' ``backward`` rules in reverse recording order, which is the order eager's engine runs them
-in (a node's consumers are all recorded after it), summing gradients in the same order, and hands
+node leading into that one node, whose gradient is then the outputs' gradients together).  When the
+engine reaches that node it runs the recorded ops' ``backward`` rules in reverse recording order,
+which is the order eager's engine runs them in (a node's consumers are all recorded after it),
+summing gradients in the same order, and hands
 the gradients of the region's inputs (the arguments and parameters that need one) back to the
-engine, which accumulates them into ``.grad`` and calls their hooks (DDP's) as in eager.
+engine, which accumulates them into ``.grad`` and calls their hooks (DDP's) as in eager: each as
+soon as it is complete (``Node.backward_streaming``), so DDP's bucket all-reduces overlap the rest
+of the region's backward.
 
 Every op of a region keeps what its forward saved in one op instance per recorded op, reused by
 each replay; so while one replay's graph is still waiting for its backward, the next call runs
@@ -32,6 +35,9 @@ class CompiledBackward(Node):
 
     def backward(self, gy):
         return self.region.backward(gy)
+
+    def backward_streaming(self, gy, hand):
+        return self.region.backward(gy, hand)
 
 
 class OutputBackward(Node):
@@ -102,7 +108,11 @@ class Region:
         self.leaves = sorted(first_use, key=lambda r: (-first_use[r][0], first_use[r][1]))
         slot = {r: n + j for j, r in enumerate(self.leaves)}
         ns = tape.ns
-        self.plan = [(ns[f"op{k}"].backward, k, [(i, s if isinstance(s, int) else slot[s]) for i, s in routes[k]])
+        done_after = {}   # op -> the leaves whose last gradient it gives: (index in the node's next, slot)
+        for j, r in enumerate(self.leaves):
+            done_after.setdefault(first_use[r][0], []).append((j, slot[r]))
+        self.plan = [(ns[f"op{k}"].backward, k, [(i, s if isinstance(s, int) else slot[s]) for i, s in routes[k]],
+                      done_after.get(k, ()))
                      for k in range(out_op, -1, -1) if getattr(ops[k].node, "needs_input_grad", None) is not None]
         self.n_slots = n + len(self.leaves)
         self.ext = cap.ext
@@ -137,24 +147,32 @@ class Region:
         self._pending = weakref.ref(node)
         return out
 
-    def backward(self, gy):
+    def backward(self, gy, hand=None):
+        """The recorded backward from the outputs' gradient ``gy``.  Returns one gradient per input of the
+        region's node (``leaves``); with ``hand`` (the engine's, see ``Node.backward_streaming``) each
+        leaf's gradient is handed over as soon as it is complete, so that its hooks (DDP's bucket
+        all-reduces) start while the rest of the backward runs, as in eager; those are None in the result."""
         g = [None] * self.n_slots
         if isinstance(gy, _Seeds):
             for k, gk in gy.items():
                 g[k] = gk
         else:
             g[self.out_ops[0]] = gy
-        for bw, k, routes in self.plan:
+        for bw, k, routes, done in self.plan:
             gk = g[k]
-            if gk is None:
-                continue
-            g[k] = None
-            gxs = bw(gk)
-            for i, s in routes:
-                gx = gxs[i]
-                if gx is not None:
-                    prev = g[s]
-                    g[s] = gx if prev is None else prev + gx
+            if gk is not None:
+                g[k] = None
+                gxs = bw(gk)
+                for i, s in routes:
+                    gx = gxs[i]
+                    if gx is not None:
+                        prev = g[s]
+                        g[s] = gx if prev is None else prev + gx
+            if hand is not None:
+                for j, s in done:
+                    if g[s] is not None:
+                        gx, g[s] = g[s], None
+                        hand(j, gx)
         return g[self.n_slots - len(self.leaves):]
 
 
