@@ -1,8 +1,8 @@
 # torch.distributed idioms a training script types, on 2 ranks started by torchrun (or distgraph-run):
 # object collectives, tensor collectives, point to point (send/recv, batch_isend_irecv), all_to_all_single,
 # new_group, async works, DistributedSampler, DDP's no_sync and communication hooks, monitored_barrier,
-# the elastic @record decorator.  Rank 0 prints one JSON line: each idiom's
-# result, or the error it raised.  Run: torchrun --standalone --nproc-per-node 2 dist_idioms.py
+# the elastic @record decorator, torch.compile with DDP (both orders).  Rank 0 prints one JSON line:
+# each idiom's result, or the error it raised.  Run: torchrun --standalone --nproc-per-node 2 dist_idioms.py
 import datetime
 import json
 import os
@@ -268,6 +268,31 @@ def zero():
             sorted(sd["state"]) if sd else None, sorted(sd["state"][0]) if sd else None,
             [g["lr"] for g in opt.param_groups], len(opt.param_groups[0]["params"])]
 rec("zero_redundancy_optimizer", zero)
+def compiled_ddp():
+    # torch.compile with DDP, both orders (torch's docs show compile(DDP(model))); BatchNorm buffers broadcast
+    out = []
+    for order in ("compile_of_ddp", "ddp_of_compiled"):
+        m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2)).double()
+        with torch.no_grad():
+            for k, p in enumerate(m.parameters()):
+                p.copy_(torch.cos(torch.arange(p.numel(), dtype=torch.float64) + k).reshape(p.shape))
+        model = torch.compile(DDP(m), backend="eager") if order == "compile_of_ddp" else \
+            DDP(torch.compile(m, backend="eager"))
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        losses = []
+        for i in range(5):
+            opt.zero_grad()
+            x = torch.cos(torch.arange(12.0, dtype=torch.float64).reshape(4, 3) * (i + 1 + r))
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            losses.append(round(loss.item(), 9))
+        out.append({"keys": list(model.state_dict())[:3], "losses": losses,
+                    "params": [round(v, 9) for p in m.parameters() for v in p.flatten().tolist()],
+                    "running_mean": [round(v, 9) for v in m[1].running_mean.tolist()],
+                    "batches": int(m[1].num_batches_tracked)})
+    return out
+rec("compiled_ddp", compiled_ddp)
 if r == 0:
     print(json.dumps(res, sort_keys=True))
 dist.destroy_process_group()
