@@ -8,7 +8,9 @@
 
 See docs/graph.md for the design, the guard rules and the limits.
 """
-from distgraph.graph.compiled import CaptureError, CaptureWarning, CompiledFunction, OptimizedModule, compile  # noqa: A004
+from distgraph.graph.compiled import (CaptureError, CaptureWarning, CompiledFunction, OptimizedModule,
+                                      compile)  # noqa: A004
 from distgraph.graph.tape import GuardFailed, ReplayError
 
-__all__ = ["compile", "CompiledFunction", "OptimizedModule", "CaptureWarning", "CaptureError", "GuardFailed", "ReplayError"]
+__all__ = ["compile", "CompiledFunction", "OptimizedModule", "CaptureWarning", "CaptureError", "GuardFailed",
+           "ReplayError"]
