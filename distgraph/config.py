@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import sys
 import types
+import warnings
 
 from distgraph.utils.logging import get_logger
 
 __all__ = ["set_num_threads", "get_num_threads", "set_num_interop_threads", "get_num_interop_threads",
-           "use_deterministic_algorithms", "are_deterministic_algorithms_enabled"]
+           "use_deterministic_algorithms", "are_deterministic_algorithms_enabled", "set_float32_matmul_precision",
+           "get_float32_matmul_precision"]
 
 _log = get_logger("distgraph.config")
 _deterministic = False
@@ -74,6 +76,25 @@ def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None
 
 def are_deterministic_algorithms_enabled() -> bool:
     return _deterministic
+
+
+_matmul_precision = "highest"
+
+
+def set_float32_matmul_precision(precision: str) -> None:
+    """Recorded (``get_float32_matmul_precision``): NumPy computes float32 products in float32 always;
+    on a GPU, CuPy's cuBLAS uses TF32 only where its own settings say so.  As PyTorch, a name other than
+    ``"highest"``, ``"high"`` or ``"medium"`` only warns."""
+    global _matmul_precision
+    if precision not in ("highest", "high", "medium"):
+        warnings.warn(f"{precision} is not one of 'highest', 'high', or 'medium'; the "
+                      "set_float32_matmul_precision call has no effect", UserWarning, stacklevel=2)
+        return
+    _matmul_precision = precision
+
+
+def get_float32_matmul_precision() -> str:
+    return _matmul_precision
 
 
 # ------------------------------------------------------------ torch.backends

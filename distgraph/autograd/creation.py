@@ -8,7 +8,8 @@ from distgraph.autograd.tensor import Tensor, _make, tensor
 
 __all__ = ["tensor", "as_tensor", "zeros", "ones", "full", "empty", "arange", "linspace", "eye",
            "rand", "randn", "randint", "randperm", "zeros_like", "ones_like", "full_like", "empty_like",
-           "rand_like", "randn_like", "randint_like", "from_numpy", "from_dlpack", "manual_seed"]
+           "rand_like", "randn_like", "randint_like", "from_numpy", "from_dlpack", "manual_seed", "tril_indices",
+           "triu_indices"]
 
 manual_seed = backend.manual_seed
 
@@ -77,6 +78,21 @@ def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False)
 def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
     dtype = backend.as_dtype(dtype or backend.float32)
     return _finish(_make_on(device, dtype, lambda xp, d: xp.eye(n, m, dtype=dtype)), requires_grad)
+
+
+def tril_indices(row, col, offset=0, *, dtype=None, device=None, layout=None):
+    """The (2, N) row and column indices of the lower triangle of a ``row x col`` matrix (diagonal
+    ``offset`` and below), row by row, as PyTorch's (int64 by default)."""
+    dtype = backend.as_dtype(dtype or backend.int64)
+    return _finish(_make_on(device, dtype, lambda xp, d: xp.stack(xp.tril_indices(row, offset, col)).astype(dtype)),
+                   False)
+
+
+def triu_indices(row, col, offset=0, *, dtype=None, device=None, layout=None):
+    """The (2, N) indices of the upper triangle (diagonal ``offset`` and above), row by row."""
+    dtype = backend.as_dtype(dtype or backend.int64)
+    return _finish(_make_on(device, dtype, lambda xp, d: xp.stack(xp.triu_indices(row, offset, col)).astype(dtype)),
+                   False)
 
 
 def _draw(generator, dev, draw):

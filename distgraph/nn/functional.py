@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from distgraph import backend
 from distgraph.autograd import grad_mode
 from distgraph.autograd.function import Function
@@ -25,7 +27,7 @@ __all__ = ["relu", "gelu", "silu", "tanh", "sigmoid", "softplus", "leaky_relu", 
            "linear", "conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
            "batch_norm", "layer_norm", "group_norm", "dropout", "embedding", "cross_entropy", "nll_loss",
            "mse_loss", "l1_loss", "binary_cross_entropy_with_logits", "scaled_dot_product_attention", "pad",
-           "one_hot", "normalize"]
+           "one_hot", "normalize", "rms_norm"]
 
 
 def _pair(v, name="argument"):
@@ -199,6 +201,20 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         y = y + bias
     return y
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    """``x / sqrt(mean(x**2) + eps) * weight`` over the last ``len(normalized_shape)`` dims; ``eps`` None:
+    the machine epsilon of the input's dtype (as PyTorch)."""
+    (x,) = autocast_float32(as_tensor(input))
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
+        raise RuntimeError(f"rms_norm: expected input with trailing shape {normalized_shape}, got {x.shape}")
+    if eps is None:
+        eps = float(np.finfo(x.dtype).eps)
+    axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    y = x * ((x * x).mean(axes, keepdim=True) + eps).rsqrt()
+    return y * weight if weight is not None else y
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):

@@ -11,7 +11,7 @@ from distgraph.nn import init
 from distgraph.nn.module import Module
 
 __all__ = ["Identity", "Linear", "Flatten", "Conv1d", "Conv2d", "BatchNorm1d", "BatchNorm2d",
-           "BatchNorm3d", "LayerNorm", "GroupNorm", "Dropout", "Embedding",
+           "BatchNorm3d", "LayerNorm", "RMSNorm", "GroupNorm", "Dropout", "Embedding",
            "ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "LeakyReLU", "ELU", "Softplus"]
 
 
@@ -230,6 +230,24 @@ class LayerNorm(Module):
 
     def forward(self, input):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class RMSNorm(Module):
+    """Root-mean-square normalisation over the trailing ``normalized_shape`` dims, with a learned scale
+    (``F.rms_norm``); ``eps`` None: the input dtype's machine epsilon."""
+
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, device=None, dtype=None):
+        super().__init__()
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        _norm_affine(self, self.normalized_shape, _factory(device, dtype), elementwise_affine, False)
+        del self._parameters["bias"]   # (RMSNorm has no shift, not even a None one)
+
+    def forward(self, input):
+        return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

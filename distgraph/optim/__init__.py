@@ -3,7 +3,7 @@
     opt = dg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     sched = dg.optim.lr_scheduler.StepLR(opt, step_size=30)
 """
-from distgraph.optim import lr_scheduler
+from distgraph.optim import lr_scheduler, swa_utils
 from distgraph.optim.adam import Adam, AdamW
 from distgraph.optim.adam_variants import NAdam, RAdam
 from distgraph.optim.adaptive import Adadelta, Adagrad, Adamax
@@ -14,4 +14,4 @@ from distgraph.optim.rmsprop import RMSprop
 from distgraph.optim.sgd import SGD
 
 __all__ = ["ASGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS", "NAdam", "Optimizer", "RAdam",
-           "RMSprop", "Rprop", "SGD", "lr_scheduler"]
+           "RMSprop", "Rprop", "SGD", "lr_scheduler", "swa_utils"]

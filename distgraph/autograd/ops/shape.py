@@ -19,7 +19,7 @@ __all__ = ["reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "t
            "select", "fliplr", "flipud", "rot90", "movedim", "moveaxis", "swapaxes", "swapdims", "tile",
            "broadcast_to", "broadcast_shapes", "broadcast_tensors", "hstack", "vstack", "row_stack",
            "dstack", "column_stack", "unbind", "tensor_split", "hsplit", "vsplit", "dsplit",
-           "atleast_1d", "atleast_2d", "atleast_3d"]
+           "atleast_1d", "atleast_2d", "atleast_3d", "block_diag", "cartesian_prod", "combinations"]
 
 
 def _as_view(out: Tensor, x: Tensor, index=None) -> Tensor:
@@ -513,6 +513,56 @@ def meshgrid(*tensors, indexing=None):
     if indexing == "xy" and len(ts) >= 2:
         shape[0], shape[1], pos[0], pos[1] = shape[1], shape[0], 1, 0
     return tuple(expand(reshape(t, [-1 if k == p else 1 for k in range(len(ts))]), shape) for t, p in zip(ts, pos))
+
+
+def block_diag(*tensors):
+    """The tensors (scalars and vectors as one-row matrices) on the diagonal of one matrix, zeros
+    elsewhere; the dtype is the promoted one, as PyTorch's."""
+    ts = [as_tensor(t) for t in tensors]
+    for i, t in enumerate(ts):
+        if t.ndim > 2:
+            raise RuntimeError(f"block_diag: input tensors must have 2 or fewer dimensions; input {i} has "
+                               f"{t.ndim} dimensions (shape {tuple(t.shape)})")
+    if not ts:
+        return _make(np.zeros((1, 0), dtype=np.float32), None, False)
+    ts = [reshape(t, (1, -1)) if t.ndim < 2 else t for t in ts]
+    ts, _ = promote("block_diag", *ts)
+    width, left, rows = sum(t.shape[1] for t in ts), 0, []
+    for t in ts:
+        xp = xp_of(t.array)
+        r, c = t.shape
+        pad = [_make(xp.zeros((r, n), dtype=t.dtype), None, False) for n in (left, width - left - c)]
+        rows.append(cat([pad[0], t, pad[1]], 1))
+        left += c
+    return cat(rows, 0)
+
+
+def _vector(name, t):
+    if t.ndim != 1:
+        raise RuntimeError(f"{name}: expected a 1D vector, got shape {list(t.shape)}")
+    return t
+
+
+def cartesian_prod(*tensors):
+    """Every combination of one element from each 1D tensor, as rows (a 1D tensor alone: itself)."""
+    ts = [_vector("cartesian_prod", as_tensor(t)) for t in tensors]
+    if len(ts) == 1:
+        return ts[0]
+    if len({t.dtype for t in ts}) > 1:
+        raise RuntimeError(f"cartesian_prod: expected tensors of one dtype (as meshgrid), got "
+                           f"{', '.join(str(t.dtype) for t in ts)}")
+    return stack([reshape(g, (-1,)) for g in meshgrid(*ts, indexing="ij")], 1)
+
+
+def combinations(input, r=2, with_replacement=False):
+    """The length-``r`` combinations of a 1D tensor's elements, as rows, in ``itertools``' order."""
+    import itertools
+    x = _vector("combinations", as_tensor(input))
+    if r == 0:
+        return _make(xp_of(x.array).zeros((0,), dtype=x.dtype), None, False)
+    pick = itertools.combinations_with_replacement if with_replacement else itertools.combinations
+    idx = np.array(list(pick(range(x.shape[0]), r)), dtype=np.int64).reshape(-1, r)
+    return x[_make(xp_of(x.array).asarray(idx), None, False)]
 
 
 def narrow(input, dim, start, length):
