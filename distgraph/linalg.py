@@ -1,16 +1,19 @@
 """``torch.linalg`` names: norms (vector, matrix, the dispatching ``norm``), singular values,
-``cross``, ``vecdot``, ``matmul``."""
+``cross``, ``vecdot``, ``matmul``; inverses, determinants and solves (``inv``, ``det``, ``slogdet``,
+``solve``, ``solve_triangular``), ``cholesky``, ``eigh``/``eigvalsh``, each with its gradient
+(well defined where the matrix is invertible, positive definite, or has distinct eigenvalues)."""
 from __future__ import annotations
 
 from distgraph import backend
-from distgraph.autograd.function import Function
+from distgraph.autograd.function import Function, unbroadcast
 from distgraph.autograd.ops import amax, amin, cast, sum
 from distgraph.autograd.ops._common import as_tensor, xp_of
 from distgraph.autograd.ops.elementwise import abs
 from distgraph.autograd.ops.linalg import cross as _cross, matmul
 from distgraph.autograd.ops.reduce import norm as _vector_p_norm
 
-__all__ = ["norm", "vector_norm", "matrix_norm", "svdvals", "cross", "vecdot", "matmul"]
+__all__ = ["norm", "vector_norm", "matrix_norm", "svdvals", "cross", "vecdot", "matmul", "inv", "det", "slogdet",
+           "logdet", "solve", "solve_triangular", "cholesky", "eigh", "eigvalsh"]
 
 _INF = float("inf")
 
@@ -107,3 +110,208 @@ def cross(input, other, *, dim=-1):
 def vecdot(x, y, *, dim=-1):
     """``sum(x * y, dim)`` (real tensors)."""
     return sum(as_tensor(x) * y, dim)
+
+
+# ------------------------------------------------------------------ inverses, determinants, solves
+def _mT(a):
+    return a.swapaxes(-1, -2)
+
+
+def _square(op, A):
+    x = _floating(op, A, None)
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise RuntimeError(f"linalg.{op}: A must be batches of square matrices, but they are "
+                           f"{x.shape[-2] if x.ndim > 1 else 1} by {x.shape[-1] if x.ndim else 1} matrices")
+    return x
+
+
+class Inverse(Function):
+    """``Y = A^-1``; ``gA = -Y^T gY Y^T``."""
+    __slots__ = ("y",)
+
+    def forward(self, a):
+        self.y = xp_of(a).linalg.inv(a)
+        return self.y
+
+    def backward(self, gy):
+        yt = _mT(self.y)
+        return (-(yt @ gy @ yt),)
+
+
+def inv(A):
+    """The inverse of (batches of) square matrices."""
+    return Inverse().apply(_square("inv", A))
+
+
+class Det(Function):
+    """``d = det(A)``; ``gA = gd * d * A^-T``."""
+    __slots__ = ("a", "d")
+
+    def forward(self, a):
+        self.a, self.d = a, xp_of(a).linalg.det(a)
+        return self.d
+
+    def backward(self, gd):
+        xp = xp_of(self.a)
+        return ((gd * self.d)[..., None, None] * _mT(xp.linalg.inv(self.a)),)
+
+
+def det(A):
+    """The determinant of (batches of) square matrices."""
+    return Det().apply(_square("det", A))
+
+
+class LogAbsDet(Function):
+    """``log |det A|``; ``gA = g * A^-T``."""
+    __slots__ = ("a",)
+
+    def forward(self, a):
+        self.a = a
+        return xp_of(a).linalg.slogdet(a)[1]
+
+    def backward(self, g):
+        return (g[..., None, None] * _mT(xp_of(self.a).linalg.inv(self.a)),)
+
+
+def slogdet(A):
+    """``(sign, log |det A|)``, as a named pair (``.sign``, ``.logabsdet``); the sign has no gradient."""
+    from collections import namedtuple
+    x = _square("slogdet", A)
+    sign = as_tensor(xp_of(x.array).linalg.slogdet(x.array)[0])
+    return namedtuple("slogdet", ["sign", "logabsdet"])(sign, LogAbsDet().apply(x))
+
+
+def logdet(A):
+    """``log det A``: NaN where the determinant is negative, as PyTorch's."""
+    sign, logabs = slogdet(A)
+    xp = xp_of(sign.array)
+    return logabs + as_tensor(xp.where(sign.array < 0, xp.nan, xp.where(sign.array == 0, -xp.inf, 0.0))
+                              .astype(logabs.array.dtype))
+
+
+class Solve(Function):
+    """``X = A^-1 B`` (``B`` batches of columns); ``gB = A^-T gX``, ``gA = -gB X^T``, each summed back
+    to its input's batch shape."""
+    __slots__ = ("a", "x", "vector", "shapes")
+
+    def __init__(self, vector, shapes):
+        self.vector, self.shapes = vector, shapes
+
+    def forward(self, a, b):
+        xp = xp_of(a)
+        bb = b[..., None] if self.vector else b
+        batch = xp.broadcast_shapes(a.shape[:-2], bb.shape[:-2])
+        a2 = xp.broadcast_to(a, batch + a.shape[-2:])
+        x = xp.linalg.solve(a2, xp.broadcast_to(bb, batch + bb.shape[-2:]))
+        self.a, self.x = a2, x
+        return x[..., 0] if self.vector else x
+
+    def backward(self, gx):
+        xp = xp_of(self.a)
+        g = gx[..., None] if self.vector else gx
+        gb = xp.linalg.solve(_mT(self.a), g)
+        ga = -(gb @ _mT(self.x))
+        gb = gb[..., 0] if self.vector else gb
+        return unbroadcast(ga, self.shapes[0]), unbroadcast(gb, self.shapes[1])
+
+
+def solve(A, B, *, left=True):
+    """``X`` with ``A X = B`` (``left=False``: ``X A = B``); ``B`` a batch of vectors when it has one dim
+    fewer than ``A`` (as PyTorch)."""
+    a, b = _square("solve", A), _floating("solve", B, None)
+    if not left:
+        return _mT(solve(_mT(a), _mT(b)))
+    vector = b.ndim == 1 or (b.ndim == a.ndim - 1 and b.shape == a.shape[:-1])
+    if b.shape[-1 if vector else -2] != a.shape[-1]:
+        raise RuntimeError(f"linalg.solve: incompatible shapes of A {tuple(a.shape)} and B {tuple(b.shape)}")
+    return Solve(vector, (tuple(a.shape), tuple(b.shape))).apply(a, b)
+
+
+def solve_triangular(A, B, *, upper, left=True, unitriangular=False):
+    """``X`` with ``A X = B`` for a triangular ``A`` (only its ``upper`` or lower triangle is read;
+    ``unitriangular``: its diagonal taken as ones)."""
+    from distgraph.autograd.ops.shape import tril, triu
+    a = _square("solve_triangular", A)
+    t = triu(a) if upper else tril(a)
+    if unitriangular:
+        xp = xp_of(a.array)
+        eye = as_tensor(xp.eye(a.shape[-1], dtype=a.array.dtype))
+        t = t * (1 - eye) + eye
+    b = as_tensor(B)
+    if b.ndim < 2:
+        raise RuntimeError(f"linalg.solve_triangular: expected B of shape (*, n, k), got {tuple(b.shape)}")
+    return solve(t, b, left=left)
+
+
+class Cholesky(Function):
+    """``A = L L^T``; ``gA = sym(L^-T Phi(L^T gL) L^-1)``, ``Phi`` the lower triangle with its diagonal
+    halved and ``sym(M) = (M + M^T) / 2``."""
+    __slots__ = ("l",)
+
+    def forward(self, a):
+        xp = xp_of(a)
+        try:
+            self.l = xp.linalg.cholesky(a)
+        except xp.linalg.LinAlgError as e:
+            raise RuntimeError(f"linalg.cholesky: the input is not positive-definite ({e}); expected a symmetric "
+                               "positive-definite matrix (add a small multiple of the identity)") from None
+        return self.l
+
+    def backward(self, gl):
+        xp = xp_of(self.l)
+        lt = _mT(self.l)
+        phi = xp.tril(lt @ gl)
+        phi = phi - 0.5 * (xp.eye(phi.shape[-1], dtype=phi.dtype) * phi)
+        inv_l = xp.linalg.inv(self.l)
+        m = _mT(inv_l) @ phi @ inv_l
+        return (0.5 * (m + _mT(m)),)
+
+
+def cholesky(A, *, upper=False):
+    """The Cholesky factor of (batches of) symmetric positive-definite matrices: lower ``L`` with
+    ``A = L L^T`` (``upper``: ``U = L^T``)."""
+    low = Cholesky().apply(_square("cholesky", A))
+    return _mT(low) if upper else low
+
+
+class Eigh(Function):
+    """Eigenvalues (ascending) and eigenvectors of symmetric matrices, packed as ``[w | V]`` along the last
+    dim (split by ``eigh``); ``gA = V (diag(gw) + F * skew(V^T gV)) V^T``, ``F_ij = 1 / (w_j - w_i)`` off the
+    diagonal, ``skew(M) = (M - M^T) / 2``: the gradient for symmetric changes of ``A`` (a symmetric matrix,
+    as PyTorch's)."""
+    __slots__ = ("w", "v", "uplo")
+
+    def __init__(self, uplo):
+        self.uplo = uplo
+
+    def forward(self, a):
+        xp = xp_of(a)
+        self.w, self.v = xp.linalg.eigh(a, UPLO=self.uplo)
+        return xp.concatenate([self.w[..., None, :], self.v], axis=-2)
+
+    def backward(self, g):
+        xp = xp_of(self.v)
+        gw, gv = g[..., 0, :], g[..., 1:, :]
+        v, vt = self.v, _mT(self.v)
+        diff = self.w[..., None, :] - self.w[..., :, None]
+        n = diff.shape[-1]
+        off = ~xp.eye(n, dtype=bool)
+        f = xp.where(off, 1.0 / xp.where(off, diff, 1.0), 0.0)
+        vg = vt @ gv
+        inner = f * (0.5 * (vg - _mT(vg))) + gw[..., None, :] * xp.eye(n, dtype=v.dtype)
+        return (v @ inner @ vt,)
+
+
+def eigh(A, UPLO="L"):
+    """``(eigenvalues, eigenvectors)`` of (batches of) symmetric matrices (only the ``UPLO`` triangle is
+    read), eigenvalues ascending; a named pair (``.eigenvalues``, ``.eigenvectors``)."""
+    from collections import namedtuple
+    if UPLO not in ("L", "U"):
+        raise RuntimeError(f"linalg.eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
+    packed = Eigh(UPLO).apply(_square("eigh", A))
+    return namedtuple("eigh", ["eigenvalues", "eigenvectors"])(packed[..., 0, :], packed[..., 1:, :])
+
+
+def eigvalsh(A, UPLO="L"):
+    """The eigenvalues of (batches of) symmetric matrices, ascending."""
+    return eigh(A, UPLO).eigenvalues

@@ -207,3 +207,12 @@ def test_swalr_schedule_matches_torch(strategy, anneal):
     with pytest.raises(ValueError, match="anneal_strategy"):
         dg.optim.swa_utils.SWALR(dg.optim.SGD([dg.zeros(1, requires_grad=True)], lr=0.1), 0.01,
                                  anneal_strategy="step")
+
+
+def test_zero_dim_comparison_results_combine_with_bitwise_ops():
+    """A 0-d reduction can hold a NumPy scalar; combining it with another 0-d tensor by & / | is no
+    device mismatch (both are on the host)."""
+    for lib in (dg, torch):
+        x = lib.tensor([1.0, 2.0])
+        a, b = (x >= 0).all(-1), ((x.sum(-1) - 1).abs() < 1e-6)
+        assert bool(a & b) is False and bool(a | b) is True

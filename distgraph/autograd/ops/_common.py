@@ -67,6 +67,9 @@ def result_type(*operands):
     return res
 
 
+_HOST = (np.ndarray, np.generic)
+
+
 def check_devices(op: str, *tensors):
     """Every tensor operand of one op must live on the same device."""
     first = None
@@ -77,6 +80,8 @@ def check_devices(op: str, *tensors):
             first = t
         elif type(t.array) is not type(first.array) or (
                 not isinstance(t.array, np.ndarray) and t.array.device != first.array.device):
+            if isinstance(t.array, _HOST) and isinstance(first.array, _HOST):
+                continue   # a NumPy scalar (what a 0-d reduction can hold) and an array: both on the host
             raise RuntimeError(
                 f"{op}: expected all tensors on the same device, got {first.device} and {t.device}; "
                 "move one with .to(device)")
