@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 
 from distgraph.autograd.ops import abs, broadcast_shapes, exp, log, where
-from distgraph.distributions._linalg import solve_tril
+from distgraph.distributions.utils import solve_tril
 from distgraph.distributions.continuous import Exponential, Laplace, Normal, Uniform
 from distgraph.distributions.discrete import Bernoulli, Categorical, OneHotCategorical
 from distgraph.distributions.distribution import Distribution

@@ -7,7 +7,7 @@ from distgraph.autograd.creation import eye
 from distgraph.autograd.ops import broadcast_shapes, log, matmul
 from distgraph.autograd.tensor import Size, Tensor
 from distgraph.distributions import constraints
-from distgraph.distributions._linalg import cholesky, solve_tril
+from distgraph.distributions.utils import cholesky, solve_tril
 from distgraph.distributions.distribution import Distribution
 from distgraph.distributions.utils import lazy_property, standard_normal, sum_rightmost
 

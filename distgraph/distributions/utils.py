@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from distgraph import backend
+from distgraph import backend, linalg
 from distgraph.autograd import grad_mode
 from distgraph.autograd.creation import rand, randn
 from distgraph.autograd.ops import broadcast_tensors, clamp, log, log1p, sigmoid, softmax
@@ -13,7 +13,7 @@ from distgraph.autograd.tensor import Size, Tensor, _make, tensor
 from distgraph.types import finfo
 
 __all__ = ["broadcast_all", "lazy_property", "probs_to_logits", "logits_to_probs", "clamp_probs",
-           "sum_rightmost", "as_size", "both", "either"]
+           "sum_rightmost", "as_size", "both", "either", "cholesky", "solve_tril"]
 
 
 def broadcast_all(*values):
@@ -119,3 +119,20 @@ def either(*masks):
 
 def _array_mask(m):
     return _make(np.asarray(m.array), None, False) if isinstance(m.array, np.generic) else m
+
+
+def cholesky(a):
+    """The lower Cholesky factor (``dg.linalg.cholesky``), with ``ValueError`` where ``a`` is not positive
+    definite (what a distribution's parameter check raises)."""
+    try:
+        return linalg.cholesky(a)
+    except RuntimeError as e:
+        if "positive-definite" not in str(e):
+            raise
+        raise ValueError(f"cholesky: expected a positive-definite matrix, got one of shape {tuple(a.shape)} "
+                         "that is not") from None
+
+
+def solve_tril(low, b):
+    """``low^{-1} b`` for lower-triangular ``low`` (batch dims broadcast)."""
+    return linalg.solve_triangular(low, b, upper=False)
