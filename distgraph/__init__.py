@@ -89,7 +89,6 @@ from distgraph import amp, autograd, comm, cuda, nn, optim, profiler, utils  # n
 from distgraph import accelerator, multiprocessing  # noqa: E402
 from distgraph.amp import autocast  # noqa: E402
 from distgraph import futures, linalg, random, testing  # noqa: E402
-from distgraph.linalg import det, logdet, slogdet, inv as inverse  # noqa: E402 - torch.det, torch.inverse, ...
 from distgraph import distributions  # noqa: E402 - torch.distributions' names
 from distgraph import onnx  # noqa: E402 - dg.onnx; the onnx package itself loads on the first export
 from distgraph import export  # noqa: E402 - torch.export's Dim (for dg.onnx.export(dynamic_shapes=))

@@ -9,7 +9,7 @@ from distgraph.autograd.function import Function, unbroadcast
 from distgraph.autograd.ops import amax, amin, cast, sum
 from distgraph.autograd.ops._common import as_tensor, xp_of
 from distgraph.autograd.ops.elementwise import abs
-from distgraph.autograd.ops.linalg import cross as _cross, matmul
+from distgraph.autograd.ops.linalg import cross as _cross, det, inverse as inv, logdet, matmul, slogdet
 from distgraph.autograd.ops.reduce import norm as _vector_p_norm
 
 __all__ = ["norm", "vector_norm", "matrix_norm", "svdvals", "cross", "vecdot", "matmul", "inv", "det", "slogdet",
@@ -123,70 +123,6 @@ def _square(op, A):
         raise RuntimeError(f"linalg.{op}: A must be batches of square matrices, but they are "
                            f"{x.shape[-2] if x.ndim > 1 else 1} by {x.shape[-1] if x.ndim else 1} matrices")
     return x
-
-
-class Inverse(Function):
-    """``Y = A^-1``; ``gA = -Y^T gY Y^T``."""
-    __slots__ = ("y",)
-
-    def forward(self, a):
-        self.y = xp_of(a).linalg.inv(a)
-        return self.y
-
-    def backward(self, gy):
-        yt = _mT(self.y)
-        return (-(yt @ gy @ yt),)
-
-
-def inv(A):
-    """The inverse of (batches of) square matrices."""
-    return Inverse().apply(_square("inv", A))
-
-
-class Det(Function):
-    """``d = det(A)``; ``gA = gd * d * A^-T``."""
-    __slots__ = ("a", "d")
-
-    def forward(self, a):
-        self.a, self.d = a, xp_of(a).linalg.det(a)
-        return self.d
-
-    def backward(self, gd):
-        xp = xp_of(self.a)
-        return ((gd * self.d)[..., None, None] * _mT(xp.linalg.inv(self.a)),)
-
-
-def det(A):
-    """The determinant of (batches of) square matrices."""
-    return Det().apply(_square("det", A))
-
-
-class LogAbsDet(Function):
-    """``log |det A|``; ``gA = g * A^-T``."""
-    __slots__ = ("a",)
-
-    def forward(self, a):
-        self.a = a
-        return xp_of(a).linalg.slogdet(a)[1]
-
-    def backward(self, g):
-        return (g[..., None, None] * _mT(xp_of(self.a).linalg.inv(self.a)),)
-
-
-def slogdet(A):
-    """``(sign, log |det A|)``, as a named pair (``.sign``, ``.logabsdet``); the sign has no gradient."""
-    from collections import namedtuple
-    x = _square("slogdet", A)
-    sign = as_tensor(xp_of(x.array).linalg.slogdet(x.array)[0])
-    return namedtuple("slogdet", ["sign", "logabsdet"])(sign, LogAbsDet().apply(x))
-
-
-def logdet(A):
-    """``log det A``: NaN where the determinant is negative, as PyTorch's."""
-    sign, logabs = slogdet(A)
-    xp = xp_of(sign.array)
-    return logabs + as_tensor(xp.where(sign.array < 0, xp.nan, xp.where(sign.array == 0, -xp.inf, 0.0))
-                              .astype(logabs.array.dtype))
 
 
 class Solve(Function):

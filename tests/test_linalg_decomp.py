@@ -49,7 +49,13 @@ def test_inv_det_slogdet_logdet():
     neg = np.diag([-1.0, 2.0])
     assert np.isnan(dg.linalg.logdet(dg.tensor(neg)).item()) and np.isnan(torch.logdet(torch.tensor(neg)).item())
     sign, logabs = dg.linalg.slogdet(dg.tensor(neg))
-    assert sign.item() == -1.0 and abs(logabs.item() - np.log(2.0)) < 1e-15
+    assert sign.item() == -1.0 and abs(logabs.item() - np.log(2.0)) < 1e-15 and str(sign.dtype) == "float64"
+    # torch's function and method names
+    x, t = dg.tensor(a), torch.tensor(a)
+    for name in ("inverse", "det", "logdet"):
+        assert np.allclose(getattr(dg, name)(x).numpy(), getattr(torch, name)(t).numpy(), atol=TOL, equal_nan=True)
+        assert np.allclose(getattr(x, name)().numpy(), getattr(t, name)().numpy(), atol=TOL, equal_nan=True)
+    assert np.allclose(x.slogdet().logabsdet.numpy(), t.slogdet().logabsdet.numpy(), atol=TOL)
     for fn in (dg.linalg.inv, dg.linalg.det):
         assert gradcheck(fn, (dg.tensor(a[0], requires_grad=True),))
     with pytest.raises(RuntimeError, match="square matrices"):

@@ -716,6 +716,10 @@ class Tensor:
         return _ops.addbmm(self, batch1, batch2, beta=beta, alpha=alpha)
     def kron(self, other): return _ops.kron(self, other)
     def trace(self): return _ops.trace(self)
+    def inverse(self): return _ops.inverse(self)
+    def det(self): return _ops.det(self)
+    def logdet(self): return _ops.logdet(self)
+    def slogdet(self): return _ops.slogdet(self)
     def cross(self, other, dim=None): return _ops.cross(self, other, dim)
     # <<< end of reduction, scan, sort and linalg methods
 

@@ -1,20 +1,23 @@
 """Matrix products: ``matmul`` (with PyTorch's 1-D and batched broadcasting rules), its
 special cases (mm, bmm, mv, dot, the add* fused forms), ``einsum`` (repeated subscripts
-take a diagonal) and what is built on it (tensordot, kron), trace, cross, cdist.
+take a diagonal) and what is built on it (tensordot, kron), trace, cross, cdist; the inverse and
+determinants (``inverse``, ``det``, ``slogdet``, ``logdet``: torch's functions and Tensor methods, also
+``dg.linalg``'s).
 
 Like PyTorch, the products refuse operands of different dtypes instead of promoting.
 """
 from __future__ import annotations
 
 import string
+from collections import namedtuple
 
 from distgraph import backend
 from distgraph.autograd.function import Function, unbroadcast
 from distgraph.autograd.ops._common import as_tensor, autocast_low, promote, xp_of
-from distgraph.autograd.tensor import Tensor
+from distgraph.autograd.tensor import Tensor, wrap
 
 __all__ = ["matmul", "mm", "bmm", "mv", "dot", "vdot", "inner", "outer", "ger", "addmm", "addmv", "addr", "baddbmm",
-           "addbmm", "einsum", "tensordot", "kron", "trace", "cross", "cdist"]
+           "addbmm", "einsum", "tensordot", "kron", "trace", "cross", "cdist", "inverse", "det", "slogdet", "logdet"]
 
 
 class MatMul(Function):
@@ -370,3 +373,86 @@ def einsum(equation, *operands):
                                        f"different sizes {tuple(ops[k].shape)}")
             ops[k], ins[k] = EinsumDiagonal(sub).apply(ops[k]), "".join(dict.fromkeys(sub))
     return Einsum(ins, out).apply(*ops)
+
+
+# ------------------------------------------------------------------ inverse, determinants
+def _mT(a):
+    return a.swapaxes(-1, -2)
+
+
+def _square(op, A):
+    x = as_tensor(A)
+    if not backend.is_floating(x.array.dtype):
+        raise RuntimeError(f"linalg.{op}: expected a floating point input, got {backend.dtype_name(x.array.dtype)}; "
+                           "convert with .float()")
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise RuntimeError(f"linalg.{op}: A must be batches of square matrices, but they are "
+                           f"{x.shape[-2] if x.ndim > 1 else 1} by {x.shape[-1] if x.ndim else 1} matrices")
+    return x
+
+
+class Inverse(Function):
+    """``Y = A^-1``; ``gA = -Y^T gY Y^T``."""
+    __slots__ = ("y",)
+
+    def forward(self, a):
+        self.y = xp_of(a).linalg.inv(a)
+        return self.y
+
+    def backward(self, gy):
+        yt = _mT(self.y)
+        return (-(yt @ gy @ yt),)
+
+
+def inverse(input):
+    """The inverse of (batches of) square matrices (``torch.inverse``, ``torch.linalg.inv``)."""
+    return Inverse().apply(_square("inv", input))
+
+
+class Det(Function):
+    """``d = det(A)``; ``gA = gd * d * A^-T``."""
+    __slots__ = ("a", "d")
+
+    def forward(self, a):
+        self.a, self.d = a, xp_of(a).linalg.det(a)
+        return self.d
+
+    def backward(self, gd):
+        xp = xp_of(self.a)
+        return ((gd * self.d)[..., None, None] * _mT(xp.linalg.inv(self.a)),)
+
+
+def det(input):
+    """The determinant of (batches of) square matrices."""
+    return Det().apply(_square("det", input))
+
+
+class LogAbsDet(Function):
+    """``log |det A|``; ``gA = g * A^-T``."""
+    __slots__ = ("a",)
+
+    def forward(self, a):
+        self.a = a
+        return xp_of(a).linalg.slogdet(a)[1]
+
+    def backward(self, g):
+        return (g[..., None, None] * _mT(xp_of(self.a).linalg.inv(self.a)),)
+
+
+_SlogdetResult = namedtuple("slogdet", ["sign", "logabsdet"])
+
+
+def slogdet(input):
+    """``(sign, log |det A|)``, a named pair (``.sign``, ``.logabsdet``); the sign has no gradient."""
+    x = _square("slogdet", input)
+    xp = xp_of(x.array)
+    sign = wrap(xp.asarray(xp.linalg.slogdet(x.array)[0], dtype=x.array.dtype))
+    return _SlogdetResult(sign, LogAbsDet().apply(x))
+
+
+def logdet(input):
+    """``log det A``: NaN where the determinant is negative, as PyTorch's."""
+    sign, logabs = slogdet(input)
+    xp = xp_of(sign.array)
+    return logabs + as_tensor(xp.where(sign.array < 0, xp.nan, xp.where(sign.array == 0, -xp.inf, 0.0))
+                              .astype(logabs.array.dtype))
