@@ -1,4 +1,5 @@
-"""``nn.utils``: gradient clipping and flat parameter vectors."""
+"""``nn.utils``: gradient clipping and flat parameter vectors; parametrizations, weight and spectral norm,
+``functional_call`` in the submodules."""
 from __future__ import annotations
 
 import math
@@ -75,3 +76,10 @@ import sys as _sys  # noqa: E402
 from distgraph.nn import utils_rnn as rnn  # noqa: E402
 
 _sys.modules[__name__ + ".rnn"] = rnn
+
+# ``torch.nn.utils``' submodules: parametrizations, the hook-based weight/spectral norms, functional_call.
+from distgraph.nn.utils import parametrize, parametrizations, stateless  # noqa: E402
+from distgraph.nn.utils.spectral_norm import remove_spectral_norm, spectral_norm  # noqa: E402
+from distgraph.nn.utils.weight_norm import remove_weight_norm, weight_norm  # noqa: E402
+
+__all__ += ["remove_spectral_norm", "remove_weight_norm", "spectral_norm", "weight_norm"]
