@@ -17,6 +17,7 @@ _tensor.bind_layers(_ops, _engine)
 
 from distgraph.autograd.custom import Function, FunctionCtx
 from distgraph.autograd.gradcheck import gradcheck
+from distgraph.autograd import functional  # noqa: E402 - torch.autograd.functional (jacobian, vjp, jvp)
 
 __all__ = ["Function", "FunctionCtx", "Node", "RemovableHandle", "Tensor", "Variable", "backward", "detect_anomaly",
            "enable_grad", "grad", "gradcheck", "inference_mode", "is_anomaly_enabled", "is_grad_enabled", "no_grad",
