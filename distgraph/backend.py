@@ -208,17 +208,19 @@ def _keep_dtype(y, x):
     return y.astype(x.dtype, copy=False) if x.dtype.kind == "f" and y.dtype != x.dtype else y
 
 
-def special(name: str, x):
-    """``scipy.special.<name>`` (``cupyx.scipy.special`` for CuPy arrays), e.g. ``erfinv``;
-    a floating input keeps its dtype (see :func:`erf`)."""
+def special(name: str, *args):
+    """``scipy.special.<name>(*args)`` (``cupyx.scipy.special`` for CuPy arrays), e.g. ``erfinv``, or
+    ``polygamma`` with its order first; the last argument is the array, and a floating one keeps its
+    dtype (see :func:`erf`)."""
+    x = args[-1]
     if not isinstance(x, (np.ndarray, np.generic)):
         import cupyx.scipy.special as cupy_special  # noqa: PLC0415
-        return _keep_dtype(getattr(cupy_special, name)(x), x)
+        return _keep_dtype(getattr(cupy_special, name)(*args), x)
     try:
         import scipy.special as scipy_special  # noqa: PLC0415
     except ImportError:
         raise RuntimeError(f"{name} needs SciPy on the host: pip install scipy") from None
-    return _keep_dtype(getattr(scipy_special, name)(x), x)
+    return _keep_dtype(getattr(scipy_special, name)(*args), x)
 
 
 def wrap_int(value, dtype):

@@ -15,7 +15,7 @@ import numpy as np
 from distgraph import backend
 from distgraph.autograd.function import Function, unbroadcast
 from distgraph.autograd.ops._common import as_tensor, cast, promote, xp_of
-from distgraph.autograd.ops.elementwise import _floating, _shape, clamp, mul, pow
+from distgraph.autograd.ops.elementwise import _floating, _shape, clamp, log, mul, pow
 from distgraph.autograd.tensor import Tensor, _make
 
 __all__ = [
@@ -23,7 +23,8 @@ __all__ = [
     "arccosh", "atanh", "arctanh", "erf", "erfc", "erfinv", "exp2", "expm1", "log2", "log10", "reciprocal",
     "square", "sinc", "deg2rad", "rad2deg", "floor", "ceil", "round", "trunc", "fix", "frac", "sign", "sgn",
     "nan_to_num", "atan2", "arctan2", "copysign", "logaddexp", "logaddexp2", "hypot", "xlogy", "float_power",
-    "lerp", "fmod", "remainder", "floor_divide", "clamp_min", "clamp_max",
+    "lerp", "fmod", "remainder", "floor_divide", "clamp_min", "clamp_max", "lgamma", "digamma", "polygamma",
+    "mvlgamma", "logit", "i0",
 ]
 
 
@@ -270,6 +271,40 @@ class Erfinv(Function):
         return (gy * (_math.sqrt(_math.pi) / 2) * xp_of(gy).exp(self.out * self.out),)
 
 
+class Polygamma(Function):
+    """The ``n``-th derivative of digamma (``n = -1``: ``lgamma``; ``0``: ``digamma``); its derivative is the
+    next one.  SciPy's (cupyx's) on the host (GPU)."""
+    __slots__ = ("x", "n")
+    saves = (0,)
+
+    def __init__(self, n):
+        self.n = n
+
+    def forward(self, x):
+        self.x = x
+        if self.n == -1:
+            return backend.special("gammaln", x)
+        return backend.special("digamma", x) if self.n == 0 else backend.special("polygamma", self.n, x)
+
+    def backward(self, gy):
+        n, x = self.n + 1, self.x
+        d = backend.special("digamma", x) if n == 0 else backend.special("polygamma", n, x)
+        return (gy * d,)
+
+
+class I0(Function):
+    """The modified Bessel function of order 0; d/dx i0 = i1."""
+    __slots__ = ("x",)
+    saves = (0,)
+
+    def forward(self, x):
+        self.x = x
+        return backend.special("i0", x)
+
+    def backward(self, gy):
+        return (gy * backend.special("i1", self.x),)
+
+
 class Reciprocal(Function):
     __slots__ = ("out",)
     saves_output = True
@@ -304,13 +339,43 @@ erf = _unary(Erf)
 erfc = _unary(Erf, True)
 erfinv = _unary(Erfinv)
 reciprocal = _unary(Reciprocal)
+lgamma = _unary(Polygamma, -1)
+digamma = _unary(Polygamma, 0)
+i0 = _unary(I0)
 for _f, _doc in [(tan, "tan x"), (asin, "arcsin x"), (acos, "arccos x"), (atan, "arctan x"), (sinh, "sinh x"),
                  (cosh, "cosh x"), (asinh, "arsinh x"), (acosh, "arcosh x"), (atanh, "artanh x"),
                  (sinc, "sin(pi x) / (pi x), 1 at 0"), (exp2, "2 ** x"), (expm1, "exp(x) - 1"),
                  (log2, "log2 x"), (log10, "log10 x"), (erf, "the error function"), (erfc, "1 - erf x"),
-                 (erfinv, "the inverse error function"), (reciprocal, "1 / x")]:
+                 (erfinv, "the inverse error function"), (reciprocal, "1 / x"),
+                 (lgamma, "log |gamma(x)|"), (digamma, "d/dx lgamma(x)"), (i0, "modified Bessel function I0")]:
     _f.__doc__ = f"Elementwise {_doc}; integer inputs give float32."
 del _f, _doc
+
+
+def polygamma(n, input):
+    """The ``n``-th derivative of ``digamma`` (``n >= 0``), elementwise."""
+    if int(n) != n or n < 0:
+        raise RuntimeError(f"polygamma(n, x): n must be a non-negative integer, got {n!r}")
+    return Polygamma(int(n)).apply(_floating(input))
+
+
+def mvlgamma(input, p):
+    """The multivariate log-gamma of dimension ``p``: ``p(p-1)/4 log(pi) + sum_j lgamma(x - j/2)``."""
+    x = _floating(input)
+    if p < 1:
+        raise RuntimeError(f"mvlgamma: p has to be greater than or equal to 1, got {p}")
+    out = lgamma(x) + p * (p - 1) / 4 * _math.log(_math.pi)
+    for j in range(1, p):
+        out = out + lgamma(x - j / 2)
+    return out
+
+
+def logit(input, eps=None):
+    """``log(x / (1 - x))``; with ``eps``, ``x`` is first clamped to ``[eps, 1 - eps]``."""
+    x = _floating(input)
+    if eps is not None:
+        x = clamp(x, eps, 1 - eps)
+    return log(x / (1 - x))
 
 
 def square(input):
