@@ -91,6 +91,7 @@ from distgraph.amp import autocast  # noqa: E402
 from distgraph import futures, linalg, random, testing  # noqa: E402
 from distgraph import distributions  # noqa: E402 - torch.distributions' names
 from distgraph import special  # noqa: E402 - torch.special's names
+from distgraph import func  # noqa: E402 - torch.func (functional_call, grad, vjp, jacrev, vmap, ...)
 from distgraph import onnx  # noqa: E402 - dg.onnx; the onnx package itself loads on the first export
 from distgraph import export  # noqa: E402 - torch.export's Dim (for dg.onnx.export(dynamic_shapes=))
 from distgraph.random import (Generator, default_generator, fork_rng, get_rng_state, initial_seed,  # noqa: E402

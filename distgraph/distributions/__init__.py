@@ -15,9 +15,11 @@ from distgraph.distributions import constraints
 from distgraph.distributions.continuous import Exponential, Laplace, Normal, Uniform
 from distgraph.distributions.discrete import Bernoulli, Categorical, OneHotCategorical
 from distgraph.distributions.distribution import Distribution
+from distgraph.distributions.gamma_family import Beta, Dirichlet, Gamma, Poisson
 from distgraph.distributions.kl import kl_divergence, register_kl
 from distgraph.distributions.multivariate import Independent, MultivariateNormal
 
 __all__ = ["Distribution", "Normal", "Laplace", "Uniform", "Exponential", "Bernoulli", "Categorical",
-           "OneHotCategorical", "MultivariateNormal", "Independent", "kl_divergence", "register_kl",
+           "OneHotCategorical", "MultivariateNormal", "Independent", "Gamma", "Beta", "Dirichlet", "Poisson",
+           "kl_divergence", "register_kl",
            "constraints"]

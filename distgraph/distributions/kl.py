@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import functools
 
-from distgraph.autograd.ops import abs, broadcast_shapes, exp, log, where
+from distgraph.autograd.ops import abs, broadcast_shapes, digamma, exp, lgamma, log, where
 from distgraph.distributions.utils import solve_tril
 from distgraph.distributions.continuous import Exponential, Laplace, Normal, Uniform
 from distgraph.distributions.discrete import Bernoulli, Categorical, OneHotCategorical
 from distgraph.distributions.distribution import Distribution
+from distgraph.distributions.gamma_family import Beta, Dirichlet, Gamma, Poisson, _log_beta
 from distgraph.distributions.multivariate import Independent, MultivariateNormal, _half_log_det, batch_mahalanobis
 from distgraph.distributions.utils import either, sum_rightmost
 from distgraph.nn.functional import softplus
@@ -133,3 +134,30 @@ def _kl_independent_independent(p, q):
         raise NotImplementedError("KL between Independents with different reinterpreted_batch_ndims is not "
                                   "implemented")
     return sum_rightmost(kl_divergence(p.base_dist, q.base_dist), p.reinterpreted_batch_ndims)
+
+
+@register_kl(Gamma, Gamma)
+def _kl_gamma_gamma(p, q):
+    a, b, c, d = p.concentration, p.rate, q.concentration, q.rate
+    return ((a - c) * digamma(a) - lgamma(a) + lgamma(c) + c * (log(b) - log(d)) + a * (d - b) / b)
+
+
+@register_kl(Beta, Beta)
+def _kl_beta_beta(p, q):
+    a1, b1, a2, b2 = p.concentration1, p.concentration0, q.concentration1, q.concentration0
+    total = a1 + b1
+    return (_log_beta(a2, b2) - _log_beta(a1, b1) + (a1 - a2) * digamma(a1) + (b1 - b2) * digamma(b1)
+            + (a2 - a1 + b2 - b1) * digamma(total))
+
+
+@register_kl(Dirichlet, Dirichlet)
+def _kl_dirichlet_dirichlet(p, q):
+    a, b = p.concentration, q.concentration
+    a0 = a.sum(-1)
+    return (lgamma(a0) - lgamma(b.sum(-1)) - (lgamma(a) - lgamma(b)).sum(-1)
+            + ((a - b) * (digamma(a) - digamma(a0).unsqueeze(-1))).sum(-1))
+
+
+@register_kl(Poisson, Poisson)
+def _kl_poisson_poisson(p, q):
+    return p.rate * (log(p.rate) - log(q.rate)) - (p.rate - q.rate)
