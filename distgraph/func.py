@@ -18,7 +18,7 @@ import functools
 
 from distgraph import backend
 from distgraph.autograd import grad_mode
-from distgraph.autograd.functional import jacobian_blocks, transform
+from distgraph.autograd.functional import contract, jacobian_blocks, transform
 from distgraph.autograd.ops.shape import stack
 from distgraph.autograd.tensor import Tensor, wrap
 from distgraph.nn.utils.stateless import functional_call
@@ -212,12 +212,7 @@ def jvp(func, primals, tangents, *, strict=False, has_aux=False):
                                    f"got {tuple(p.shape)} and {tuple(t.shape)}")
         outs = _leaves(out)
         blocks = jacobian_blocks(outs, ins)
-    result = []
-    for o, row in zip(outs, blocks):
-        total = 0
-        for block, t in zip(row, tans):
-            total = total + block.array.reshape(o.numel(), -1) @ t.array.reshape(-1).astype(block.dtype)
-        result.append(wrap(total.reshape(o.shape).astype(o.dtype)))
+    result = contract(outs, blocks, tans)
     out, jvp_out = _detach(out), _fill(out, result)
     return (out, jvp_out, _detach(aux)) if has_aux else (out, jvp_out)
 

@@ -198,6 +198,17 @@ def vjp(func, inputs, v=None, create_graph=False, strict=False):
         return (outs if out_tuple else outs[0]), (tuple(result) if in_tuple else result[0])
 
 
+def contract(outs, blocks, vs):
+    """Each output's ``J v``: its Jacobian blocks (one per input, ``jacobian_blocks``) times ``vs``."""
+    result = []
+    for o, row in zip(outs, blocks):
+        total = 0
+        for block, t in zip(row, vs):
+            total = total + block.array.reshape(o.numel(), -1) @ t.array.reshape(-1).astype(block.dtype)
+        result.append(wrap(total.reshape(o.shape).astype(o.dtype)))
+    return result
+
+
 def jvp(func, inputs, v=None, create_graph=False, strict=False):
     """``J v``: the directional derivative of each output along ``v``.
 
@@ -232,12 +243,7 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
             j = str(e).split("input ")[-1].split(".")[0]
             raise RuntimeError(f"The output of the user-provided function is independent of input {j}. "
                                "This is not allowed in strict mode.") from None
-        result = []
-        for o, row in zip(outs, blocks):
-            total = 0
-            for block, t in zip(row, vs):
-                total = total + block.array.reshape(o.numel(), -1) @ t.array.reshape(-1).astype(block.dtype)
-            result.append(wrap(total.reshape(o.shape).astype(o.dtype)))
+        result = contract(outs, blocks, vs)
         outs = tuple(o.detach() for o in outs)
         return (outs if out_tuple else outs[0]), (tuple(result) if out_tuple else result[0])
 
