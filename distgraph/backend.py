@@ -53,6 +53,20 @@ def dtype_name(dtype) -> str:
     return _NAMES.get(dtype, str(dtype))
 
 
+_default_float = float32
+
+
+def default_float():
+    """The dtype of floating tensors made without one (``torch.get_default_dtype()``; float32 unless set)."""
+    return _default_float
+
+
+def set_default_float(dtype):
+    global _default_float
+    _default_float = np.dtype(dtype)
+    _DEFAULT_FOR_CATEGORY[2] = _default_float   # Python floats in promotion and in full(), as PyTorch
+
+
 def as_dtype(dtype):
     """Normalise a user dtype (``dg.float32``, ``"float32"``, ``np.float32``, ``float``, ``bool``)."""
     if dtype is None:

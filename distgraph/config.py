@@ -16,7 +16,7 @@ from distgraph.utils.logging import get_logger
 
 __all__ = ["set_num_threads", "get_num_threads", "set_num_interop_threads", "get_num_interop_threads",
            "use_deterministic_algorithms", "are_deterministic_algorithms_enabled", "set_float32_matmul_precision",
-           "get_float32_matmul_precision"]
+           "get_float32_matmul_precision", "set_default_dtype", "get_default_dtype"]
 
 _log = get_logger("distgraph.config")
 _deterministic = False
@@ -76,6 +76,26 @@ def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None
 
 def are_deterministic_algorithms_enabled() -> bool:
     return _deterministic
+
+
+def set_default_dtype(d) -> None:
+    """The dtype of floating tensors made without one: Python floats in ``tensor()``, the factories
+    (``zeros``, ``randn``, ``arange`` of floats ...), new layers' parameters.  As PyTorch, only floating
+    dtypes (float16, float32, float64)."""
+    from distgraph import backend
+    try:
+        dtype = backend.as_dtype(d)
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or not backend.is_floating(dtype):
+        raise TypeError(f"set_default_dtype: only floating-point types are supported as the default type, got {d!r}")
+    backend.set_default_float(dtype)
+
+
+def get_default_dtype():
+    """The dtype of floating tensors made without one (float32 unless ``set_default_dtype``)."""
+    from distgraph import backend
+    return backend.default_float()
 
 
 _matmul_precision = "highest"

@@ -9,7 +9,26 @@ from distgraph.autograd.tensor import Size, Tensor
 
 __all__ = ["Size", "finfo", "iinfo", "is_tensor", "is_storage", "numel", "is_floating_point", "is_nonzero",
            "FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor", "ShortTensor", "CharTensor",
-           "ByteTensor", "BoolTensor"]
+           "ByteTensor", "BoolTensor", "memory_format", "contiguous_format", "channels_last", "channels_last_3d",
+           "preserve_format"]
+
+
+class memory_format:  # noqa: N801 - torch's name
+    """``torch.memory_format``: accepted wherever PyTorch takes one (``.to(memory_format=)``,
+    ``.contiguous(memory_format=)``); distgraph's arrays keep NumPy/CuPy's own layout."""
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+
+contiguous_format = memory_format("contiguous_format")
+channels_last = memory_format("channels_last")
+channels_last_3d = memory_format("channels_last_3d")
+preserve_format = memory_format("preserve_format")
 
 
 class finfo:

@@ -216,3 +216,77 @@ def test_zero_dim_comparison_results_combine_with_bitwise_ops():
         x = lib.tensor([1.0, 2.0])
         a, b = (x >= 0).all(-1), ((x.sum(-1) - 1).abs() < 1e-6)
         assert bool(a & b) is False and bool(a | b) is True
+
+
+# ------------------------------------------------------------------ default dtype, sampling, small names
+def test_set_default_dtype_changes_what_torch_changes():
+    def made(lib):
+        i = lib.tensor([1, 2])
+        return [str(x.dtype).replace("torch.", "") for x in (
+            lib.tensor([1.0]), lib.tensor(2.5), lib.zeros(2), lib.ones(1), lib.empty(2), lib.full((2,), 1.5),
+            lib.randn(2), lib.rand(2), lib.arange(0.0, 1.0, 0.5), lib.linspace(0, 1, 3), lib.eye(2),
+            lib.nn.Linear(2, 2).weight, lib.nn.LayerNorm(2).weight, lib.nn.Conv2d(1, 1, 3).weight,
+            lib.nn.Embedding(3, 2).weight, lib.nn.LSTM(2, 2).weight_ih_l0, i / 2, i.sqrt(), i * 0.5,
+            lib.where(i > 1, i, 0.5), lib.tensor([1.0], dtype=lib.float32) * 2.5,
+            lib.nn.Transformer.generate_square_subsequent_mask(3))]
+    for dtype in ("float64", "float16", "float32"):
+        got = []
+        for lib in (dg, torch):
+            lib.set_default_dtype(getattr(lib, dtype))
+            try:
+                got.append((str(lib.get_default_dtype()).replace("torch.", ""), made(lib)))
+            finally:
+                lib.set_default_dtype(lib.float32)
+        assert got[0] == got[1], (dtype, got)
+    for lib in (dg, torch):
+        with pytest.raises(TypeError, match="floating-point types"):
+            lib.set_default_dtype(lib.int64)
+    assert str(dg.get_default_dtype()) == "float32"
+
+
+def test_multinomial_draws_as_torch_documents():
+    w = np.array([1.0, 2.0, 3.0, 0.0])
+    n = 60000
+    dg.manual_seed(3)
+    draws = dg.multinomial(dg.tensor(w), n, replacement=True)
+    dg.manual_seed(3)
+    assert np.array_equal(draws.numpy(), dg.multinomial(dg.tensor(w), n, replacement=True).numpy())
+    assert str(draws.dtype) == "int64" and draws.shape == (n,)
+    freq, p = np.bincount(draws.numpy(), minlength=4) / n, w / w.sum()
+    assert (np.abs(freq - p) < 6 * np.sqrt(p * (1 - p) / n) + 1e-12).all(), freq
+    rows = dg.multinomial(dg.tensor(np.tile(w, (20000, 1))), 3)     # without replacement, per row
+    r = rows.numpy()
+    assert r.shape == (20000, 3) and all(len(set(x)) == 3 for x in r[:200]) and not (r == 3).any()
+    first = np.bincount(r[:, 0], minlength=4) / len(r)                # the first draw is weighted as w
+    assert (np.abs(first - p) < 6 * np.sqrt(p * (1 - p) / len(r)) + 1e-12).all(), first
+    t = torch.multinomial(torch.tensor(np.tile(w, (2, 1))), 3)
+    assert tuple(t.shape) == tuple(dg.multinomial(dg.tensor(np.tile(w, (2, 1))), 3).shape)
+    assert sorted(dg.multinomial(dg.tensor(w), 4).tolist()) == [0, 1, 2, 3]       # zero weight: drawn last
+    assert dg.multinomial(dg.tensor(w), 4).tolist()[-1] == torch.multinomial(torch.tensor(w), 4).tolist()[-1] == 3
+    for bad in (dict(input=w, num_samples=5), dict(input=-w, num_samples=1), dict(input=w * 0, num_samples=1),
+                dict(input=np.ones((2, 2, 2)), num_samples=1)):
+        for lib in (dg, torch):
+            with pytest.raises(RuntimeError):
+                lib.multinomial(lib.tensor(bad["input"]), bad["num_samples"])
+
+
+def test_where_of_a_condition_alone_and_other_small_names():
+    c = [[0, 1, 1], [1, 0, 1]]
+    d, t = dg.where(dg.tensor(c)), torch.where(torch.tensor(c))
+    assert [x.tolist() for x in d] == [x.tolist() for x in t]
+    m, tm = nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    for lib, mod in ((dg, m), (torch, tm)):
+        mod(lib.ones(2, 3)).sum().backward()
+        lib.nn.utils.clip_grad_norm_(mod.parameters(), 1.0, foreach=True)
+        lib.nn.utils.clip_grad_value_(mod.parameters(), 0.5, foreach=None)
+    dp, tp = nn.DataParallel(m), torch.nn.DataParallel(tm)
+    assert list(dp.state_dict()) == list(tp.state_dict()) and dp.module is m
+    assert dp(dg.ones(2, 3)).shape == (2, 2)
+    with pytest.warns(UserWarning, match="not split"):
+        nn.DataParallel(m, device_ids=[0, 1])
+    assert repr(dg.channels_last) == repr(torch.channels_last)
+    x = dg.tensor(np.arange(8.0).reshape(1, 2, 2, 2))
+    assert np.array_equal(x.to(memory_format=dg.channels_last).contiguous(memory_format=dg.contiguous_format).numpy(),
+                          x.numpy())
+    e, te = nn.Linear(2, 3).to_empty(device="cpu"), torch.nn.Linear(2, 3).to_empty(device="cpu")
+    assert [tuple(p.shape) for p in e.parameters()] == [tuple(p.shape) for p in te.parameters()]

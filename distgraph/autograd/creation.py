@@ -9,7 +9,7 @@ from distgraph.autograd.tensor import Tensor, _make, tensor
 __all__ = ["tensor", "as_tensor", "zeros", "ones", "full", "empty", "arange", "linspace", "eye",
            "rand", "randn", "randint", "randperm", "zeros_like", "ones_like", "full_like", "empty_like",
            "rand_like", "randn_like", "randint_like", "from_numpy", "from_dlpack", "manual_seed", "tril_indices",
-           "triu_indices"]
+           "triu_indices", "multinomial"]
 
 manual_seed = backend.manual_seed
 
@@ -46,37 +46,37 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
-    return full(_sizes(size), 0, dtype=dtype or backend.float32, device=device, requires_grad=requires_grad)
+    return full(_sizes(size), 0, dtype=dtype or backend.default_float(), device=device, requires_grad=requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False):
-    return full(_sizes(size), 1, dtype=dtype or backend.float32, device=device, requires_grad=requires_grad)
+    return full(_sizes(size), 1, dtype=dtype or backend.default_float(), device=device, requires_grad=requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
-    dtype = backend.as_dtype(dtype or backend.float32)
+    dtype = backend.as_dtype(dtype or backend.default_float())
     size = _sizes(size)
     return _finish(_make_on(device, dtype, lambda xp, d: xp.empty(size, dtype)), requires_grad)
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False):
-    """``[start, end)`` by ``step``: int64 when all are ints, else float32."""
+    """``[start, end)`` by ``step``: int64 when all are ints, else the default float dtype."""
     if end is None:
         start, end = 0, start
     if dtype is None:
-        dtype = backend.int64 if all(isinstance(v, int) for v in (start, end, step)) else backend.float32
+        dtype = backend.int64 if all(isinstance(v, int) for v in (start, end, step)) else backend.default_float()
     dtype = backend.as_dtype(dtype)
     return _finish(_make_on(device, dtype, lambda xp, d: xp.arange(start, end, step).astype(dtype)), requires_grad)
 
 
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False):
-    dtype = backend.as_dtype(dtype or backend.float32)
+    dtype = backend.as_dtype(dtype or backend.default_float())
     return _finish(_make_on(device, dtype, lambda xp, d: xp.linspace(start, end, steps).astype(dtype)),
                    requires_grad)
 
 
 def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
-    dtype = backend.as_dtype(dtype or backend.float32)
+    dtype = backend.as_dtype(dtype or backend.default_float())
     return _finish(_make_on(device, dtype, lambda xp, d: xp.eye(n, m, dtype=dtype)), requires_grad)
 
 
@@ -105,7 +105,7 @@ def _draw(generator, dev, draw):
 
 
 def _random(size, generator, dtype, device, requires_grad, draw):
-    dtype = backend.as_dtype(dtype or backend.float32)
+    dtype = backend.as_dtype(dtype or backend.default_float())
     if not backend.is_floating(dtype):
         raise TypeError(f"expected a floating dtype for random floats, got {backend.dtype_name(dtype)}")
     size = _sizes(size)
@@ -155,6 +155,44 @@ def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False)
     dtype = backend.as_dtype(dtype or backend.int64)
     return _finish(_make_on(device, dtype, lambda xp, d: _draw(generator, d, lambda g: backend.permutation(g, n))
                             .astype(dtype)), requires_grad)
+
+
+def multinomial(input, num_samples, replacement=False, *, generator=None):
+    """Indices drawn from the categories weighted by ``input``'s last dim (1-D: one row, 2-D: one draw per row),
+    as PyTorch's: ``num_samples`` per row, with or without replacement (then in draw order: a weighted
+    sample without replacement, drawn with the Gumbel top-k trick).  int64, no gradient.
+
+    Raises:
+        RuntimeError: not 1-D or 2-D, a negative, infinite or NaN weight, a row summing to 0, or more
+            samples than categories without replacement (zero-weight categories are drawn last, as PyTorch's).
+    """
+    from distgraph.autograd.tensor import Tensor
+    w = input.array if isinstance(input, Tensor) else np.asarray(input, dtype=np.float64)
+    if w.ndim not in (1, 2):
+        raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim, got {w.ndim} dims")
+    if num_samples <= 0:
+        raise RuntimeError(f"multinomial: cannot sample n_sample <= 0 samples, got {num_samples}")
+    xp = backend.get_array_module(w)
+    rows = w.reshape(1, -1).astype(np.float64) if w.ndim == 1 else w.astype(np.float64)
+    if bool((rows < 0).any()) or not bool(xp.isfinite(rows).all()):
+        raise RuntimeError("multinomial: probability tensor contains either `inf`, `nan` or element < 0")
+    if bool((rows.sum(-1) <= 0).any()):
+        raise RuntimeError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")
+    if not replacement and num_samples > rows.shape[-1]:
+        raise RuntimeError(f"multinomial: cannot sample n_sample > prob_dist.size(-1) samples without replacement "
+                           f"(asked for {num_samples} of {rows.shape[-1]} categories)")
+    dev = backend.device_of(w)
+    n, k = rows.shape
+    u = _draw(generator, dev, lambda g: g.random((n, num_samples if replacement else k)))
+    if replacement:   # inverse cdf
+        cdf = xp.cumsum(rows / rows.sum(-1, keepdims=True), -1)
+        idx = (u[:, :, None] >= cdf[:, None, :]).sum(-1).clip(0, k - 1)
+    else:             # top-k of log w + Gumbel noise: a draw without replacement, in order
+        with np.errstate(divide="ignore"):
+            keys = xp.log(rows) - xp.log(-xp.log(xp.clip(u, 1e-300, 1.0)))
+        idx = xp.argsort(-keys, axis=-1, kind="stable")[:, :num_samples]
+    idx = idx.astype(np.int64)
+    return _finish(idx[0] if w.ndim == 1 else idx, False)
 
 
 def _like(t, dtype, device):

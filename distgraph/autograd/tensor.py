@@ -352,7 +352,7 @@ class Tensor:
     def clone(self):
         return _ops.clone(self)
 
-    def contiguous(self):
+    def contiguous(self, memory_format=None):
         return self
 
     # --------------------------------------------------------------- autograd
@@ -1056,7 +1056,7 @@ def _inplace_on_view(t, fn, *args, **kwargs):
 def tensor(data, dtype=None, device=None, requires_grad=False):
     """Build a tensor from a list, scalar, NumPy/CuPy array or Tensor (always copies).
 
-    Python floats become ``float32`` (the default float), ints ``int64``; a
+    Python floats become the default float dtype (``float32`` unless ``set_default_dtype``), ints ``int64``; a
     NumPy array keeps its dtype.
     """
     if isinstance(data, Tensor):
@@ -1067,7 +1067,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         arr = np.array(data)
         # (only without a dtype: ``tensor([0.1], dtype=float64)`` must not pass through float32)
         if arr.dtype == np.float64 and not isinstance(data, np.generic) and dtype is None:
-            arr = arr.astype(np.float32)
+            arr = arr.astype(backend.default_float())
     if arr.dtype not in backend.SUPPORTED_DTYPES:
         if dtype is None and arr.dtype.kind in "iu":
             arr = arr.astype(np.int64)

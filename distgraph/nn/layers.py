@@ -16,7 +16,7 @@ __all__ = ["Identity", "Linear", "Flatten", "Conv1d", "Conv2d", "BatchNorm1d", "
 
 
 def _factory(device, dtype):
-    return dict(device=device, dtype=backend.as_dtype(dtype) if dtype is not None else backend.float32)
+    return dict(device=device, dtype=backend.as_dtype(dtype) if dtype is not None else backend.default_float())
 
 
 class Identity(Module):

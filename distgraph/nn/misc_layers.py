@@ -36,7 +36,7 @@ class Bilinear(Module):
 
     def __init__(self, in1_features, in2_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
-        kw = dict(device=device, dtype=backend.as_dtype(dtype) if dtype is not None else backend.float32)
+        kw = dict(device=device, dtype=backend.as_dtype(dtype) if dtype is not None else backend.default_float())
         self.in1_features, self.in2_features, self.out_features = in1_features, in2_features, out_features
         self.weight = Parameter(empty(out_features, in1_features, in2_features, **kw))
         self.bias = Parameter(empty(out_features, **kw)) if bias else None
@@ -112,7 +112,7 @@ class EmbeddingBag(Module):
         super().__init__()
         self.num_embeddings, self.embedding_dim, self.mode = num_embeddings, embedding_dim, mode
         self.max_norm, self.include_last_offset, self.padding_idx = max_norm, include_last_offset, padding_idx
-        kw = dict(device=device, dtype=backend.as_dtype(dtype) if dtype is not None else backend.float32)
+        kw = dict(device=device, dtype=backend.as_dtype(dtype) if dtype is not None else backend.default_float())
         self.weight = Parameter(_weight if _weight is not None else empty(num_embeddings, embedding_dim, **kw))
         if _weight is None:
             init.normal_(self.weight)

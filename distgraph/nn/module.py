@@ -294,6 +294,13 @@ class Module:
     def cuda(self, device=None, non_blocking=False):
         return self.to(backend.Device("cuda" if device is None else device))
 
+    def to_empty(self, *, device, recurse=True):
+        """Parameters and buffers replaced by uninitialised ones of the same shapes on ``device`` (PyTorch's
+        way to materialise a module built on the ``meta`` device; initialise them afterwards)."""
+        dev = backend.Device(device)
+        return self._apply_to_tensors(lambda arr, is_param: backend.to_device(
+            backend.get_array_module(arr).empty_like(arr), dev))
+
     def cpu(self):
         return self.to("cpu")
 

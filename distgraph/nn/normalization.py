@@ -20,7 +20,7 @@ class _InstanceNorm(Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        fk = dict(device=device, dtype=backend.as_dtype(dtype) if dtype is not None else backend.float32)
+        fk = dict(device=device, dtype=backend.as_dtype(dtype) if dtype is not None else backend.default_float())
         self.register_parameter("weight", Parameter(ones(num_features, **fk)) if affine else None)
         self.register_parameter("bias", Parameter(zeros(num_features, **fk)) if affine else None)
         if track_running_stats:

@@ -178,4 +178,4 @@ class Transformer(Module):
     @staticmethod
     def generate_square_subsequent_mask(sz, device=None, dtype=None):
         """A float (sz, sz) mask: 0 on and below the diagonal, -inf above (PyTorch's)."""
-        return full((sz, sz), float("-inf"), device=device, dtype=dtype or "float32").triu(1)
+        return full((sz, sz), float("-inf"), device=device, dtype=dtype).triu(1)

@@ -25,7 +25,7 @@ def as_operand(x, like: Tensor | None = None):
         return x
     arr = x if isinstance(x, np.ndarray) or hasattr(x, "__cuda_array_interface__") else np.asarray(x)
     if arr.dtype == np.float64 and not isinstance(x, np.ndarray) and not hasattr(x, "__cuda_array_interface__"):
-        arr = arr.astype(np.float32)  # a list of Python floats, as in dg.tensor
+        arr = arr.astype(backend.default_float())  # a list of Python floats, as in dg.tensor
     if arr.dtype not in backend.SUPPORTED_DTYPES:
         arr = arr.astype(backend.as_dtype(arr.dtype) if arr.dtype.kind not in "iu" else np.int64)
     if like is not None:

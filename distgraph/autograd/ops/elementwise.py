@@ -181,15 +181,15 @@ def mul(input, other):
 
 
 def div(input, other, *, rounding_mode=None):
-    """``input / other``: true division (integer inputs give float32), or with ``rounding_mode``
+    """``input / other``: true division (integer inputs give the default float), or with ``rounding_mode``
     ``'trunc'`` (toward zero) or ``'floor'`` (down), which keep integer dtypes and have zero gradient."""
     if rounding_mode is not None:
         from distgraph.autograd.ops.math import _div_rounded
         return _div_rounded(input, other, rounding_mode)
     (a, b), dt = promote("div", input, other)
     if not backend.is_floating(dt):
-        a = cast(a, backend.float32) if isinstance(a, Tensor) else float(a)
-        b = cast(b, backend.float32) if isinstance(b, Tensor) else float(b)
+        a = cast(a, backend.default_float()) if isinstance(a, Tensor) else float(a)
+        b = cast(b, backend.default_float()) if isinstance(b, Tensor) else float(b)
     return _binary(Div, a, b, "div")
 
 
@@ -224,7 +224,7 @@ def _floating(x):
     """Unary float ops promote integer inputs to the default float (as PyTorch)."""
     x = as_tensor(x)
     if not backend.is_floating(x.array.dtype):
-        x = cast(x, backend.float32)
+        x = cast(x, backend.default_float())
     return x
 
 
@@ -390,8 +390,14 @@ class Maximum(Function):
                 unbroadcast(gy * (1 - w).astype(gy.dtype, copy=False), _shape(y)) if nig[1] else None)
 
 
-def where(condition, input, other):
-    """``input`` where ``condition`` else ``other`` (broadcasting)."""
+def where(condition, input=None, other=None):
+    """``input`` where ``condition`` else ``other`` (broadcasting); ``where(condition)`` alone is
+    ``nonzero(condition, as_tuple=True)``, as PyTorch's."""
+    if input is None and other is None:
+        from distgraph.autograd.ops.index import nonzero
+        return nonzero(condition, as_tuple=True)
+    if input is None or other is None:
+        raise TypeError("where: expected where(condition, input, other) or where(condition)")
     cond = as_tensor(condition)
     if cond.array.dtype != backend.bool_:
         raise TypeError(f"where: expected a bool condition, got {backend.dtype_name(cond.array.dtype)}")

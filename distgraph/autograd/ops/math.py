@@ -63,10 +63,11 @@ def _not_implemented(op, dtype):
 
 
 def _to_float(ops, dtype):
-    """Integer/bool operands of a float-valued binary op become float32 (scalars Python floats)."""
+    """Integer/bool operands of a float-valued binary op become the default float (scalars Python floats)."""
     if backend.is_floating(dtype):
         return ops
-    return [cast(o, backend.float32) if isinstance(o, Tensor) else (None if o is None else float(o)) for o in ops]
+    return [cast(o, backend.default_float()) if isinstance(o, Tensor) else (None if o is None else float(o))
+            for o in ops]
 
 
 def _check_int_divisor(op, x, y):

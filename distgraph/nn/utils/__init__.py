@@ -17,8 +17,9 @@ def _params(parameters):
     return [parameters] if isinstance(parameters, Tensor) else list(parameters)
 
 
-def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
-    """Scale all gradients together so their joint ``norm_type``-norm is at most ``max_norm``.
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
+    """Scale all gradients together so their joint ``norm_type``-norm is at most ``max_norm``
+    (``foreach`` is accepted: there is one code path).
 
     Returns the total norm before clipping (a 0-d Tensor).
     """
@@ -43,8 +44,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     return wrap(xp.asarray(total))
 
 
-def clip_grad_value_(parameters, clip_value):
-    """Clamp every gradient element to ``[-clip_value, clip_value]`` in place."""
+def clip_grad_value_(parameters, clip_value, foreach=None):
+    """Clamp every gradient element to ``[-clip_value, clip_value]`` in place (``foreach`` accepted)."""
     for p in _params(parameters):
         if p.grad is not None:
             xp = backend.get_array_module(p.grad.array)
