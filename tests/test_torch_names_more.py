@@ -290,3 +290,44 @@ def test_where_of_a_condition_alone_and_other_small_names():
                           x.numpy())
     e, te = nn.Linear(2, 3).to_empty(device="cpu"), torch.nn.Linear(2, 3).to_empty(device="cpu")
     assert [tuple(p.shape) for p in e.parameters()] == [tuple(p.shape) for p in te.parameters()]
+
+
+# ------------------------------------------------------------------ lazy modules
+@pytest.mark.parametrize("name,args,x_shape", [("LazyLinear", (3,), (2, 5)), ("LazyConv1d", (4, 3), (2, 3, 9)),
+                                               ("LazyConv2d", (4, 3), (1, 2, 6, 6)), ("LazyConv2d", (4, 3), (2, 6, 6)),
+                                               ("LazyConv3d", (2, 2), (1, 3, 4, 4, 4)),
+                                               ("LazyBatchNorm1d", (), (4, 3)), ("LazyBatchNorm2d", (), (2, 3, 4, 4))])
+def test_lazy_modules_become_their_class_as_torchs(name, args, x_shape):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    dm, tm = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
+    assert dm.has_uninitialized_params() and tm.has_uninitialized_params()
+    assert list(dm.state_dict()) == [k for k in tm.state_dict() if not k.startswith("running") and "num_batches" not in k]
+    held = list(dm.parameters())
+    opt = dg.optim.SGD(held, lr=0.1) if held else None       # made before the first call, as torch allows
+    dm.eval() if "BatchNorm" in name else None
+    tm.eval() if "BatchNorm" in name else None
+    dm(dg.tensor(x))
+    tm(torch.tensor(x))
+    assert type(dm).__name__ == type(tm).__name__ and repr(dm).split(",")[0] == repr(tm).split(",")[0]
+    assert list(dm.state_dict()) == list(tm.state_dict())
+    assert all(type(p).__name__ == "Parameter" for p in dm.parameters())
+    assert [tuple(p.shape) for p in dm.parameters()] == [tuple(p.shape) for p in tm.parameters()]
+    assert all(p is q for p, q in zip(dm.parameters(), held)) and dm.training == tm.training
+    dm.load_state_dict({k: dg.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
+    out_d, out_t = dm(dg.tensor(x)), tm(torch.tensor(x))
+    _same(out_d, out_t, f"{name} after loading torch's weights", tol=1e-5)
+    if opt is not None:
+        out_d.sum().backward()
+        before = [p.detach().numpy().copy() for p in held]
+        opt.step()
+        assert any(not np.array_equal(b, p.detach().numpy()) for b, p in zip(before, held))
+
+
+def test_lazy_module_loads_a_state_dict_before_its_first_call():
+    src = torch.nn.Linear(7, 2)
+    lazy = nn.LazyLinear(2)
+    lazy.load_state_dict({k: dg.tensor(v.detach().numpy()) for k, v in src.state_dict().items()})
+    assert tuple(lazy.weight.shape) == (2, 7)
+    x = np.ones((3, 7), np.float32)
+    _same(lazy(dg.tensor(x)), src(torch.tensor(x)), "a lazy Linear loaded from a state dict", tol=1e-6)

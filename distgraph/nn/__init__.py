@@ -20,6 +20,7 @@ from distgraph.nn.transformer import *  # noqa: F401,F403
 from distgraph.nn.misc_layers import Bilinear, EmbeddingBag, Unflatten  # noqa: F401
 from distgraph.nn.parallel.sync_batchnorm import SyncBatchNorm
 from distgraph.nn.parallel.data_parallel import DataParallel
+from distgraph.nn.lazy import *  # noqa: F401,F403
 from distgraph.nn import activation, container, layers, loss, rnn, transformer  # noqa: E402
 from distgraph.nn import conv, dropout, normalization, padding, pooling  # noqa: E402
 
