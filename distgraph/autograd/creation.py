@@ -186,7 +186,7 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
     u = _draw(generator, dev, lambda g: g.random((n, num_samples if replacement else k)))
     if replacement:   # inverse cdf
         cdf = xp.cumsum(rows / rows.sum(-1, keepdims=True), -1)
-        idx = (u[:, :, None] >= cdf[:, None, :]).sum(-1).clip(0, k - 1)
+        idx = xp.stack([xp.searchsorted(cdf[r], u[r], side="right") for r in range(n)]).clip(0, k - 1)
     else:             # top-k of log w + Gumbel noise: a draw without replacement, in order
         with np.errstate(divide="ignore"):
             keys = xp.log(rows) - xp.log(-xp.log(xp.clip(u, 1e-300, 1.0)))
