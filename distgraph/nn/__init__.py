@@ -22,9 +22,10 @@ from distgraph.nn.parallel.sync_batchnorm import SyncBatchNorm
 from distgraph.nn.parallel.data_parallel import DataParallel
 from distgraph.nn.lazy import *  # noqa: F401,F403
 from distgraph.nn import activation, container, layers, loss, rnn, transformer  # noqa: E402
-from distgraph.nn import conv, dropout, normalization, padding, pooling  # noqa: E402
+from distgraph.nn import conv, dropout, lazy, normalization, padding, pooling  # noqa: E402
 
-__all__ = (["Parameter", "Module", "MultiheadAttention", "SyncBatchNorm", "Bilinear", "EmbeddingBag", "Unflatten"]
+__all__ = (["Parameter", "Module", "MultiheadAttention", "SyncBatchNorm", "DataParallel", "Bilinear", "EmbeddingBag",
+            "Unflatten"] + lazy.__all__
            + container.__all__
            + layers.__all__ + pooling.__all__ + conv.__all__ + padding.__all__ + dropout.__all__
            + normalization.__all__ + activation.__all__ + loss.__all__ + rnn.__all__ + transformer.__all__)
