@@ -158,6 +158,16 @@ def test_torch_compile_idioms_give_torchs_results(tmp_path):
     assert not differ, differ
 
 
+def test_torch_namespaces_beyond_the_loop_give_torchs_results(tmp_path):
+    """torch.distributions, linalg, special, func, weight norm, swa_utils, lazy layers and the default dtype
+    in one float64 program (weights from NumPy): every result equal to torch's to 9 decimals."""
+    t, d = run_both("extras_idioms.py", tmp_path)
+    assert not [k for k, v in t.items() if isinstance(v, str) and v.startswith("ERR")], t   # the reference ran
+    assert len(t) >= 12 and t.keys() == d.keys(), (t, d)
+    differ = {k: (t[k], d[k]) for k in t if t[k] != d[k]}
+    assert not differ, differ
+
+
 # ------------------------------------------------------------- distributed
 @pytest.mark.mpiexec
 def test_ddp_tutorial_torchrun_script(tmp_path):
