@@ -4,12 +4,14 @@
 (well defined where the matrix is invertible, positive definite, or has distinct eigenvalues)."""
 from __future__ import annotations
 
+from collections import namedtuple
+
 from distgraph import backend
 from distgraph.autograd.function import Function, unbroadcast
 from distgraph.autograd.ops import amax, amin, cast, sum
 from distgraph.autograd.ops._common import as_tensor, xp_of
 from distgraph.autograd.ops.elementwise import abs
-from distgraph.autograd.ops.linalg import cross as _cross, det, inverse as inv, logdet, matmul, slogdet
+from distgraph.autograd.ops.linalg import _mT, _square, cross as _cross, det, inverse as inv, logdet, matmul, slogdet
 from distgraph.autograd.ops.reduce import norm as _vector_p_norm
 
 __all__ = ["norm", "vector_norm", "matrix_norm", "svdvals", "cross", "vecdot", "matmul", "inv", "det", "slogdet",
@@ -113,18 +115,6 @@ def vecdot(x, y, *, dim=-1):
 
 
 # ------------------------------------------------------------------ inverses, determinants, solves
-def _mT(a):
-    return a.swapaxes(-1, -2)
-
-
-def _square(op, A):
-    x = _floating(op, A, None)
-    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
-        raise RuntimeError(f"linalg.{op}: A must be batches of square matrices, but they are "
-                           f"{x.shape[-2] if x.ndim > 1 else 1} by {x.shape[-1] if x.ndim else 1} matrices")
-    return x
-
-
 class Solve(Function):
     """``X = A^-1 B`` (``B`` batches of columns); ``gB = A^-T gX``, ``gA = -gB X^T``, each summed back
     to its input's batch shape."""
@@ -240,14 +230,16 @@ class Eigh(Function):
         return (v @ inner @ vt,)
 
 
+_EighResult = namedtuple("eigh", ["eigenvalues", "eigenvectors"])
+
+
 def eigh(A, UPLO="L"):
     """``(eigenvalues, eigenvectors)`` of (batches of) symmetric matrices (only the ``UPLO`` triangle is
     read), eigenvalues ascending; a named pair (``.eigenvalues``, ``.eigenvectors``)."""
-    from collections import namedtuple
     if UPLO not in ("L", "U"):
         raise RuntimeError(f"linalg.eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
     packed = Eigh(UPLO).apply(_square("eigh", A))
-    return namedtuple("eigh", ["eigenvalues", "eigenvectors"])(packed[..., 0, :], packed[..., 1:, :])
+    return _EighResult(packed[..., 0, :], packed[..., 1:, :])
 
 
 def eigvalsh(A, UPLO="L"):

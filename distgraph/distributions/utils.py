@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import numbers
 
-import numpy as np
-
 from distgraph import backend, linalg
 from distgraph.autograd import grad_mode
 from distgraph.autograd.creation import rand, randn
 from distgraph.autograd.ops import broadcast_tensors, clamp, log, log1p, sigmoid, softmax
-from distgraph.autograd.tensor import Size, Tensor, _make, tensor
+from distgraph.autograd.tensor import Size, Tensor, tensor
 from distgraph.types import finfo
 
 __all__ = ["broadcast_all", "lazy_property", "probs_to_logits", "logits_to_probs", "clamp_probs",
@@ -97,28 +95,19 @@ def uniform01(shape, like):
 
 
 def both(*masks):
-    """The elementwise AND of bool tensors.
-
-    Works around a distgraph quirk: a comparison of a 0-dim tensor gives a tensor holding a NumPy
-    scalar (``np.bool``), and ``&`` between such a tensor and one holding a 0-dim array raises
-    "expected all tensors on the same device, got cpu and cpu".  Each mask is rewrapped as an array.
-    """
-    out = None
-    for m in map(_array_mask, masks):
-        out = m if out is None else out & m
+    """The elementwise AND of bool tensors."""
+    out = masks[0]
+    for m in masks[1:]:
+        out = out & m
     return out
 
 
 def either(*masks):
-    """The elementwise OR of bool tensors (see :func:`both` for why not ``|``)."""
-    out = None
-    for m in map(_array_mask, masks):
-        out = m if out is None else out | m
+    """The elementwise OR of bool tensors."""
+    out = masks[0]
+    for m in masks[1:]:
+        out = out | m
     return out
-
-
-def _array_mask(m):
-    return _make(np.asarray(m.array), None, False) if isinstance(m.array, np.generic) else m
 
 
 def cholesky(a):
